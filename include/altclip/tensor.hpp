@@ -1,0 +1,165 @@
+// Element types of the model file and a non-owning view of one stored tensor.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "errors.hpp"
+
+namespace altclip {
+
+enum class DType { f32, f16, bf16, i64, i32, u8 };
+
+inline const char* dtype_name(DType t) {
+    switch (t) {
+        case DType::f32: return "f32";
+        case DType::f16: return "f16";
+        case DType::bf16: return "bf16";
+        case DType::i64: return "i64";
+        case DType::i32: return "i32";
+        case DType::u8: return "u8";
+    }
+    return "?";
+}
+
+inline std::size_t dtype_size(DType t) {
+    switch (t) {
+        case DType::f32: return 4;
+        case DType::f16: return 2;
+        case DType::bf16: return 2;
+        case DType::i64: return 8;
+        case DType::i32: return 4;
+        case DType::u8: return 1;
+    }
+    return 0;
+}
+
+/// Parses a dtype name of docs/format.md; returns false for an unknown name.
+inline bool parse_dtype(const std::string& s, DType& out) {
+    static const struct { const char* name; DType t; } table[] = {
+        {"f32", DType::f32}, {"f16", DType::f16}, {"bf16", DType::bf16},
+        {"i64", DType::i64}, {"i32", DType::i32}, {"u8", DType::u8}};
+    for (const auto& e : table) {
+        if (s == e.name) {
+            out = e.t;
+            return true;
+        }
+    }
+    return false;
+}
+
+inline bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
+
+/// IEEE binary16 bits -> float (exact).
+inline float half_to_float(std::uint16_t h) {
+    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+    std::uint32_t exp = (h >> 10) & 0x1Fu;
+    std::uint32_t mant = h & 0x3FFu;
+    std::uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else {  // subnormal: normalise
+            exp = 127 - 15 + 1;
+            while ((mant & 0x400u) == 0) {
+                mant <<= 1;
+                --exp;
+            }
+            mant &= 0x3FFu;
+            bits = sign | (exp << 23) | (mant << 13);
+        }
+    } else if (exp == 0x1F) {
+        bits = sign | 0x7F800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+/// bfloat16 bits -> float (exact).
+inline float bf16_to_float(std::uint16_t b) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(b) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+/// A tensor as stored in a mapped file: dtype, shape, and a pointer into the mapping.
+/// Valid as long as the file object that produced it is alive.
+struct TensorView {
+    std::string name;
+    DType dtype = DType::f32;
+    std::vector<std::int64_t> shape;
+    const void* data = nullptr;
+    std::size_t nbytes = 0;
+
+    std::int64_t numel() const {
+        std::int64_t n = 1;
+        for (auto d : shape) n *= d;
+        return n;
+    }
+
+    std::string shape_str() const {
+        std::string s = "[";
+        for (std::size_t i = 0; i < shape.size(); ++i) {
+            if (i) s += ", ";
+            s += std::to_string(shape[i]);
+        }
+        return s + "]";
+    }
+
+    /// Copies the values widened to float (f32, f16, bf16 tensors only).
+    std::vector<float> to_f32() const {
+        const auto n = static_cast<std::size_t>(numel());
+        std::vector<float> out(n);
+        const auto* p = static_cast<const unsigned char*>(data);
+        switch (dtype) {
+            case DType::f32:
+                std::memcpy(out.data(), p, n * 4);
+                break;
+            case DType::f16:
+                for (std::size_t i = 0; i < n; ++i) {
+                    std::uint16_t h;
+                    std::memcpy(&h, p + 2 * i, 2);
+                    out[i] = half_to_float(h);
+                }
+                break;
+            case DType::bf16:
+                for (std::size_t i = 0; i < n; ++i) {
+                    std::uint16_t h;
+                    std::memcpy(&h, p + 2 * i, 2);
+                    out[i] = bf16_to_float(h);
+                }
+                break;
+            default:
+                throw FormatError("tensor " + name + " has dtype " + dtype_name(dtype) +
+                                  ", expected a float type (f32, f16 or bf16)");
+        }
+        return out;
+    }
+
+    /// Copies integer values (i64, i32, u8) widened to int64.
+    std::vector<std::int64_t> to_i64() const {
+        const auto n = static_cast<std::size_t>(numel());
+        std::vector<std::int64_t> out(n);
+        const auto* p = static_cast<const unsigned char*>(data);
+        for (std::size_t i = 0; i < n; ++i) {
+            switch (dtype) {
+                case DType::i64: std::memcpy(&out[i], p + 8 * i, 8); break;
+                case DType::i32: { std::int32_t v; std::memcpy(&v, p + 4 * i, 4); out[i] = v; break; }
+                case DType::u8: out[i] = p[i]; break;
+                default:
+                    throw FormatError("tensor " + name + " has dtype " + dtype_name(dtype) +
+                                      ", expected an integer type (i64, i32 or u8)");
+            }
+        }
+        return out;
+    }
+};
+
+}  // namespace altclip

@@ -1,0 +1,218 @@
+"""Read and write the altclip container (docs/format.md). Needs only numpy.
+
+A tensor to write is either a numpy array (float32, float16, int64, int32, uint8) or a
+`Raw(dtype, shape, data)` with `data` a bytes-like object of exactly the right size
+(used for bf16, which numpy has no type for).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+MAGIC = b"ALTCLIP\0"
+VERSION = 1
+ALIGN = 64
+PREAMBLE = 24  # magic(8) + version(4) + reserved(4) + header size(8)
+
+DTYPE_SIZES = {"f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "u8": 1}
+NUMPY_DTYPES = {
+    np.dtype("<f4"): "f32",
+    np.dtype("<f2"): "f16",
+    np.dtype("<i8"): "i64",
+    np.dtype("<i4"): "i32",
+    np.dtype("u1"): "u8",
+}
+# bf16 is read back as uint16 bit patterns; to_float32() widens them.
+READ_DTYPES = {"f32": "<f4", "f16": "<f2", "bf16": "<u2", "i64": "<i8", "i32": "<i4", "u8": "u1"}
+
+
+class FormatError(ValueError):
+    pass
+
+
+@dataclass
+class Raw:
+    dtype: str
+    shape: Sequence[int]
+    data: bytes
+
+
+def align_up(n: int, a: int = ALIGN) -> int:
+    return (n + a - 1) // a * a
+
+
+def float32_to_bf16_bits(a: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even float32 -> bfloat16 bit patterns (as torch does)."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    bits = a.view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    out = rounded.astype(np.uint16)
+    nan = np.isnan(a)
+    out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)  # keep NaN a quiet NaN
+    return out
+
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def to_float32(dtype: str, arr: np.ndarray) -> np.ndarray:
+    if dtype == "bf16":
+        return bf16_bits_to_float32(arr)
+    return arr.astype(np.float32)
+
+
+def _describe(value) -> tuple[str, list[int], memoryview]:
+    if isinstance(value, Raw):
+        if value.dtype not in DTYPE_SIZES:
+            raise FormatError(f"unknown dtype {value.dtype!r}")
+        shape = [int(d) for d in value.shape]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[value.dtype]
+        data = memoryview(value.data).cast("B")
+        if len(data) != nbytes:
+            raise FormatError(f"raw tensor has {len(data)} bytes, shape {shape} x {value.dtype} needs {nbytes}")
+        return value.dtype, shape, data
+    arr = np.asarray(value)
+    if arr.dtype == np.float64:
+        raise FormatError("float64 tensors are not part of the format; cast to float32 first")
+    dt = NUMPY_DTYPES.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
+    if dt is None:
+        raise FormatError(f"numpy dtype {arr.dtype} has no altclip dtype")
+    arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
+    return dt, list(arr.shape), memoryview(arr.reshape(-1).view(np.uint8))
+
+
+def write_container(
+    path: str,
+    tensors: Mapping[str, object],
+    *,
+    blobs: Optional[Mapping[str, bytes]] = None,
+    config: Optional[dict] = None,
+    preprocessor_config: Optional[dict] = None,
+    metadata: Optional[dict] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> None:
+    """Write a container atomically: a temporary file in the same folder, renamed at the end.
+
+    `tensors` may be a lazy mapping; each value is materialised once, in order.
+    `progress(done_bytes, total_bytes)` is called as data is written.
+    """
+    blobs = dict(blobs or {})
+    described = {}
+    for name in tensors:
+        described[name] = _describe(tensors[name])
+
+    header: dict = {"format": "altclip", "version": VERSION, "metadata": metadata or {}}
+    if config is not None:
+        header["config"] = config
+    if preprocessor_config is not None:
+        header["preprocessor_config"] = preprocessor_config
+    if blobs:
+        header["blobs"] = {}
+    header["tensors"] = {}
+
+    offset = 0
+    order = []
+    for name, data in blobs.items():
+        header["blobs"][name] = {"offset": offset, "size": len(data)}
+        order.append(memoryview(data).cast("B"))
+        offset = align_up(offset + len(data))
+    for name, (dt, shape, data) in described.items():
+        header["tensors"][name] = {"dtype": dt, "shape": shape, "offset": offset, "size": len(data)}
+        order.append(data)
+        offset = align_up(offset + len(data))
+
+    header_bytes = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data_start = align_up(PREAMBLE + len(header_bytes))
+    total = sum(len(d) for d in order)
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".altclip-", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + struct.pack("<IIQ", VERSION, 0, len(header_bytes)))
+            f.write(header_bytes)
+            f.write(b"\0" * (data_start - PREAMBLE - len(header_bytes)))
+            done = 0
+            pos = 0
+            for i, data in enumerate(order):
+                if pos % ALIGN:
+                    pad = ALIGN - pos % ALIGN
+                    f.write(b"\0" * pad)
+                    pos += pad
+                f.write(data)
+                pos += len(data)
+                done += len(data)
+                if progress is not None:
+                    progress(done, total)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass
+class Container:
+    header: dict
+    tensors: Dict[str, tuple]  # name -> (dtype, numpy array: bf16 as uint16 bits)
+    blobs: Dict[str, bytes]
+
+    def f32(self, name: str) -> np.ndarray:
+        dt, arr = self.tensors[name]
+        return to_float32(dt, arr)
+
+
+def read_container(path: str) -> Container:
+    """Read and validate a container (the same checks as the C++ reader's container layer)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    if len(buf) < PREAMBLE:
+        raise FormatError(f"{path}: {len(buf)} bytes, shorter than the {PREAMBLE}-byte preamble")
+    if buf[:8] != MAGIC:
+        raise FormatError(f"{path}: bad magic {buf[:8]!r}")
+    version, _, n = struct.unpack("<IIQ", buf[8:24])
+    if version != VERSION:
+        raise FormatError(f"{path}: version {version}, expected {VERSION}")
+    if PREAMBLE + n > len(buf):
+        raise FormatError(f"{path}: header of {n} bytes runs past the end of the file ({len(buf)} bytes)")
+    header = json.loads(buf[PREAMBLE:PREAMBLE + n].decode("utf-8"))
+    data_start = align_up(PREAMBLE + n)
+    spans = []
+    tensors, blobs = {}, {}
+    for kind, table in (("blob", header.get("blobs", {})), ("tensor", header.get("tensors", {}))):
+        for name, item in table.items():
+            off, size = item["offset"], item["size"]
+            if off % ALIGN:
+                raise FormatError(f"{path}: {kind} {name} offset {off} not aligned to {ALIGN}")
+            if data_start + off + size > len(buf):
+                raise FormatError(f"{path}: {kind} {name} runs past the end of the file")
+            spans.append((off, off + size, name))
+            raw = buf[data_start + off:data_start + off + size]
+            if kind == "blob":
+                blobs[name] = raw
+            else:
+                dt, shape = item["dtype"], item["shape"]
+                if dt not in DTYPE_SIZES:
+                    raise FormatError(f"{path}: tensor {name} has unknown dtype {dt}")
+                if int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[dt] != size:
+                    raise FormatError(f"{path}: tensor {name} size {size} does not match shape {shape} x {dt}")
+                tensors[name] = (dt, np.frombuffer(raw, dtype=READ_DTYPES[dt]).reshape(shape))
+    spans.sort()
+    for a, b in zip(spans, spans[1:]):
+        if b[0] < a[1]:
+            raise FormatError(f"{path}: {a[2]} and {b[2]} overlap")
+    end = max([data_start] + [data_start + s[1] for s in spans])
+    if end != len(buf):
+        raise FormatError(f"{path}: file is {len(buf)} bytes, its items end at {end}")
+    return Container(header, tensors, blobs)
