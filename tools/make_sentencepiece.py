@@ -34,8 +34,11 @@ def train(vocab_size: int) -> bytes:
     model = io.BytesIO()
     # sentencepiece's own seed (for any sampling it does) is fixed before training.
     spm.set_random_generator_seed(1234)
+    # A path relative to the repo root, so the trainer_spec stored in the model (which
+    # records `input`) is the same bytes whichever clone runs this.
+    os.chdir(ROOT)
     spm.SentencePieceTrainer.train(
-        input=TRAINING_TEXT,
+        input=os.path.relpath(TRAINING_TEXT, ROOT),
         model_writer=model,
         model_type="unigram",
         vocab_size=vocab_size,
