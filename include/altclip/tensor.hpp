@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "errors.hpp"
@@ -160,6 +161,33 @@ struct TensorView {
         }
         return out;
     }
+};
+
+/// A dense row-major float32 tensor that owns its data: model inputs and outputs.
+struct Tensor {
+    std::vector<std::int64_t> shape;
+    std::vector<float> data;
+
+    Tensor() = default;
+    explicit Tensor(std::vector<std::int64_t> s) : shape(std::move(s)), data(static_cast<std::size_t>(count(shape))) {}
+    Tensor(std::vector<std::int64_t> s, std::vector<float> d) : shape(std::move(s)), data(std::move(d)) {
+        if (static_cast<std::int64_t>(data.size()) != count(shape)) {
+            throw InvalidArgument("Tensor: " + std::to_string(data.size()) + " values do not fill its shape");
+        }
+    }
+
+    static std::int64_t count(const std::vector<std::int64_t>& s) {
+        std::int64_t n = 1;
+        for (auto d : s) n *= d;
+        return n;
+    }
+    std::int64_t numel() const { return static_cast<std::int64_t>(data.size()); }
+    std::int64_t dim(std::size_t i) const { return shape.at(i); }
+    float* ptr() { return data.data(); }
+    const float* ptr() const { return data.data(); }
+    /// Pointer to the start of index i along the first dimension.
+    float* slice(std::int64_t i) { return data.data() + i * (numel() / shape.at(0)); }
+    const float* slice(std::int64_t i) const { return data.data() + i * (numel() / shape.at(0)); }
 };
 
 }  // namespace altclip

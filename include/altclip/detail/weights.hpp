@@ -1,0 +1,129 @@
+// Binding the modules' parameters to the tensors of a model file.
+//
+// Each module asks the loader for its parameters by HF state_dict key (built from the
+// module tree's prefixes) and expected shape. f32 tensors are used in place from the
+// mapped file; f16/bf16 ones are widened to f32 once, into storage the model owns.
+// A model whose loader reported a problem is never run (finish() throws), so a missing
+// tensor binds to nullptr. The loader does not stop at the first problem: it collects every missing, wrongly
+// shaped, non-float and (in `finish`) unexpected tensor and reports them in one error.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "../model_file.hpp"
+
+namespace altclip::detail {
+
+/// Parameters that own or borrow their data; `keep` keeps the owner alive.
+struct WeightStorage {
+    std::shared_ptr<const ModelFile> file;           // keeps the mapping alive
+    std::vector<std::vector<float>> widened;         // f16/bf16 tensors widened to f32
+};
+
+/// nn.Linear: weight [out, in] row-major, optional bias [out].
+struct LinearParams {
+    const float* weight = nullptr;
+    const float* bias = nullptr;  // nullptr when the layer has no bias
+    std::int64_t out = 0, in = 0;
+};
+
+/// nn.LayerNorm: weight and bias [n], eps.
+struct LayerNormParams {
+    const float* weight = nullptr;
+    const float* bias = nullptr;
+    std::int64_t n = 0;
+    float eps = 0;
+};
+
+class WeightLoader {
+public:
+    /// `scope`: the key prefix this loader owns ("" for the whole model, "text_model." for
+    /// the text tower alone); tensors outside it are neither used nor reported as unexpected.
+    WeightLoader(std::shared_ptr<const ModelFile> file, std::shared_ptr<WeightStorage> storage,
+                 std::string scope = "")
+        : file_(std::move(file)), storage_(std::move(storage)), scope_(std::move(scope)) {
+        storage_->file = file_;
+    }
+
+    /// The storage the bound parameters live in; every model built from this loader keeps it.
+    std::shared_ptr<const WeightStorage> storage() const { return storage_; }
+
+    const float* get(const std::string& name, const std::vector<std::int64_t>& shape) {
+        used_.insert(name);
+        const auto& c = file_->container();
+        if (!c.has_tensor(name)) {
+            problems_.push_back("missing tensor '" + name + "' (expected shape " + shape_str(shape) + ")");
+            return nullptr;
+        }
+        const TensorView& t = c.tensor(name);
+        if (t.shape != shape) {
+            problems_.push_back("tensor '" + name + "' has shape " + t.shape_str() + ", the config implies " +
+                                shape_str(shape));
+            return nullptr;
+        }
+        if (!is_float(t.dtype)) {
+            problems_.push_back("tensor '" + name + "' has dtype " + dtype_name(t.dtype) +
+                                ", expected f32, f16 or bf16");
+            return nullptr;
+        }
+        if (t.dtype == DType::f32) return static_cast<const float*>(t.data);
+        storage_->widened.push_back(t.to_f32());
+        return storage_->widened.back().data();
+    }
+
+    LinearParams linear(const std::string& prefix, std::int64_t out, std::int64_t in, bool bias) {
+        LinearParams p;
+        p.out = out;
+        p.in = in;
+        p.weight = get(prefix + ".weight", {out, in});
+        if (bias) p.bias = get(prefix + ".bias", {out});
+        return p;
+    }
+
+    LayerNormParams layer_norm(const std::string& prefix, std::int64_t n, double eps) {
+        LayerNormParams p;
+        p.n = n;
+        p.eps = static_cast<float>(eps);
+        p.weight = get(prefix + ".weight", {n});
+        p.bias = get(prefix + ".bias", {n});
+        return p;
+    }
+
+    /// Throws one FormatError listing every problem found, including tensors in scope that
+    /// no module asked for.
+    void finish() const {
+        std::vector<std::string> all = problems_;
+        for (const auto& kv : file_->container().tensors()) {
+            if (kv.first.compare(0, scope_.size(), scope_) == 0 && !used_.count(kv.first)) {
+                all.push_back("unexpected tensor '" + kv.first + "' " + kv.second.shape_str());
+            }
+        }
+        if (all.empty()) return;
+        std::string msg = file_->path() + ": the tensors do not match the config (" + std::to_string(all.size()) +
+                          " problem" + (all.size() > 1 ? "s" : "") + "):";
+        const std::size_t shown = std::min<std::size_t>(all.size(), 20);
+        for (std::size_t i = 0; i < shown; ++i) msg += "\n  " + all[i];
+        if (shown < all.size()) msg += "\n  ... and " + std::to_string(all.size() - shown) + " more";
+        msg += "\nThe file was not made from this config, or by another converter version; re-run tools/convert.py.";
+        throw FormatError(msg);
+    }
+
+private:
+    static std::string shape_str(const std::vector<std::int64_t>& s) {
+        std::string r = "[";
+        for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+        return r + "]";
+    }
+
+    std::shared_ptr<const ModelFile> file_;
+    std::shared_ptr<WeightStorage> storage_;
+    std::string scope_;
+    std::set<std::string> used_;
+    std::vector<std::string> problems_;
+};
+
+}  // namespace altclip::detail

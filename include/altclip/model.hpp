@@ -1,0 +1,119 @@
+// AltCLIPModel, mirroring transformers' AltCLIPModel: both towers, the projection heads
+// (no bias) and the contrastive logits.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "detail/weights.hpp"
+#include "errors.hpp"
+#include "kernels/ops.hpp"
+#include "model_file.hpp"
+#include "modeling_outputs.hpp"
+#include "tensor.hpp"
+#include "text.hpp"
+#include "vision.hpp"
+
+namespace altclip {
+
+/// As transformers' AltCLIPOutput.
+struct AltCLIPOutput {
+    Tensor logits_per_image;  // [n_image, n_text]
+    Tensor logits_per_text;   // [n_text, n_image]
+    Tensor text_embeds;       // [n_text, projection_dim], L2-normalised
+    Tensor image_embeds;      // [n_image, projection_dim], L2-normalised
+    BaseModelOutputWithPooling text_model_output;
+    BaseModelOutputWithPooling vision_model_output;
+};
+
+/// Divides each row by its L2 norm (no epsilon, as the reference's _get_vector_norm).
+inline void l2_normalize_rows(Tensor& t) {
+    const std::int64_t rows = t.dim(0), n = t.numel() / rows;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        float* x = t.slice(r);
+        double s = 0;
+        for (std::int64_t i = 0; i < n; ++i) s += double(x[i]) * x[i];
+        const float norm = static_cast<float>(std::sqrt(s));
+        for (std::int64_t i = 0; i < n; ++i) x[i] /= norm;
+    }
+}
+
+/// Immutable after construction; every method is const and safe to call from several threads.
+class AltCLIPModel {
+public:
+    /// Maps and validates a model file made by tools/convert.py (weights are used in place
+    /// for f32 files). Throws IoError, FormatError or ConfigError.
+    static AltCLIPModel from_file(const std::string& path) { return AltCLIPModel(ModelFile::open(path)); }
+
+    explicit AltCLIPModel(std::shared_ptr<const ModelFile> file) : AltCLIPModel(file, std::make_shared<detail::WeightStorage>()) {}
+
+    const AltCLIPConfig& config() const { return file_->config(); }
+    const ModelFile& file() const { return *file_; }
+    std::shared_ptr<const ModelFile> file_ptr() const { return file_; }
+    float logit_scale() const { return logit_scale_; }
+
+    /// Projected pooler output of the text tower [batch, projection_dim], not normalised.
+    Tensor get_text_features(const TokenView& tokens) const { return project(text_model.forward(tokens).pooler_output, text_projection); }
+    /// Projected pooler output of the vision tower [batch, projection_dim], not normalised.
+    Tensor get_image_features(const PixelView& pixels, bool interpolate_pos_encoding = false) const {
+        return project(vision_model.forward(pixels, interpolate_pos_encoding).pooler_output, visual_projection);
+    }
+
+    AltCLIPOutput forward(const TokenView& tokens, const PixelView& pixels, bool interpolate_pos_encoding = false) const {
+        AltCLIPOutput o;
+        o.text_model_output = text_model.forward(tokens);
+        o.vision_model_output = vision_model.forward(pixels, interpolate_pos_encoding);
+        o.text_embeds = project(o.text_model_output.pooler_output, text_projection);
+        o.image_embeds = project(o.vision_model_output.pooler_output, visual_projection);
+        l2_normalize_rows(o.text_embeds);
+        l2_normalize_rows(o.image_embeds);
+        o.logits_per_text = logits(o.text_embeds, o.image_embeds, logit_scale_);
+        o.logits_per_image = logits(o.image_embeds, o.text_embeds, logit_scale_);
+        return o;
+    }
+
+    /// exp(logit_scale) * a . b^T for normalised embeddings a [n, d], b [m, d] -> [n, m].
+    static Tensor logits(const Tensor& a, const Tensor& b, float logit_scale) {
+        const std::int64_t n = a.dim(0), m = b.dim(0), d = a.dim(1);
+        Tensor out({n, m});
+        kernels::linear(a.ptr(), n, d, b.ptr(), nullptr, m, out.ptr());
+        const float scale = std::exp(logit_scale);
+        for (auto& v : out.data) v *= scale;
+        return out;
+    }
+
+    AltCLIPTextModel text_model;
+    AltCLIPVisionModel vision_model;
+    detail::LinearParams visual_projection, text_projection;
+
+private:
+    AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage)
+        : AltCLIPModel(file, storage, detail::WeightLoader(file, storage)) {}
+    AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
+                 detail::WeightLoader&& w)
+        : text_model(w, "text_model.", file->config().text_config),
+          vision_model(w, "vision_model.", file->config().vision_config),
+          file_(file),
+          storage_(storage) {
+        const auto& c = file->config();
+        visual_projection = w.linear("visual_projection", c.projection_dim, c.vision_config.hidden_size, false);
+        text_projection = w.linear("text_projection", c.projection_dim, c.text_config.project_dim, false);
+        const float* ls = w.get("logit_scale", {});
+        w.finish();
+        logit_scale_ = *ls;
+    }
+
+    static Tensor project(const Tensor& pooled, const detail::LinearParams& p) {
+        Tensor out({pooled.dim(0), p.out});
+        kernels::linear(pooled.ptr(), pooled.dim(0), p.in, p.weight, nullptr, p.out, out.ptr());
+        return out;
+    }
+
+    std::shared_ptr<const ModelFile> file_;
+    std::shared_ptr<detail::WeightStorage> storage_;
+    float logit_scale_ = 0;
+};
+
+}  // namespace altclip

@@ -1,0 +1,206 @@
+// The text tower, mirroring transformers' AltCLIPTextModel (models/altclip/modeling_altclip.py):
+// XLM-RoBERTa (AltRobertaModel, post-LN layers, exact erf GELU, padding mask), then
+// pre_LN and transformation on every token; pooler_output is token 0 (<s>).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "detail/self_attention.hpp"
+#include "detail/weights.hpp"
+#include "errors.hpp"
+#include "kernels/ops.hpp"
+#include "model_file.hpp"
+#include "modeling_outputs.hpp"
+#include "tensor.hpp"
+
+namespace altclip {
+
+/// A non-owning view of a tokenized, right-padded batch: input_ids and attention_mask [batch, seq].
+struct TokenView {
+    const std::int64_t* input_ids = nullptr;
+    const std::int64_t* attention_mask = nullptr;  // nullptr: every token is real
+    std::int64_t batch = 0, seq = 0;
+};
+
+/// AltRobertaEmbeddings: word + position (RoBERTa numbering) + token type 0, then LayerNorm.
+struct AltRobertaEmbeddings {
+    const float* word_embeddings = nullptr;        // [vocab_size, hidden]
+    const float* position_embeddings = nullptr;    // [max_position_embeddings, hidden]
+    const float* token_type_embeddings = nullptr;  // [type_vocab_size, hidden]
+    detail::LayerNormParams LayerNorm;
+    AltCLIPTextConfig config;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
+        config = c;
+        word_embeddings = w.get(prefix + "word_embeddings.weight", {c.vocab_size, c.hidden_size});
+        position_embeddings = w.get(prefix + "position_embeddings.weight", {c.max_position_embeddings, c.hidden_size});
+        token_type_embeddings = w.get(prefix + "token_type_embeddings.weight", {c.type_vocab_size, c.hidden_size});
+        LayerNorm = w.layer_norm(prefix + "LayerNorm", c.hidden_size, c.layer_norm_eps);
+    }
+
+    /// One sequence of ids [seq] -> out [seq, hidden].
+    /// Positions as create_position_ids_from_input_ids: cumsum(id != pad) * (id != pad) + pad.
+    void forward(const std::int64_t* ids, std::int64_t seq, float* out) const {
+        const std::int64_t H = config.hidden_size, pad = config.pad_token_id;
+        std::int64_t running = 0;
+        for (std::int64_t t = 0; t < seq; ++t) {
+            const std::int64_t id = ids[t];
+            const std::int64_t pos = id != pad ? ++running + pad : pad;
+            const float* we = word_embeddings + id * H;
+            const float* pe = position_embeddings + pos * H;
+            float* o = out + t * H;
+            for (std::int64_t i = 0; i < H; ++i) o[i] = (we[i] + token_type_embeddings[i]) + pe[i];
+        }
+        kernels::layer_norm(out, seq, H, LayerNorm.weight, LayerNorm.bias, LayerNorm.eps, out);
+    }
+};
+
+/// AltRobertaLayer (post-LN): attention.self -> attention.output (dense, LayerNorm(+x)),
+/// intermediate (dense, gelu) -> output (dense, LayerNorm(+a)).
+struct AltRobertaLayer {
+    struct {
+        struct { detail::LinearParams query, key, value; } self;
+        struct { detail::LinearParams dense; detail::LayerNormParams LayerNorm; } output;
+    } attention;
+    struct { detail::LinearParams dense; } intermediate;
+    struct { detail::LinearParams dense; detail::LayerNormParams LayerNorm; } output;
+    std::int64_t num_heads = 0;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
+        const auto H = c.hidden_size, I = c.intermediate_size;
+        const std::string a = prefix + "attention.";
+        attention.self.query = w.linear(a + "self.query", H, H, true);
+        attention.self.key = w.linear(a + "self.key", H, H, true);
+        attention.self.value = w.linear(a + "self.value", H, H, true);
+        attention.output.dense = w.linear(a + "output.dense", H, H, true);
+        attention.output.LayerNorm = w.layer_norm(a + "output.LayerNorm", H, c.layer_norm_eps);
+        intermediate.dense = w.linear(prefix + "intermediate.dense", I, H, true);
+        output.dense = w.linear(prefix + "output.dense", H, I, true);
+        output.LayerNorm = w.layer_norm(prefix + "output.LayerNorm", H, c.layer_norm_eps);
+        num_heads = c.num_attention_heads;
+    }
+
+    /// h: [batch * seq, hidden], updated in place; mask: [batch, seq] or nullptr.
+    void forward(float* h, std::int64_t batch, std::int64_t seq, const std::int64_t* mask) const {
+        const std::int64_t rows = batch * seq, H = attention.self.query.out, I = intermediate.dense.out;
+        std::vector<float> ctx(rows * H), a(rows * H), inter(rows * I);
+        detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
+                               num_heads, mask, ctx.data());
+        const auto& ao = attention.output;
+        kernels::linear(ctx.data(), rows, H, ao.dense.weight, ao.dense.bias, H, a.data());
+        for (std::int64_t i = 0; i < rows * H; ++i) a[i] += h[i];
+        kernels::layer_norm(a.data(), rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a.data());
+        kernels::linear(a.data(), rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter.data());
+        kernels::gelu_erf(inter.data(), rows * I);
+        kernels::linear(inter.data(), rows, I, output.dense.weight, output.dense.bias, H, h);
+        for (std::int64_t i = 0; i < rows * H; ++i) h[i] += a[i];
+        kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h);
+    }
+};
+
+/// AltRobertaEncoder: the stack of layers (stored keys say "layer.").
+struct AltRobertaEncoder {
+    std::vector<AltRobertaLayer> layer;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
+        layer.resize(static_cast<std::size_t>(c.num_hidden_layers));
+        for (std::size_t i = 0; i < layer.size(); ++i) layer[i].load(w, prefix + "layer." + std::to_string(i) + ".", c);
+    }
+};
+
+/// AltRobertaModel without its (unused) pooler.
+struct AltRobertaModel {
+    AltRobertaEmbeddings embeddings;
+    AltRobertaEncoder encoder;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
+        embeddings.load(w, prefix + "embeddings.", c);
+        encoder.load(w, prefix + "encoder.", c);
+    }
+};
+
+/// AltCLIPTextModel: roberta -> pre_LN -> transformation on every token; pooler = token 0.
+/// Immutable after construction; forward() is const and safe to call from several threads.
+class AltCLIPTextModel {
+public:
+    /// The text tower of a model file alone (tensors under "text_model.").
+    static AltCLIPTextModel from_file(const std::string& path) { return AltCLIPTextModel(ModelFile::open(path)); }
+    explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file) {
+        auto storage = std::make_shared<detail::WeightStorage>();
+        detail::WeightLoader w(file, storage, "text_model.");
+        load(w, "text_model.", file->config().text_config);
+        w.finish();
+    }
+    /// Used by AltCLIPModel, whose loader spans the whole file.
+    AltCLIPTextModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
+        load(w, prefix, c);
+    }
+
+    const AltCLIPTextConfig& config() const { return config_; }
+
+    /// last_hidden_state [batch, seq, project_dim] (after pre_LN and transformation),
+    /// pooler_output [batch, project_dim] (token 0). hidden_states: the embeddings output,
+    /// then each RoBERTa layer's, [batch, seq, hidden].
+    BaseModelOutputWithPooling forward(const TokenView& tokens, bool output_hidden_states = false) const {
+        const auto& c = config_;
+        const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
+        if (B <= 0 || L <= 0 || tokens.input_ids == nullptr) throw InvalidArgument("AltCLIPTextModel: empty batch of texts");
+        if (L > c.max_tokens()) {
+            throw InvalidArgument("AltCLIPTextModel: sequence of " + std::to_string(L) + " tokens exceeds the model's " +
+                                  std::to_string(c.max_tokens()) + " (max_position_embeddings - pad_token_id - 1); "
+                                  "tokenize with truncation");
+        }
+        for (std::int64_t i = 0; i < B * L; ++i) {
+            const std::int64_t id = tokens.input_ids[i];
+            if (id < 0 || id >= c.vocab_size) {
+                throw InvalidArgument("AltCLIPTextModel: token id " + std::to_string(id) + " at [" + std::to_string(i / L) +
+                                      ", " + std::to_string(i % L) + "] is outside the vocabulary [0, " +
+                                      std::to_string(c.vocab_size) + ")");
+            }
+        }
+        // Pads are recognised by pad_token_id (as the reference's position ids); the
+        // attention mask hides them as keys.
+        std::vector<std::int64_t> mask(static_cast<std::size_t>(B * L), 1);
+        if (tokens.attention_mask != nullptr) mask.assign(tokens.attention_mask, tokens.attention_mask + B * L);
+
+        BaseModelOutputWithPooling out;
+        Tensor h({B, L, H});
+        for (std::int64_t b = 0; b < B; ++b) roberta.embeddings.forward(tokens.input_ids + b * L, L, h.slice(b));
+        if (output_hidden_states) out.hidden_states.push_back(h);
+        for (const auto& layer : roberta.encoder.layer) {
+            layer.forward(h.ptr(), B, L, mask.data());
+            if (output_hidden_states) out.hidden_states.push_back(h);
+        }
+        kernels::layer_norm(h.ptr(), B * L, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, h.ptr());
+        out.last_hidden_state = Tensor({B, L, P});
+        kernels::linear(h.ptr(), B * L, H, transformation.weight, transformation.bias, P, out.last_hidden_state.ptr());
+        out.pooler_output = Tensor({B, P});
+        for (std::int64_t b = 0; b < B; ++b) {
+            const float* first = out.last_hidden_state.slice(b);
+            std::copy(first, first + P, out.pooler_output.slice(b));
+        }
+        return out;
+    }
+
+    AltRobertaModel roberta;
+    detail::LayerNormParams pre_LN;
+    detail::LinearParams transformation;
+
+private:
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
+        storage_ = w.storage();
+        config_ = c;
+        roberta.load(w, prefix + "roberta.", c);
+        pre_LN = w.layer_norm(prefix + "pre_LN", c.hidden_size, c.layer_norm_eps);
+        transformation = w.linear(prefix + "transformation", c.project_dim, c.hidden_size, true);
+    }
+
+    AltCLIPTextConfig config_;
+    std::shared_ptr<const detail::WeightStorage> storage_;  // keeps the weights (and the mapping) alive
+};
+
+}  // namespace altclip

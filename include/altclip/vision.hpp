@@ -1,0 +1,231 @@
+// The vision tower, mirroring transformers' AltCLIPVisionModel (models/altclip/modeling_altclip.py):
+// a CLIP ViT with pre-LN encoder layers and quick_gelu. One struct per nn.Module, members
+// named as the reference's attributes, so a key like
+// "vision_model.encoder.layers.3.self_attn.q_proj.weight" reads off the tree.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "detail/self_attention.hpp"
+#include "detail/weights.hpp"
+#include "errors.hpp"
+#include "kernels/interpolate.hpp"
+#include "kernels/ops.hpp"
+#include "model_file.hpp"
+#include "modeling_outputs.hpp"
+#include "tensor.hpp"
+
+namespace altclip {
+
+/// A non-owning view of pixel values [batch, channels, height, width], row-major.
+struct PixelView {
+    const float* data = nullptr;
+    std::int64_t batch = 0, channels = 0, height = 0, width = 0;
+};
+
+/// AltCLIPVisionEmbeddings: patch conv (no bias), class token, position embeddings.
+struct AltCLIPVisionEmbeddings {
+    const float* class_embedding = nullptr;   // [hidden]
+    const float* patch_embedding = nullptr;   // [hidden, channels, patch, patch] = [hidden, channels*patch*patch]
+    const float* position_embedding = nullptr;  // [num_positions, hidden]
+    AltCLIPVisionConfig config;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+        config = c;
+        class_embedding = w.get(prefix + "class_embedding", {c.hidden_size});
+        patch_embedding = w.get(prefix + "patch_embedding.weight", {c.hidden_size, c.num_channels, c.patch_size, c.patch_size});
+        position_embedding = w.get(prefix + "position_embedding.weight", {c.num_positions(), c.hidden_size});
+    }
+
+    /// One image [channels, height, width] -> out [1 + patches, hidden].
+    void forward(const float* image, std::int64_t height, std::int64_t width, bool interpolate_pos_encoding,
+                 float* out) const {
+        const std::int64_t p = config.patch_size, C = config.num_channels, H = config.hidden_size;
+        const std::int64_t gh = height / p, gw = width / p, n = gh * gw, k = C * p * p;
+        // im2col: patch (y, x) row-major, each flattened as the conv weight [C, p, p].
+        std::vector<float> cols(n * k);
+        for (std::int64_t gy = 0; gy < gh; ++gy)
+            for (std::int64_t gx = 0; gx < gw; ++gx) {
+                float* dst = cols.data() + (gy * gw + gx) * k;
+                for (std::int64_t c = 0; c < C; ++c)
+                    for (std::int64_t y = 0; y < p; ++y) {
+                        const float* src = image + (c * height + gy * p + y) * width + gx * p;
+                        std::copy(src, src + p, dst + (c * p + y) * p);
+                    }
+            }
+        kernels::linear(cols.data(), n, k, patch_embedding, nullptr, H, out + H);
+        std::copy(class_embedding, class_embedding + H, out);
+        const std::int64_t positions = config.num_positions() - 1;
+        const bool same_grid = n == positions && height == width;
+        if (!interpolate_pos_encoding || same_grid) {
+            for (std::int64_t i = 0; i < (n + 1) * H; ++i) out[i] += position_embedding[i];
+            return;
+        }
+        // interpolate_pos_encoding: the class position as is, the patch grid resized bicubically.
+        const std::int64_t side = static_cast<std::int64_t>(std::sqrt(static_cast<double>(positions)));
+        std::vector<float> grid(n * H);
+        kernels::bicubic_resize_channels_last(position_embedding + H, side, side, H, grid.data(), gh, gw);
+        for (std::int64_t i = 0; i < H; ++i) out[i] += position_embedding[i];
+        for (std::int64_t i = 0; i < n * H; ++i) out[H + i] += grid[i];
+    }
+};
+
+/// AltCLIPAttention: multi-head self-attention, no mask.
+struct AltCLIPAttention {
+    detail::LinearParams q_proj, k_proj, v_proj, out_proj;
+    std::int64_t num_heads = 0;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+        const auto H = c.hidden_size;
+        q_proj = w.linear(prefix + "q_proj", H, H, true);
+        k_proj = w.linear(prefix + "k_proj", H, H, true);
+        v_proj = w.linear(prefix + "v_proj", H, H, true);
+        out_proj = w.linear(prefix + "out_proj", H, H, true);
+        num_heads = c.num_attention_heads;
+    }
+    void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out) const {
+        std::vector<float> ctx(batch * seq * q_proj.out);
+        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx.data());
+        kernels::linear(ctx.data(), batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out);
+    }
+};
+
+/// AltCLIPMLP: fc1 -> quick_gelu -> fc2.
+struct AltCLIPMLP {
+    detail::LinearParams fc1, fc2;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+        fc1 = w.linear(prefix + "fc1", c.intermediate_size, c.hidden_size, true);
+        fc2 = w.linear(prefix + "fc2", c.hidden_size, c.intermediate_size, true);
+    }
+    void forward(const float* x, std::int64_t rows, float* out) const {
+        std::vector<float> h(rows * fc1.out);
+        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h.data());
+        kernels::quick_gelu(h.data(), rows * fc1.out);
+        kernels::linear(h.data(), rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out);
+    }
+};
+
+/// AltCLIPEncoderLayer (pre-LN): h += self_attn(layer_norm1(h)); h += mlp(layer_norm2(h)).
+struct AltCLIPEncoderLayer {
+    AltCLIPAttention self_attn;
+    detail::LayerNormParams layer_norm1, layer_norm2;
+    AltCLIPMLP mlp;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+        self_attn.load(w, prefix + "self_attn.", c);
+        layer_norm1 = w.layer_norm(prefix + "layer_norm1", c.hidden_size, c.layer_norm_eps);
+        mlp.load(w, prefix + "mlp.", c);
+        layer_norm2 = w.layer_norm(prefix + "layer_norm2", c.hidden_size, c.layer_norm_eps);
+    }
+    /// h: [batch * seq, hidden], updated in place.
+    void forward(float* h, std::int64_t batch, std::int64_t seq) const {
+        const std::int64_t rows = batch * seq, H = layer_norm1.n;
+        std::vector<float> x(rows * H), y(rows * H);
+        kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x.data());
+        self_attn.forward(x.data(), batch, seq, y.data());
+        for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
+        kernels::layer_norm(h, rows, H, layer_norm2.weight, layer_norm2.bias, layer_norm2.eps, x.data());
+        mlp.forward(x.data(), rows, y.data());
+        for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
+    }
+};
+
+/// AltCLIPEncoder: the stack of layers.
+struct AltCLIPEncoder {
+    std::vector<AltCLIPEncoderLayer> layers;
+
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+        layers.resize(static_cast<std::size_t>(c.num_hidden_layers));
+        for (std::size_t i = 0; i < layers.size(); ++i) layers[i].load(w, prefix + "layers." + std::to_string(i) + ".", c);
+    }
+};
+
+/// AltCLIPVisionModel: embeddings -> pre_layrnorm -> encoder; pooler = post_layernorm(CLS).
+/// Immutable after construction; forward() is const and safe to call from several threads.
+class AltCLIPVisionModel {
+public:
+    /// The vision tower of a model file alone (tensors under "vision_model.").
+    static AltCLIPVisionModel from_file(const std::string& path) {
+        return AltCLIPVisionModel(ModelFile::open(path));
+    }
+    explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file) {
+        auto storage = std::make_shared<detail::WeightStorage>();
+        detail::WeightLoader w(file, storage, "vision_model.");
+        load(w, "vision_model.", file->config().vision_config);
+        w.finish();
+    }
+    /// Used by AltCLIPModel, whose loader spans the whole file.
+    AltCLIPVisionModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+        load(w, prefix, c);
+    }
+
+    const AltCLIPVisionConfig& config() const { return config_; }
+
+    /// pixel_values [batch, channels, height, width]. Other sizes than the config's
+    /// image_size need interpolate_pos_encoding, as in the reference.
+    BaseModelOutputWithPooling forward(const PixelView& px, bool interpolate_pos_encoding = false,
+                                       bool output_hidden_states = false) const {
+        const auto& c = config_;
+        if (px.batch <= 0 || px.data == nullptr) throw InvalidArgument("AltCLIPVisionModel: empty batch of images");
+        if (px.channels != c.num_channels) {
+            throw InvalidArgument("AltCLIPVisionModel: pixel_values have " + std::to_string(px.channels) +
+                                  " channels, the model takes " + std::to_string(c.num_channels));
+        }
+        if (!interpolate_pos_encoding && (px.height != c.image_size || px.width != c.image_size)) {
+            throw InvalidArgument("AltCLIPVisionModel: input image size (" + std::to_string(px.height) + "*" +
+                                  std::to_string(px.width) + ") doesn't match model (" +
+                                  std::to_string(c.image_size) + "*" + std::to_string(c.image_size) +
+                                  "); pass interpolate_pos_encoding=true to run at another size");
+        }
+        if (px.height < c.patch_size || px.width < c.patch_size) {
+            throw InvalidArgument("AltCLIPVisionModel: image " + std::to_string(px.height) + "x" +
+                                  std::to_string(px.width) + " is smaller than one patch");
+        }
+        const std::int64_t B = px.batch, H = c.hidden_size;
+        const std::int64_t seq = (px.height / c.patch_size) * (px.width / c.patch_size) + 1;
+        BaseModelOutputWithPooling out;
+        Tensor h({B, seq, H});
+        const std::int64_t image_numel = px.channels * px.height * px.width;
+        for (std::int64_t b = 0; b < B; ++b) {
+            embeddings.forward(px.data + b * image_numel, px.height, px.width, interpolate_pos_encoding, h.slice(b));
+        }
+        kernels::layer_norm(h.ptr(), B * seq, H, pre_layrnorm.weight, pre_layrnorm.bias, pre_layrnorm.eps, h.ptr());
+        if (output_hidden_states) out.hidden_states.push_back(h);
+        for (const auto& layer : encoder.layers) {
+            layer.forward(h.ptr(), B, seq);
+            if (output_hidden_states) out.hidden_states.push_back(h);
+        }
+        out.pooler_output = Tensor({B, H});
+        for (std::int64_t b = 0; b < B; ++b) {
+            kernels::layer_norm(h.slice(b), 1, H, post_layernorm.weight, post_layernorm.bias, post_layernorm.eps,
+                                out.pooler_output.slice(b));
+        }
+        out.last_hidden_state = std::move(h);
+        return out;
+    }
+
+    AltCLIPVisionEmbeddings embeddings;
+    detail::LayerNormParams pre_layrnorm;
+    AltCLIPEncoder encoder;
+    detail::LayerNormParams post_layernorm;
+
+private:
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+        storage_ = w.storage();
+        config_ = c;
+        embeddings.load(w, prefix + "embeddings.", c);
+        pre_layrnorm = w.layer_norm(prefix + "pre_layrnorm", c.hidden_size, c.layer_norm_eps);
+        encoder.load(w, prefix + "encoder.", c);
+        post_layernorm = w.layer_norm(prefix + "post_layernorm", c.hidden_size, c.layer_norm_eps);
+    }
+
+    AltCLIPVisionConfig config_;
+    std::shared_ptr<const detail::WeightStorage> storage_;  // keeps the weights (and the mapping) alive
+};
+
+}  // namespace altclip
