@@ -84,8 +84,9 @@ def _describe(value) -> tuple[str, list[int], memoryview]:
     dt = NUMPY_DTYPES.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
     if dt is None:
         raise FormatError(f"numpy dtype {arr.dtype} has no altclip dtype")
+    shape = list(arr.shape)  # before ascontiguousarray, which turns 0-rank arrays into shape [1]
     arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
-    return dt, list(arr.shape), memoryview(arr.reshape(-1).view(np.uint8))
+    return dt, shape, memoryview(arr.reshape(-1).view(np.uint8))
 
 
 def write_container(
