@@ -12,6 +12,8 @@ Importable pieces (put tools/ on sys.path, then `import convert`):
 
     resolve_config(hf_config: dict) -> dict
     expected_tensors(config: dict) -> dict[str, tuple[int, ...]]
+    canonical_name(key) -> str / canonicalize(state) -> dict   (layer/layers spellings, see below)
+    check_tensors(state, config) -> dict[str, tuple]        (raises ConvertError listing problems)
     read_safetensors(path) -> dict[str, np.ndarray]
     read_torch_bin(path) -> dict[str, np.ndarray]
     load_checkpoint(folder) -> dict[str, np.ndarray]
@@ -19,7 +21,8 @@ Importable pieces (put tools/ on sys.path, then `import convert`):
     convert(input, output, dtype="f32", progress=None, revision=None) -> dict  (the header's metadata)
 
 Arrays returned by the readers are read-only views of memory-mapped files where possible;
-bf16 sources are widened to float32.
+bf16 sources are widened to float32. The readers return keys as stored; convert() renames
+them with canonicalize() to the released checkpoint's spelling before checking them.
 """
 from __future__ import annotations
 
@@ -131,7 +134,7 @@ def resolve_config(hf_config: dict) -> dict:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0) or not math.isfinite(v):
                     raise ConvertError(f"config.json: {name}.layer_norm_eps must be a positive number, got {v!r}")
                 sub[k] = float(v)
-            elif k == "pad_token_id":
+            elif k in ("pad_token_id", "num_hidden_layers"):
                 _check_int(f"{name}.{k}", v, 0)
             elif k == "image_size" or k == "patch_size":
                 if isinstance(v, (list, tuple)) and len(v) == 2 and v[0] == v[1]:
@@ -820,8 +823,13 @@ def convert(input: str, output: str, dtype: str = "f32",
 # CLI
 
 class _Progress:
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.last, self.phase = stream, 0.0, None
+    def __init__(self, stream=None):
+        self.stream, self.last, self.phase, self.open = stream or sys.stderr, 0.0, None, False
+
+    def end_line(self):
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
 
     def __call__(self, phase, done, total):
         now = time.monotonic()
@@ -831,8 +839,9 @@ class _Progress:
         self.phase, self.last = phase, now
         pct = 100.0 * done / total if total else 100.0
         self.stream.write(f"\r{phase}: {done / 1e6:9.1f} / {total / 1e6:.1f} MB ({pct:5.1f}%)")
+        self.open = True
         if final:
-            self.stream.write("\n")
+            self.end_line()
         self.stream.flush()
 
 
@@ -846,13 +855,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--revision", help="hub revision (branch, tag, commit or refs/pr/N) for a repo id")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
+    progress = None if args.quiet else _Progress()
     try:
-        meta = convert(args.input, args.output, args.dtype, None if args.quiet else _Progress(), args.revision)
+        meta = convert(args.input, args.output, args.dtype, progress, args.revision)
     except ConvertError as e:
-        sys.stderr.write(f"\nconvert.py: error: {e}\n" if not args.quiet else f"convert.py: error: {e}\n")
+        if progress:
+            progress.end_line()
+        sys.stderr.write(f"convert.py: error: {e}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"\nconvert.py: interrupted; {args.output} was not written\n")
+        if progress:
+            progress.end_line()
+        sys.stderr.write(f"convert.py: interrupted; {args.output} was not written\n")
         return 130
     if not args.quiet:
         sys.stderr.write(f"wrote {args.output} ({meta['dtype']}, {os.path.getsize(args.output) / 1e6:.1f} MB)\n")
