@@ -658,6 +658,9 @@ def test_cli(tmp_path, st_folder, capsys):
     assert convert.main([st_folder, out, "--dtype", "f16", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
     assert altclip_format.read_container(out).header["metadata"]["dtype"] == "f16"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert convert.main([str(tmp_path / "nope"), out, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("convert.py: error: ") and "Traceback" not in err
