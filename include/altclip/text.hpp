@@ -16,6 +16,7 @@
 #include "model_file.hpp"
 #include "modeling_outputs.hpp"
 #include "tensor.hpp"
+#include "tokenizer.hpp"  // BatchEncoding
 
 namespace altclip {
 
@@ -24,6 +25,13 @@ struct TokenView {
     const std::int64_t* input_ids = nullptr;
     const std::int64_t* attention_mask = nullptr;  // nullptr: every token is real
     std::int64_t batch = 0, seq = 0;
+
+    TokenView() = default;
+    TokenView(const std::int64_t* ids, const std::int64_t* mask, std::int64_t b, std::int64_t s)
+        : input_ids(ids), attention_mask(mask), batch(b), seq(s) {}
+    /// What XLMRobertaTokenizer returns (must outlive the view).
+    TokenView(const BatchEncoding& e)  // NOLINT: implicit on purpose
+        : input_ids(e.input_ids.data()), attention_mask(e.attention_mask.data()), batch(e.batch), seq(e.seq_len) {}
 };
 
 /// AltRobertaEmbeddings: word + position (RoBERTa numbering) + token type 0, then LayerNorm.

@@ -13,6 +13,7 @@
 #include "detail/self_attention.hpp"
 #include "detail/weights.hpp"
 #include "errors.hpp"
+#include "image_processor.hpp"  // PixelValues
 #include "kernels/interpolate.hpp"
 #include "kernels/ops.hpp"
 #include "model_file.hpp"
@@ -25,6 +26,13 @@ namespace altclip {
 struct PixelView {
     const float* data = nullptr;
     std::int64_t batch = 0, channels = 0, height = 0, width = 0;
+
+    PixelView() = default;
+    PixelView(const float* d, std::int64_t b, std::int64_t c, std::int64_t h, std::int64_t w)
+        : data(d), batch(b), channels(c), height(h), width(w) {}
+    /// What CLIPImageProcessor returns (must outlive the view).
+    PixelView(const PixelValues& p)  // NOLINT: implicit on purpose
+        : data(p.data.data()), batch(p.batch), channels(p.channels), height(p.height), width(p.width) {}
 };
 
 /// AltCLIPVisionEmbeddings: patch conv (no bias), class token, position embeddings.

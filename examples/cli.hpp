@@ -1,0 +1,67 @@
+// Small helpers shared by the example programs: option parsing and error reporting.
+// (Programs print; the library never does.)
+#pragma once
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace cli {
+
+/// Options of the form --name VALUE (repeatable) and --flag.
+struct Args {
+    std::map<std::string, std::vector<std::string>> values;
+    std::set<std::string> flags;
+
+    const std::vector<std::string>& all(const std::string& name) const {
+        static const std::vector<std::string> none;
+        auto it = values.find(name);
+        return it == values.end() ? none : it->second;
+    }
+    std::string one(const std::string& name, const std::string& fallback = "") const {
+        const auto& v = all(name);
+        return v.empty() ? fallback : v.back();
+    }
+    bool has(const std::string& flag) const { return flags.count(flag) != 0; }
+};
+
+[[noreturn]] inline void fail(const std::string& program, const std::string& msg, int code = 2) {
+    std::cerr << program << ": error: " << msg << "\n";
+    std::exit(code);
+}
+
+/// Parses argv against the known options (taking a value) and flags; --help prints usage.
+inline Args parse(int argc, char** argv, const std::string& program, const std::set<std::string>& options,
+                  const std::set<std::string>& flags, const std::string& usage) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "-h" || arg == "--help") {
+            std::cout << usage;
+            std::exit(0);
+        }
+        if (arg.rfind("--", 0) != 0) fail(program, "unexpected argument '" + arg + "'\n" + usage);
+        const std::string name = arg.substr(2);
+        if (flags.count(name)) {
+            a.flags.insert(name);
+        } else if (options.count(name)) {
+            if (i + 1 >= argc) fail(program, "option --" + name + " needs a value\n" + usage);
+            a.values[name].push_back(argv[++i]);
+        } else {
+            fail(program, "unknown option '" + arg + "'\n" + usage);
+        }
+    }
+    return a;
+}
+
+inline long parse_positive(const std::string& program, const std::string& name, const std::string& s) {
+    char* end = nullptr;
+    const long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || v <= 0) fail(program, "--" + name + " takes a positive integer, got '" + s + "'");
+    return v;
+}
+
+}  // namespace cli
