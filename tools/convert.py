@@ -805,7 +805,9 @@ def convert(input: str, output: str, dtype: str = "f32",
         "source_weights": weights,
         "dtype": dtype,
         "logit_scale_dtype": "f32",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # SOURCE_DATE_EPOCH (reproducible builds) pins the date, so regenerated test files are identical.
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(
+            int(os.environ["SOURCE_DATE_EPOCH"]) if os.environ.get("SOURCE_DATE_EPOCH") else None)),
         "hf_config": hf_config,
     }
     if revision is not None:

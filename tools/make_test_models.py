@@ -117,6 +117,7 @@ def configs():
             preprocessor=None,  # the real one
             interpolate=None,
             dtypes=(),
+            pipeline=True,
         ),
     ]
 
@@ -230,6 +231,38 @@ def capture(model: AltCLIPModel, pixel_values, input_ids, attention_mask, interp
     return {k: v.float().numpy().copy() for k, v in got.items()}
 
 
+# Image files -> AltCLIPProcessor -> AltCLIPModel.forward, and CLIP-style template averaging,
+# for the processor + model tests and the zero_shot example. PNGs only: they decode
+# identically in Pillow and stb_image (JPEG decoders differ by a few levels).
+PIPELINE_IMAGES = ["images/chelsea.png", "images/camera.png", "images/rgb_500x7.png"]
+PIPELINE_LABELS = ["a cat", "一只狗", "une tasse de café", "ein Astronaut", "кошка", "صاروخ"]
+PIPELINE_TEMPLATES = ["a photo of a {}", "{}", "una foto de {}"]
+
+
+def pipeline_reference(model, processor, tensors) -> dict:
+    from PIL import Image
+
+    images = [Image.open(os.path.join(DATA, p)) for p in PIPELINE_IMAGES]
+    inputs = processor(text=PIPELINE_LABELS, images=images, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        out = model(**inputs)
+        # Template averaging: mean of the normalised template embeddings per label, renormalised.
+        texts = [t.replace("{}", label) for label in PIPELINE_LABELS for t in PIPELINE_TEMPLATES]
+        enc = processor.tokenizer(texts, padding=True, return_tensors="pt")
+        te = model.get_text_features(**enc).pooler_output
+        te = te / te.norm(dim=-1, keepdim=True)
+        te = te.reshape(len(PIPELINE_LABELS), len(PIPELINE_TEMPLATES), -1).mean(dim=1)
+        te = te / te.norm(dim=-1, keepdim=True)
+        ie = out.image_embeds
+        templ_logits = model.logit_scale.exp() * ie @ te.t()
+    tensors["pipeline.pixel_values"] = inputs["pixel_values"].numpy()
+    tensors["pipeline.input_ids"] = inputs["input_ids"].numpy().astype(np.int64)
+    tensors["pipeline.logits_per_image"] = out.logits_per_image.numpy()
+    tensors["pipeline.probs"] = out.logits_per_image.softmax(dim=-1).numpy()
+    tensors["pipeline.template_probs"] = templ_logits.softmax(dim=-1).numpy()
+    return {"images": PIPELINE_IMAGES, "labels": PIPELINE_LABELS, "templates": PIPELINE_TEMPLATES}
+
+
 def make(cfg):
     name = cfg["name"]
     print(f"== {name}", file=sys.stderr)
@@ -282,6 +315,10 @@ def make(cfg):
                   "text.last_hidden_state"):
             tensors[f"{dtype}.{k}"] = cap[k]
 
+    pipeline_meta = None
+    if cfg.get("pipeline"):
+        pipeline_meta = pipeline_reference(model, processor, tensors)
+
     metadata = {
         "generator": "tools/make_test_models.py",
         "model": f"{name}.altclip",
@@ -290,6 +327,7 @@ def make(cfg):
         "interpolate": list(cfg["interpolate"]) if cfg["interpolate"] else None,
         "dtypes": list(cfg["dtypes"]),
         "torch": torch.__version__,
+        "pipeline": pipeline_meta,
     }
     import transformers
 
@@ -301,6 +339,7 @@ def make(cfg):
 
 def main():
     torch.set_num_threads(1)  # deterministic reductions
+    os.environ.setdefault("SOURCE_DATE_EPOCH", "1767225600")  # byte-identical model files on every run
     os.makedirs(OUT, exist_ok=True)
     os.makedirs(HUB, exist_ok=True)
     for cfg in configs():

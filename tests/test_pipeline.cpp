@@ -1,0 +1,160 @@
+// Image files and texts -> AltCLIPProcessor -> AltCLIPModel.forward, against transformers'
+// AltCLIPProcessor + AltCLIPModel on the same files (tools/make_test_models.py, "pipeline.*"
+// in tests/data/models/real224.ref, which uses the real BAAI/AltCLIP preprocessor config);
+// and the example programs, run as a user runs them.
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <altclip/altclip.hpp>
+
+#include "parity.hpp"
+
+using altclip_test::check_close;
+using altclip_test::data_path;
+
+namespace {
+
+constexpr double kRelTol = 1e-4;
+
+struct Pipeline {
+    altclip::Container ref{data_path("models/real224.ref")};
+    nlohmann::json meta = ref.header()["metadata"]["pipeline"];
+    std::vector<std::string> images, labels, templates;
+    Pipeline() {
+        for (const auto& p : meta["images"]) images.push_back(data_path(p.get<std::string>()));
+        labels = meta["labels"].get<std::vector<std::string>>();
+        templates = meta["templates"].get<std::vector<std::string>>();
+    }
+};
+
+std::string run(const std::string& cmd, int& status) {
+    std::string out;
+    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+    REQUIRE(pipe != nullptr);
+    std::array<char, 4096> buf{};
+    std::size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), pipe.get())) > 0) out.append(buf.data(), n);
+    status = pclose(pipe.release());
+    return out;
+}
+
+std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+std::string example(const std::string& name) { return std::string(ALTCLIP_BINARY_DIR) + "/examples/" + name; }
+
+}  // namespace
+
+TEST_CASE("processor and forward equal AltCLIPProcessor + AltCLIPModel on image files", "[pipeline][parity]") {
+    Pipeline p;
+    const auto file = altclip::ModelFile::open(data_path("models/real224.altclip"));
+    const altclip::AltCLIPModel model(file);
+    const altclip::AltCLIPProcessor processor(*file);
+
+    const auto pixels = processor.load_images(p.images);
+    const auto expected_px = p.ref.tensor("pipeline.pixel_values").to_f32();
+    const auto d = altclip_test::compare(pixels.data.data(), expected_px);
+    INFO("pixel_values: max abs diff " << d.max_abs << " at flat index " << d.worst);
+    REQUIRE(pixels.data.size() == expected_px.size());
+    CHECK(d.max_abs < 1e-6);
+
+    const auto enc = processor(p.labels);
+    CHECK(enc.input_ids == p.ref.tensor("pipeline.input_ids").to_i64());
+
+    const auto out = model.forward(enc, pixels);
+    check_close(p.ref, "pipeline.logits_per_image", out.logits_per_image.ptr(), out.logits_per_image.data.size(), kRelTol);
+}
+
+#ifdef ALTCLIP_HAVE_EXAMPLES
+TEST_CASE("zero_shot --json ranks labels as the reference does", "[pipeline][examples]") {
+    Pipeline p;
+    const auto probs = p.ref.tensor("pipeline.probs").to_f32();
+    const auto template_probs = p.ref.tensor("pipeline.template_probs").to_f32();
+    const std::size_t n_labels = p.labels.size();
+    for (const bool with_templates : {false, true}) {
+        std::string cmd = example("zero_shot") + " --json --model " + quote(data_path("models/real224.altclip"));
+        for (const auto& i : p.images) cmd += " --image " + quote(i);
+        for (const auto& l : p.labels) cmd += " --label " + quote(l);
+        if (with_templates) for (const auto& t : p.templates) cmd += " --template " + quote(t);
+        int status = 0;
+        const auto out = nlohmann::json::parse(run(cmd, status));
+        REQUIRE(status == 0);
+        const auto& expected = with_templates ? template_probs : probs;
+        REQUIRE(out["results"].size() == p.images.size());
+        for (std::size_t i = 0; i < p.images.size(); ++i) {
+            const auto& r = out["results"][i];
+            CHECK(r["image"] == p.images[i]);
+            REQUIRE(r["labels"].size() == n_labels);
+            double previous = 2;
+            for (const auto& entry : r["labels"]) {
+                const auto j = static_cast<std::size_t>(
+                    std::find(p.labels.begin(), p.labels.end(), entry["label"].get<std::string>()) - p.labels.begin());
+                REQUIRE(j < n_labels);
+                const double got = entry["prob"], want = expected[i * n_labels + j];
+                INFO("templates " << with_templates << ", image " << i << ", label " << p.labels[j]);
+                CHECK(std::fabs(got - want) < 1e-4 * std::max(1.0, std::fabs(want)));
+                CHECK(got <= previous);  // ranked
+                previous = got;
+            }
+        }
+    }
+}
+
+TEST_CASE("the example programs fail cleanly on bad input, printing nothing on stdout", "[examples]") {
+    const std::string model = quote(data_path("models/real224.altclip"));
+    const std::string good = quote(data_path("images/chelsea.png"));
+    struct Case { std::string args, message; };
+    const std::vector<Case> cases = {
+        {"--model /nonexistent.altclip --image " + good + " --label cat", "/nonexistent.altclip"},
+        {"--model " + model + " --image /nonexistent.png --label cat", "/nonexistent.png"},
+        {"--model " + model + " --image " + good, "--label"},
+        {"--model " + model + " --label cat", "--image"},
+        {"--model " + model + " --image " + good + " --image " + quote(data_path("sentencepiece.bpe.model")) + " --label cat",
+         "sentencepiece.bpe.model"},
+        {"--model " + model + " --image " + good + " --label cat --top-k 0", "--top-k"},
+        {"--model " + quote(data_path("models/real224.ref")) + " --image " + good + " --label cat", "not a model file"},
+    };
+    for (const auto& c : cases) {
+        int status = 0;
+        const auto out = run(example("zero_shot") + " " + c.args + " 2>&1 >/dev/null", status);
+        INFO("zero_shot " << c.args << "\n-> " << out);
+        CHECK(status != 0);
+        CHECK_THAT(out, Catch::Matchers::Contains(c.message));
+        const auto stdout_only = run(example("zero_shot") + " " + c.args + " 2>/dev/null", status);
+        CHECK(stdout_only.empty());
+    }
+    int status = 0;
+    const auto out = run(example("embed") + " --model " + model + " --image " + good + " --image /nonexistent.png 2>/dev/null", status);
+    CHECK(status != 0);
+    CHECK(out.empty());
+}
+
+TEST_CASE("embed prints the reference embeddings and inputs", "[pipeline][examples]") {
+    const altclip::Container ref(data_path("models/tiny.ref"));
+    const auto texts = ref.header()["metadata"]["texts"].get<std::vector<std::string>>();
+    std::string cmd = example("embed") + " --with-inputs --model " + quote(data_path("models/tiny.altclip"));
+    for (const auto& t : texts) cmd += " --text " + quote(t);
+    int status = 0;
+    const auto out = nlohmann::json::parse(run(cmd, status));
+    REQUIRE(status == 0);
+    std::vector<float> flat;
+    for (const auto& row : out["text_embeds"]) for (float v : row) flat.push_back(v);
+    check_close(ref, "text_embeds", flat.data(), flat.size(), kRelTol);
+    const auto ids = ref.tensor("text.input_ids").to_i64();
+    const auto L = ref.tensor("text.input_ids").shape[1];
+    for (std::size_t b = 0; b < texts.size(); ++b) {
+        const auto got = out["input_ids"][b].get<std::vector<std::int64_t>>();
+        std::vector<std::int64_t> want;
+        for (std::int64_t t = 0; t < L && ids[b * L + t] != 1; ++t) want.push_back(ids[b * L + t]);
+        CHECK(got == want);
+    }
+}
+#endif
