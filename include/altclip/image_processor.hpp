@@ -23,7 +23,8 @@ namespace altclip {
 struct CLIPImageProcessorConfig {
     bool do_resize = true;
     /// Resize target: either the shortest edge (`shortest_edge` > 0, optionally with
-    /// `longest_edge` > 0) or an exact size (`resize_height` and `resize_width` > 0).
+    /// `longest_edge` > 0) or an exact size (`resize_height` and `resize_width` > 0, used
+    /// only when shortest_edge is 0).
     int shortest_edge = 224;
     int longest_edge = 0;
     int resize_height = 0;
@@ -37,6 +38,9 @@ struct CLIPImageProcessorConfig {
     bool do_normalize = true;
     std::vector<double> image_mean{0.48145466, 0.4578275, 0.40821073};  // OPENAI_CLIP_MEAN
     std::vector<double> image_std{0.26862954, 0.26130258, 0.27577711};   // OPENAI_CLIP_STD
+    /// true: transformers' convert_to_rgb, i.e. an image with alpha is composited on white.
+    /// false: `Image::rgb` is used as is (alpha ignored); the reference would instead keep
+    /// 1 or 4 channels and fail at normalize, so only RGB sources agree there.
     bool do_convert_rgb = true;
 
     /// Parses a preprocessor_config.json object. Absent keys keep transformers' defaults.
