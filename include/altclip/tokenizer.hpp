@@ -8,8 +8,11 @@
 //   -> normalizers.Precompiled(the model's charsmap)
 //   -> pre_tokenizers.WhitespaceSplit + Metaspace("▁", prepend_scheme="always")
 //   -> Unigram(unk_id=3) -> TemplateProcessing "<s> $A </s>".
-// libsentencepiece does the charsmap + Unigram part itself; the steps it lacks are done here
-// before calling it (see docs/tokenizer.md for what still differs and why).
+// Here: added tokens are split off first; libsentencepiece normalises each segment (its
+// charsmap, whitespace collapsing, dummy prefix, ▁), with U+0085 turned into a space first;
+// the normalised text is cut into words at each ▁ and every word goes through the reference's
+// Unigram best path (in double, with its tie rule) over the spm pieces and scores.
+// docs/tokenizer.md lists what still differs and why.
 #pragma once
 
 #include <sentencepiece_processor.h>
