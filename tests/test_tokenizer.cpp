@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <string>
