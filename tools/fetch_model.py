@@ -333,8 +333,8 @@ def fetch(model: Optional[str] = None, repo: Optional[str] = None, revision: Opt
     hub = ensure_huggingface_hub(env, log)
     if quiet:
         hub.utils.disable_progress_bars()
-    log(f"downloading {what} from {endpoint} (once; BAAI/AltCLIP is about 3.5 GB), then converting "
-        f"it into {out}")
+    size = " (once; about 3.5 GB)" if repo == DEFAULT_REPO and not revision else " (once)"
+    log(f"downloading {what} from {endpoint}{size}, then converting it into {out}")
     _convert(repo, out, dtype, revision, quiet, log, {"source": repo, "revision": revision, "dtype": dtype})
     return out
 
