@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -156,5 +157,29 @@ TEST_CASE("embed prints the reference embeddings and inputs", "[pipeline][exampl
         for (std::int64_t t = 0; t < L && ids[b * L + t] != 1; ++t) want.push_back(ids[b * L + t]);
         CHECK(got == want);
     }
+}
+#endif
+
+#ifdef ALTCLIP_HAVE_EXAMPLES
+TEST_CASE("the README's classify example prints the reference logits", "[pipeline][examples]") {
+    Pipeline p;
+    std::string cmd = example("classify") + " " + quote(data_path("models/real224.altclip")) + " " + quote(p.images[0]);
+    for (const auto& l : p.labels) cmd += " " + quote(l);
+    int status = 0;
+    std::istringstream out(run(cmd, status));
+    REQUIRE(status == 0);
+    std::vector<float> logits;
+    std::string line;
+    for (std::size_t j = 0; std::getline(out, line); ++j) {
+        REQUIRE(j < p.labels.size());
+        CHECK(line.substr(0, line.find('\t')) == p.labels[j]);
+        logits.push_back(std::stof(line.substr(line.find('\t') + 1)));
+    }
+    REQUIRE(logits.size() == p.labels.size());
+    const auto all = p.ref.tensor("pipeline.logits_per_image").to_f32();
+    const std::vector<float> first(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(p.labels.size()));
+    const auto d = altclip_test::compare(logits.data(), first);
+    INFO("max abs diff " << d.max_abs);
+    CHECK(d.rel() < 1e-4);
 }
 #endif
