@@ -9,6 +9,7 @@
 
 #include "detail/weights.hpp"
 #include "errors.hpp"
+#include "kernels/gemm.hpp"
 #include "kernels/ops.hpp"
 #include "model_file.hpp"
 #include "modeling_outputs.hpp"
@@ -45,9 +46,15 @@ class AltCLIPModel {
 public:
     /// Maps and validates a model file made by tools/convert.py (weights are used in place
     /// for f32 files). Throws IoError, FormatError or ConfigError.
-    static AltCLIPModel from_file(const std::string& path) { return AltCLIPModel(ModelFile::open(path)); }
+    /// num_threads: threads one call uses (0 = all cores); concurrent calls share them.
+    static AltCLIPModel from_file(const std::string& path, int num_threads = 0) {
+        return AltCLIPModel(ModelFile::open(path), num_threads);
+    }
 
-    explicit AltCLIPModel(std::shared_ptr<const ModelFile> file) : AltCLIPModel(file, std::make_shared<detail::WeightStorage>()) {}
+    explicit AltCLIPModel(std::shared_ptr<const ModelFile> file, int num_threads = 0)
+        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(), std::make_shared<kernels::ThreadPool>(num_threads)) {}
+
+    int num_threads() const { return pool_->size(); }
 
     const AltCLIPConfig& config() const { return file_->config(); }
     const ModelFile& file() const { return *file_; }
@@ -78,7 +85,7 @@ public:
     static Tensor logits(const Tensor& a, const Tensor& b, float logit_scale) {
         const std::int64_t n = a.dim(0), m = b.dim(0), d = a.dim(1);
         Tensor out({n, m});
-        kernels::linear(a.ptr(), n, d, b.ptr(), nullptr, m, out.ptr());
+        kernels::linear(a.ptr(), n, d, b.ptr(), nullptr, m, out.ptr(), nullptr);
         const float scale = std::exp(logit_scale);
         for (auto& v : out.data) v *= scale;
         return out;
@@ -89,14 +96,16 @@ public:
     detail::LinearParams visual_projection, text_projection;
 
 private:
-    AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage)
-        : AltCLIPModel(file, storage, detail::WeightLoader(file, storage)) {}
     AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
-                 detail::WeightLoader&& w)
-        : text_model(w, "text_model.", file->config().text_config),
-          vision_model(w, "vision_model.", file->config().vision_config),
+                 std::shared_ptr<kernels::ThreadPool> pool)
+        : AltCLIPModel(file, storage, pool, detail::WeightLoader(file, storage)) {}
+    AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
+                 std::shared_ptr<kernels::ThreadPool> pool, detail::WeightLoader&& w)
+        : text_model(w, "text_model.", file->config().text_config, pool),
+          vision_model(w, "vision_model.", file->config().vision_config, pool),
           file_(file),
-          storage_(storage) {
+          storage_(storage),
+          pool_(pool) {
         const auto& c = file->config();
         visual_projection = w.linear("visual_projection", c.projection_dim, c.vision_config.hidden_size, false);
         text_projection = w.linear("text_projection", c.projection_dim, c.text_config.project_dim, false);
@@ -105,14 +114,15 @@ private:
         logit_scale_ = *ls;
     }
 
-    static Tensor project(const Tensor& pooled, const detail::LinearParams& p) {
+    Tensor project(const Tensor& pooled, const detail::LinearParams& p) const {
         Tensor out({pooled.dim(0), p.out});
-        kernels::linear(pooled.ptr(), pooled.dim(0), p.in, p.weight, nullptr, p.out, out.ptr());
+        kernels::linear(pooled.ptr(), pooled.dim(0), p.in, p.weight, nullptr, p.out, out.ptr(), pool_.get());
         return out;
     }
 
     std::shared_ptr<const ModelFile> file_;
     std::shared_ptr<detail::WeightStorage> storage_;
+    std::shared_ptr<kernels::ThreadPool> pool_;
     float logit_scale_ = 0;
 };
 

@@ -12,7 +12,9 @@
 #include "detail/self_attention.hpp"
 #include "detail/weights.hpp"
 #include "errors.hpp"
+#include "kernels/gemm.hpp"
 #include "kernels/ops.hpp"
+#include "limits.hpp"
 #include "model_file.hpp"
 #include "modeling_outputs.hpp"
 #include "tensor.hpp"
@@ -52,7 +54,7 @@ struct AltRobertaEmbeddings {
 
     /// One sequence of ids [seq] -> out [seq, hidden].
     /// Positions as create_position_ids_from_input_ids: cumsum(id != pad) * (id != pad) + pad.
-    void forward(const std::int64_t* ids, std::int64_t seq, float* out) const {
+    void forward(const std::int64_t* ids, std::int64_t seq, float* out, kernels::ThreadPool* pool) const {
         const std::int64_t H = config.hidden_size, pad = config.pad_token_id;
         std::int64_t running = 0;
         for (std::int64_t t = 0; t < seq; ++t) {
@@ -63,7 +65,7 @@ struct AltRobertaEmbeddings {
             float* o = out + t * H;
             for (std::int64_t i = 0; i < H; ++i) o[i] = (we[i] + token_type_embeddings[i]) + pe[i];
         }
-        kernels::layer_norm(out, seq, H, LayerNorm.weight, LayerNorm.bias, LayerNorm.eps, out);
+        kernels::layer_norm(out, seq, H, LayerNorm.weight, LayerNorm.bias, LayerNorm.eps, out, pool);
     }
 };
 
@@ -93,20 +95,21 @@ struct AltRobertaLayer {
     }
 
     /// h: [batch * seq, hidden], updated in place; mask: [batch, seq] or nullptr.
-    void forward(float* h, std::int64_t batch, std::int64_t seq, const std::int64_t* mask) const {
+    void forward(float* h, std::int64_t batch, std::int64_t seq, const std::int64_t* mask,
+                 kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = attention.self.query.out, I = intermediate.dense.out;
         std::vector<float> ctx(rows * H), a(rows * H), inter(rows * I);
         detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
-                               num_heads, mask, ctx.data());
+                               num_heads, mask, ctx.data(), pool);
         const auto& ao = attention.output;
-        kernels::linear(ctx.data(), rows, H, ao.dense.weight, ao.dense.bias, H, a.data());
+        kernels::linear(ctx.data(), rows, H, ao.dense.weight, ao.dense.bias, H, a.data(), pool);
         for (std::int64_t i = 0; i < rows * H; ++i) a[i] += h[i];
-        kernels::layer_norm(a.data(), rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a.data());
-        kernels::linear(a.data(), rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter.data());
-        kernels::gelu_erf(inter.data(), rows * I);
-        kernels::linear(inter.data(), rows, I, output.dense.weight, output.dense.bias, H, h);
+        kernels::layer_norm(a.data(), rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a.data(), pool);
+        kernels::linear(a.data(), rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter.data(), pool);
+        kernels::gelu_erf(inter.data(), rows * I, pool);
+        kernels::linear(inter.data(), rows, I, output.dense.weight, output.dense.bias, H, h, pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += a[i];
-        kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h);
+        kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h, pool);
     }
 };
 
@@ -136,16 +139,20 @@ struct AltRobertaModel {
 class AltCLIPTextModel {
 public:
     /// The text tower of a model file alone (tensors under "text_model.").
-    static AltCLIPTextModel from_file(const std::string& path) { return AltCLIPTextModel(ModelFile::open(path)); }
-    explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file) {
+    /// num_threads: threads for one forward call (0 = all cores).
+    static AltCLIPTextModel from_file(const std::string& path, int num_threads = 0) {
+        return AltCLIPTextModel(ModelFile::open(path), num_threads);
+    }
+    explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file, int num_threads = 0) {
         auto storage = std::make_shared<detail::WeightStorage>();
         detail::WeightLoader w(file, storage, "text_model.");
-        load(w, "text_model.", file->config().text_config);
+        load(w, "text_model.", file->config().text_config, std::make_shared<kernels::ThreadPool>(num_threads));
         w.finish();
     }
-    /// Used by AltCLIPModel, whose loader spans the whole file.
-    AltCLIPTextModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
-        load(w, prefix, c);
+    /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.
+    AltCLIPTextModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c,
+                     std::shared_ptr<kernels::ThreadPool> pool) {
+        load(w, prefix, c, std::move(pool));
     }
 
     const AltCLIPTextConfig& config() const { return config_; }
@@ -157,6 +164,10 @@ public:
         const auto& c = config_;
         const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
         if (B <= 0 || L <= 0 || tokens.input_ids == nullptr) throw InvalidArgument("AltCLIPTextModel: empty batch of texts");
+        if (B > kMaxBatchSize) {
+            throw InvalidArgument("AltCLIPTextModel: batch of " + std::to_string(B) + " texts exceeds the limit of " +
+                                  std::to_string(kMaxBatchSize) + " (kMaxBatchSize); split it into several calls");
+        }
         if (L > c.max_tokens()) {
             throw InvalidArgument("AltCLIPTextModel: sequence of " + std::to_string(L) + " tokens exceeds the model's " +
                                   std::to_string(c.max_tokens()) + " (max_position_embeddings - pad_token_id - 1); "
@@ -175,17 +186,19 @@ public:
         std::vector<std::int64_t> mask(static_cast<std::size_t>(B * L), 1);
         if (tokens.attention_mask != nullptr) mask.assign(tokens.attention_mask, tokens.attention_mask + B * L);
 
+        kernels::ThreadPool* pool = pool_.get();
         BaseModelOutputWithPooling out;
         Tensor h({B, L, H});
-        for (std::int64_t b = 0; b < B; ++b) roberta.embeddings.forward(tokens.input_ids + b * L, L, h.slice(b));
+        for (std::int64_t b = 0; b < B; ++b) roberta.embeddings.forward(tokens.input_ids + b * L, L, h.slice(b), pool);
         if (output_hidden_states) out.hidden_states.push_back(h);
         for (const auto& layer : roberta.encoder.layer) {
-            layer.forward(h.ptr(), B, L, mask.data());
+            layer.forward(h.ptr(), B, L, mask.data(), pool);
             if (output_hidden_states) out.hidden_states.push_back(h);
         }
-        kernels::layer_norm(h.ptr(), B * L, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, h.ptr());
+        kernels::layer_norm(h.ptr(), B * L, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, h.ptr(), pool);
         out.last_hidden_state = Tensor({B, L, P});
-        kernels::linear(h.ptr(), B * L, H, transformation.weight, transformation.bias, P, out.last_hidden_state.ptr());
+        kernels::linear(h.ptr(), B * L, H, transformation.weight, transformation.bias, P, out.last_hidden_state.ptr(),
+                        pool);
         out.pooler_output = Tensor({B, P});
         for (std::int64_t b = 0; b < B; ++b) {
             const float* first = out.last_hidden_state.slice(b);
@@ -199,7 +212,9 @@ public:
     detail::LinearParams transformation;
 
 private:
-    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c,
+              std::shared_ptr<kernels::ThreadPool> pool) {
+        pool_ = std::move(pool);
         storage_ = w.storage();
         config_ = c;
         roberta.load(w, prefix + "roberta.", c);
@@ -209,6 +224,7 @@ private:
 
     AltCLIPTextConfig config_;
     std::shared_ptr<const detail::WeightStorage> storage_;  // keeps the weights (and the mapping) alive
+    std::shared_ptr<kernels::ThreadPool> pool_;             // thread-safe: shared by concurrent calls
 };
 
 }  // namespace altclip

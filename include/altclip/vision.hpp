@@ -14,8 +14,10 @@
 #include "detail/weights.hpp"
 #include "errors.hpp"
 #include "image_processor.hpp"  // PixelValues
+#include "kernels/gemm.hpp"
 #include "kernels/interpolate.hpp"
 #include "kernels/ops.hpp"
+#include "limits.hpp"
 #include "model_file.hpp"
 #include "modeling_outputs.hpp"
 #include "tensor.hpp"
@@ -51,7 +53,7 @@ struct AltCLIPVisionEmbeddings {
 
     /// One image [channels, height, width] -> out [1 + patches, hidden].
     void forward(const float* image, std::int64_t height, std::int64_t width, bool interpolate_pos_encoding,
-                 float* out) const {
+                 float* out, kernels::ThreadPool* pool) const {
         const std::int64_t p = config.patch_size, C = config.num_channels, H = config.hidden_size;
         const std::int64_t gh = height / p, gw = width / p, n = gh * gw, k = C * p * p;
         // im2col: patch (y, x) row-major, each flattened as the conv weight [C, p, p].
@@ -65,7 +67,7 @@ struct AltCLIPVisionEmbeddings {
                         std::copy(src, src + p, dst + (c * p + y) * p);
                     }
             }
-        kernels::linear(cols.data(), n, k, patch_embedding, nullptr, H, out + H);
+        kernels::linear(cols.data(), n, k, patch_embedding, nullptr, H, out + H, pool);
         std::copy(class_embedding, class_embedding + H, out);
         const std::int64_t positions = config.num_positions() - 1;
         const bool same_grid = n == positions && height == width;
@@ -95,10 +97,10 @@ struct AltCLIPAttention {
         out_proj = w.linear(prefix + "out_proj", H, H, true);
         num_heads = c.num_attention_heads;
     }
-    void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out) const {
+    void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out, kernels::ThreadPool* pool) const {
         std::vector<float> ctx(batch * seq * q_proj.out);
-        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx.data());
-        kernels::linear(ctx.data(), batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out);
+        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx.data(), pool);
+        kernels::linear(ctx.data(), batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool);
     }
 };
 
@@ -110,11 +112,11 @@ struct AltCLIPMLP {
         fc1 = w.linear(prefix + "fc1", c.intermediate_size, c.hidden_size, true);
         fc2 = w.linear(prefix + "fc2", c.hidden_size, c.intermediate_size, true);
     }
-    void forward(const float* x, std::int64_t rows, float* out) const {
+    void forward(const float* x, std::int64_t rows, float* out, kernels::ThreadPool* pool) const {
         std::vector<float> h(rows * fc1.out);
-        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h.data());
-        kernels::quick_gelu(h.data(), rows * fc1.out);
-        kernels::linear(h.data(), rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out);
+        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h.data(), pool);
+        kernels::quick_gelu(h.data(), rows * fc1.out, pool);
+        kernels::linear(h.data(), rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool);
     }
 };
 
@@ -131,14 +133,14 @@ struct AltCLIPEncoderLayer {
         layer_norm2 = w.layer_norm(prefix + "layer_norm2", c.hidden_size, c.layer_norm_eps);
     }
     /// h: [batch * seq, hidden], updated in place.
-    void forward(float* h, std::int64_t batch, std::int64_t seq) const {
+    void forward(float* h, std::int64_t batch, std::int64_t seq, kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = layer_norm1.n;
         std::vector<float> x(rows * H), y(rows * H);
-        kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x.data());
-        self_attn.forward(x.data(), batch, seq, y.data());
+        kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x.data(), pool);
+        self_attn.forward(x.data(), batch, seq, y.data(), pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
-        kernels::layer_norm(h, rows, H, layer_norm2.weight, layer_norm2.bias, layer_norm2.eps, x.data());
-        mlp.forward(x.data(), rows, y.data());
+        kernels::layer_norm(h, rows, H, layer_norm2.weight, layer_norm2.bias, layer_norm2.eps, x.data(), pool);
+        mlp.forward(x.data(), rows, y.data(), pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
     }
 };
@@ -158,18 +160,20 @@ struct AltCLIPEncoder {
 class AltCLIPVisionModel {
 public:
     /// The vision tower of a model file alone (tensors under "vision_model.").
-    static AltCLIPVisionModel from_file(const std::string& path) {
-        return AltCLIPVisionModel(ModelFile::open(path));
+    /// num_threads: threads for one forward call (0 = all cores).
+    static AltCLIPVisionModel from_file(const std::string& path, int num_threads = 0) {
+        return AltCLIPVisionModel(ModelFile::open(path), num_threads);
     }
-    explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file) {
+    explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file, int num_threads = 0) {
         auto storage = std::make_shared<detail::WeightStorage>();
         detail::WeightLoader w(file, storage, "vision_model.");
-        load(w, "vision_model.", file->config().vision_config);
+        load(w, "vision_model.", file->config().vision_config, std::make_shared<kernels::ThreadPool>(num_threads));
         w.finish();
     }
-    /// Used by AltCLIPModel, whose loader spans the whole file.
-    AltCLIPVisionModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
-        load(w, prefix, c);
+    /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.
+    AltCLIPVisionModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c,
+                       std::shared_ptr<kernels::ThreadPool> pool) {
+        load(w, prefix, c, std::move(pool));
     }
 
     const AltCLIPVisionConfig& config() const { return config_; }
@@ -180,6 +184,16 @@ public:
                                        bool output_hidden_states = false) const {
         const auto& c = config_;
         if (px.batch <= 0 || px.data == nullptr) throw InvalidArgument("AltCLIPVisionModel: empty batch of images");
+        if (px.batch > kMaxBatchSize) {
+            throw InvalidArgument("AltCLIPVisionModel: batch of " + std::to_string(px.batch) +
+                                  " images exceeds the limit of " + std::to_string(kMaxBatchSize) +
+                                  " (kMaxBatchSize); split it into several calls");
+        }
+        if (px.height > kMaxImageSide || px.width > kMaxImageSide) {
+            throw InvalidArgument("AltCLIPVisionModel: pixel_values of " + std::to_string(px.height) + "x" +
+                                  std::to_string(px.width) + " exceed the limit of " + std::to_string(kMaxImageSide) +
+                                  " per side (kMaxImageSide)");
+        }
         if (px.channels != c.num_channels) {
             throw InvalidArgument("AltCLIPVisionModel: pixel_values have " + std::to_string(px.channels) +
                                   " channels, the model takes " + std::to_string(c.num_channels));
@@ -194,18 +208,20 @@ public:
             throw InvalidArgument("AltCLIPVisionModel: image " + std::to_string(px.height) + "x" +
                                   std::to_string(px.width) + " is smaller than one patch");
         }
+        kernels::ThreadPool* pool = pool_.get();
         const std::int64_t B = px.batch, H = c.hidden_size;
         const std::int64_t seq = (px.height / c.patch_size) * (px.width / c.patch_size) + 1;
         BaseModelOutputWithPooling out;
         Tensor h({B, seq, H});
         const std::int64_t image_numel = px.channels * px.height * px.width;
         for (std::int64_t b = 0; b < B; ++b) {
-            embeddings.forward(px.data + b * image_numel, px.height, px.width, interpolate_pos_encoding, h.slice(b));
+            embeddings.forward(px.data + b * image_numel, px.height, px.width, interpolate_pos_encoding, h.slice(b),
+                               pool);
         }
-        kernels::layer_norm(h.ptr(), B * seq, H, pre_layrnorm.weight, pre_layrnorm.bias, pre_layrnorm.eps, h.ptr());
+        kernels::layer_norm(h.ptr(), B * seq, H, pre_layrnorm.weight, pre_layrnorm.bias, pre_layrnorm.eps, h.ptr(), pool);
         if (output_hidden_states) out.hidden_states.push_back(h);
         for (const auto& layer : encoder.layers) {
-            layer.forward(h.ptr(), B, seq);
+            layer.forward(h.ptr(), B, seq, pool);
             if (output_hidden_states) out.hidden_states.push_back(h);
         }
         out.pooler_output = Tensor({B, H});
@@ -223,7 +239,9 @@ public:
     detail::LayerNormParams post_layernorm;
 
 private:
-    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c,
+              std::shared_ptr<kernels::ThreadPool> pool) {
+        pool_ = std::move(pool);
         storage_ = w.storage();
         config_ = c;
         embeddings.load(w, prefix + "embeddings.", c);
@@ -234,6 +252,7 @@ private:
 
     AltCLIPVisionConfig config_;
     std::shared_ptr<const detail::WeightStorage> storage_;  // keeps the weights (and the mapping) alive
+    std::shared_ptr<kernels::ThreadPool> pool_;             // thread-safe: shared by concurrent calls
 };
 
 }  // namespace altclip

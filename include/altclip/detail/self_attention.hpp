@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../kernels/gemm.hpp"
 #include "../kernels/ops.hpp"
 #include "weights.hpp"
 
@@ -15,17 +16,13 @@ namespace altclip::detail {
 /// ctx: [batch * seq, hidden], the heads' outputs side by side (before the output projection).
 inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq, const LinearParams& query,
                            const LinearParams& key, const LinearParams& value, std::int64_t heads,
-                           const std::int64_t* key_mask, float* ctx) {
+                           const std::int64_t* key_mask, float* ctx, kernels::ThreadPool* pool) {
     const std::int64_t rows = batch * seq, hidden = query.out;
-    std::vector<float> q(rows * hidden), k(rows * hidden), v(rows * hidden), scores(seq * seq);
-    kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q.data());
-    kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k.data());
-    kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v.data());
-    for (std::int64_t b = 0; b < batch; ++b) {
-        const std::int64_t off = b * seq * hidden;
-        kernels::attention(q.data() + off, k.data() + off, v.data() + off, seq, heads, hidden / heads,
-                           key_mask != nullptr ? key_mask + b * seq : nullptr, scores.data(), ctx + off);
-    }
+    std::vector<float> q(rows * hidden), k(rows * hidden), v(rows * hidden);
+    kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q.data(), pool);
+    kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k.data(), pool);
+    kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v.data(), pool);
+    kernels::attention(q.data(), k.data(), v.data(), batch, seq, heads, hidden / heads, key_mask, ctx, pool);
 }
 
 }  // namespace altclip::detail

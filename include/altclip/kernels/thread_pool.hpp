@@ -1,0 +1,133 @@
+// A small persistent thread pool for the kernels' parallel loops.
+//
+// parallel_for(n, fn) runs fn(i) for i in [0, n) on the pool's workers and the calling
+// thread, and returns when all are done. Several threads may call parallel_for on the same
+// pool at once (a model shared between threads): their tasks interleave in one queue and
+// each caller waits only for its own. Exceptions thrown by fn are rethrown in the caller.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace altclip::kernels {
+
+class ThreadPool {
+public:
+    /// num_threads: total threads doing work, the caller included (0 = all cores).
+    explicit ThreadPool(int num_threads = 0) {
+        if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        size_ = num_threads;
+        for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { work(); });
+    }
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+    ~ThreadPool() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+        for (auto& w : workers_) w.join();
+    }
+
+    int size() const { return size_; }
+
+    template <class Fn>
+    void parallel_for(std::int64_t n, Fn&& fn) {
+        if (n <= 0) return;
+        if (n == 1 || size_ == 1) {
+            for (std::int64_t i = 0; i < n; ++i) fn(i);
+            return;
+        }
+        auto job = std::make_shared<Job>();
+        job->n = n;
+        job->fn = [&fn](std::int64_t i) { fn(i); };
+        // One queue entry per helper; every participant pulls indices from the job's counter.
+        const int helpers = static_cast<int>(std::min<std::int64_t>(n - 1, size_ - 1));
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (int h = 0; h < helpers; ++h) queue_.push_back(job);
+        }
+        if (helpers == 1) wake_.notify_one(); else wake_.notify_all();
+        run(*job);
+        std::unique_lock<std::mutex> lock(job->mutex);
+        job->done_cv.wait(lock, [&] { return job->finished == job->n; });
+        if (job->error) std::rethrow_exception(job->error);
+    }
+
+private:
+    struct Job {
+        std::int64_t n = 0;
+        std::function<void(std::int64_t)> fn;
+        std::atomic<std::int64_t> next{0};
+        std::int64_t finished = 0;  // guarded by mutex
+        std::exception_ptr error;   // guarded by mutex
+        std::mutex mutex;
+        std::condition_variable done_cv;
+    };
+
+    static void run(Job& job) {
+        std::int64_t count = 0;
+        std::exception_ptr error;
+        for (std::int64_t i; (i = job.next.fetch_add(1)) < job.n;) {
+            try {
+                job.fn(i);
+            } catch (...) {
+                if (!error) error = std::current_exception();
+            }
+            ++count;
+        }
+        if (count == 0) return;
+        std::lock_guard<std::mutex> lock(job.mutex);
+        if (error && !job.error) job.error = error;
+        job.finished += count;
+        if (job.finished == job.n) job.done_cv.notify_all();
+    }
+
+    void work() {
+        for (;;) {
+            std::shared_ptr<Job> job;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+                if (stop_ && queue_.empty()) return;
+                job = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            run(*job);
+        }
+    }
+
+    int size_ = 1;
+    std::vector<std::thread> workers_;
+    std::deque<std::shared_ptr<Job>> queue_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stop_ = false;
+};
+
+/// fn(begin, end) over [0, total) in chunks of at least `grain`, on the pool if there is one.
+template <class Fn>
+inline void parallel_chunks(ThreadPool* pool, std::int64_t total, std::int64_t grain, Fn&& fn) {
+    if (total <= 0) return;
+    const std::int64_t threads = pool != nullptr ? pool->size() : 1;
+    std::int64_t chunks = std::min<std::int64_t>(threads * 4, (total + grain - 1) / grain);
+    if (chunks <= 1) {
+        fn(std::int64_t{0}, total);
+        return;
+    }
+    const std::int64_t step = (total + chunks - 1) / chunks;
+    chunks = (total + step - 1) / step;
+    pool->parallel_for(chunks, [&](std::int64_t c) { fn(c * step, std::min(total, (c + 1) * step)); });
+}
+
+}  // namespace altclip::kernels

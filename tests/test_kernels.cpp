@@ -1,0 +1,168 @@
+// The kernels against plain scalar twins, on odd shapes that hit every tail path.
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <altclip/kernels/gemm.hpp>
+#include <altclip/kernels/interpolate.hpp>
+#include <altclip/kernels/ops.hpp>
+#include <altclip/kernels/thread_pool.hpp>
+
+using namespace altclip::kernels;
+
+namespace {
+
+std::vector<float> randn(std::size_t n, unsigned seed) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> d;
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(g);
+    return v;
+}
+
+double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
+    double m = 0, s = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        m = std::max(m, std::fabs(double(a[i]) - b[i]));
+        s = std::max(s, std::fabs(double(b[i])));
+    }
+    return m / s;
+}
+
+}  // namespace
+
+TEST_CASE("linear equals the scalar product on every tail shape", "[kernels]") {
+    ThreadPool pool(3);
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
+             {1, 1, 1}, {1, 17, 3}, {2, 31, 9}, {3, 16, 8}, {5, 588, 33}, {7, 1030, 65}, {200, 64, 130}, {4, 600, 200}}) {
+        INFO("n " << n << " k " << k << " out " << out);
+        const auto x = randn(n * k, 1), w = randn(out * k, 2), b = randn(out, 3);
+        std::vector<double> ref(n * out);
+        for (std::int64_t i = 0; i < n; ++i)
+            for (std::int64_t j = 0; j < out; ++j) {
+                double s = b[j];
+                for (std::int64_t t = 0; t < k; ++t) s += double(x[i * k + t]) * w[j * k + t];
+                ref[i * out + j] = s;
+            }
+        const std::vector<float> reff(ref.begin(), ref.end());
+        std::vector<float> y(n * out), y1(n * out), ynb(n * out);
+        linear(x.data(), n, k, w.data(), b.data(), out, y.data(), &pool);
+        linear(x.data(), n, k, w.data(), b.data(), out, y1.data(), nullptr);
+        CHECK(max_rel(y, reff) < 1e-5);
+        CHECK(y == y1);  // threads do not change the numbers
+        linear(x.data(), n, k, w.data(), nullptr, out, ynb.data(), &pool);
+        for (std::int64_t i = 0; i < n; ++i)
+            for (std::int64_t j = 0; j < out; ++j) ref[i * out + j] -= b[j];
+        CHECK(max_rel(ynb, std::vector<float>(ref.begin(), ref.end())) < 1e-5);
+    }
+}
+
+TEST_CASE("layer_norm, gelu, quick_gelu and softmax equal their scalar twins", "[kernels]") {
+    ThreadPool pool(2);
+    const std::int64_t rows = 37, n = 129;
+    auto x = randn(rows * n, 4);
+    for (auto& v : x) v = v * 3 + 1;
+    const auto g = randn(n, 5), b = randn(n, 6);
+    std::vector<float> y(rows * n), ref(rows * n);
+    layer_norm(x.data(), rows, n, g.data(), b.data(), 1e-5f, y.data(), &pool);
+    for (std::int64_t r = 0; r < rows; ++r) {
+        double mean = 0, var = 0;
+        for (std::int64_t i = 0; i < n; ++i) mean += x[r * n + i];
+        mean /= n;
+        for (std::int64_t i = 0; i < n; ++i) var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+        var /= n;
+        for (std::int64_t i = 0; i < n; ++i) ref[r * n + i] = float((x[r * n + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i]);
+    }
+    CHECK(max_rel(y, ref) < 1e-6);
+
+    auto gl = x;
+    gelu_erf(gl.data(), rows * n, &pool);
+    for (std::size_t i = 0; i < x.size(); ++i) ref[i] = float(0.5 * x[i] * (1 + std::erf(x[i] / std::sqrt(2.0))));
+    CHECK(max_rel(gl, ref) < 1e-6);
+
+    auto qg = x;
+    quick_gelu(qg.data(), rows * n, &pool);
+    for (std::size_t i = 0; i < x.size(); ++i) ref[i] = float(x[i] / (1 + std::exp(-1.702 * x[i])));
+    CHECK(max_rel(qg, ref) < 1e-6);
+
+    auto sm = x;
+    softmax_rows(sm.data(), rows, n);
+    for (std::int64_t r = 0; r < rows; ++r) {
+        double mx = -1e30, s = 0;
+        for (std::int64_t i = 0; i < n; ++i) mx = std::max(mx, double(x[r * n + i]));
+        for (std::int64_t i = 0; i < n; ++i) s += std::exp(x[r * n + i] - mx);
+        for (std::int64_t i = 0; i < n; ++i) ref[r * n + i] = float(std::exp(x[r * n + i] - mx) / s);
+    }
+    CHECK(max_rel(sm, ref) < 1e-6);
+}
+
+TEST_CASE("attention equals the scalar twin, with and without a padding mask", "[kernels]") {
+    ThreadPool pool(2);
+    const std::int64_t batch = 2, seq = 11, heads = 3, hd = 8, width = heads * hd;
+    const auto q = randn(batch * seq * width, 7), k = randn(batch * seq * width, 8), v = randn(batch * seq * width, 9);
+    std::vector<std::int64_t> mask(batch * seq, 1);
+    for (std::int64_t j = 7; j < seq; ++j) mask[seq + j] = 0;  // second sequence padded after 7
+    for (const bool masked : {false, true}) {
+        std::vector<float> out(batch * seq * width), ref(out.size());
+        attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out.data(), &pool);
+        for (std::int64_t b = 0; b < batch; ++b)
+            for (std::int64_t h = 0; h < heads; ++h)
+                for (std::int64_t i = 0; i < seq; ++i) {
+                    std::vector<double> s(seq);
+                    double mx = -1e300, sum = 0;
+                    for (std::int64_t j = 0; j < seq; ++j) {
+                        double d = 0;
+                        for (std::int64_t t = 0; t < hd; ++t)
+                            d += double(q[(b * seq + i) * width + h * hd + t]) * k[(b * seq + j) * width + h * hd + t];
+                        s[j] = (masked && mask[b * seq + j] == 0) ? -1e300 : d / std::sqrt(double(hd));
+                        mx = std::max(mx, s[j]);
+                    }
+                    for (auto& e : s) sum += e = (e <= -1e299 ? 0.0 : std::exp(e - mx));
+                    for (std::int64_t t = 0; t < hd; ++t) {
+                        double o = 0;
+                        for (std::int64_t j = 0; j < seq; ++j) o += s[j] / sum * v[(b * seq + j) * width + h * hd + t];
+                        ref[(b * seq + i) * width + h * hd + t] = float(o);
+                    }
+                }
+        INFO("masked " << masked);
+        CHECK(max_rel(out, ref) < 1e-5);
+    }
+}
+
+TEST_CASE("the thread pool serves several callers at once and passes exceptions back", "[kernels][threads]") {
+    ThreadPool pool(3);
+    std::vector<std::thread> callers;
+    std::atomic<int> wrong{0};
+    for (int c = 0; c < 6; ++c) {
+        callers.emplace_back([&, c] {
+            for (int rep = 0; rep < 50; ++rep) {
+                std::vector<int> hit(100 + c, 0);
+                pool.parallel_for(static_cast<std::int64_t>(hit.size()), [&](std::int64_t i) { hit[i] += 1; });
+                for (int h : hit) wrong += h != 1;
+            }
+        });
+    }
+    for (auto& t : callers) t.join();
+    CHECK(wrong == 0);
+    CHECK_THROWS_WITH(pool.parallel_for(10, [](std::int64_t i) { if (i == 3) throw std::runtime_error("task 3"); }),
+                      "task 3");
+    int sum = 0;
+    pool.parallel_for(1, [&](std::int64_t) { sum = 1; });  // still usable after an exception
+    CHECK(sum == 1);
+}
+
+TEST_CASE("bicubic position-grid resize: identity at the same size, constant stays constant", "[kernels]") {
+    const std::int64_t s = 5, c = 3;
+    const auto in = randn(s * s * c, 10);
+    std::vector<float> out(s * s * c);
+    bicubic_resize_channels_last(in.data(), s, s, c, out.data(), s, s);
+    CHECK(max_rel(out, in) < 1e-6);
+    std::vector<float> flat(s * s * c, 2.5f), big(9 * 7 * c);
+    bicubic_resize_channels_last(flat.data(), s, s, c, big.data(), 9, 7);
+    for (float v : big) CHECK(v == Approx(2.5f).epsilon(1e-6));
+}
