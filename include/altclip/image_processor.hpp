@@ -16,6 +16,7 @@
 #include "detail/pillow_resample.hpp"
 #include "errors.hpp"
 #include "image.hpp"
+#include "limits.hpp"
 
 namespace altclip {
 
@@ -248,6 +249,11 @@ public:
     /// off, all must produce the same size. Throws InvalidArgument for an empty batch.
     PixelValues operator()(const std::vector<Image>& images) const {
         if (images.empty()) throw InvalidArgument("CLIPImageProcessor: empty batch; pass at least one image");
+        if (images.size() > static_cast<std::size_t>(kMaxBatchSize)) {
+            throw InvalidArgument("CLIPImageProcessor: batch of " + std::to_string(images.size()) +
+                                  " images exceeds the limit of " + std::to_string(kMaxBatchSize) +
+                                  " (kMaxBatchSize); split it into several calls");
+        }
         PixelValues pv;
         pv.batch = static_cast<std::int64_t>(images.size());
         pv.channels = 3;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "altclip/errors.hpp"
+#include "altclip/limits.hpp"
 
 namespace altclip {
 
@@ -275,6 +276,11 @@ public:
             throw InvalidArgument("XLMRobertaTokenizer: empty batch; pass at least one text "
                                   "(an empty string \"\" is a valid text)");
         }
+        if (texts.size() > static_cast<std::size_t>(kMaxBatchSize)) {
+            throw InvalidArgument("XLMRobertaTokenizer: batch of " + std::to_string(texts.size()) +
+                                  " texts exceeds the limit of " + std::to_string(kMaxBatchSize) +
+                                  " (kMaxBatchSize); split it into several calls");
+        }
         std::vector<std::vector<std::int64_t>> rows;
         rows.reserve(texts.size());
         std::size_t longest = 0;
@@ -299,6 +305,13 @@ public:
 private:
     // batch_index < 0: a single text (encode()).
     std::vector<std::int64_t> encode_checked(std::string_view text, std::int64_t batch_index) const {
+        if (text.size() > kMaxTextBytes) {
+            throw TextError("XLMRobertaTokenizer: " +
+                            (batch_index < 0 ? std::string("text") : "text " + std::to_string(batch_index) + " of the batch") +
+                            " is " + std::to_string(text.size()) + " bytes, above the limit of " +
+                            std::to_string(kMaxTextBytes) + " bytes (kMaxTextBytes); the model reads at most " +
+                            std::to_string(max_len_) + " tokens, so cut the text first");
+        }
         const auto check = detail::check_utf8(text);
         if (!check.ok) {
             char byte[8];

@@ -1,0 +1,23 @@
+// Input limits that no real input reaches, so that a hostile or broken input fails with a
+// clear error instead of exhausting memory or overflowing sizes (docs/reliability.md).
+// The image limits (kMaxImagePixels, kMaxImageSide) are in image.hpp, the model file's
+// (kMaxHeaderBytes, kMaxRank) in container.hpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace altclip {
+
+/// Longest text the tokenizer accepts, in bytes (1 MiB). The model reads at most 512 tokens
+/// (a few kB of text); longer texts are truncated after tokenizing the whole text, so this
+/// only bounds the work spent on text that is thrown away.
+inline constexpr std::size_t kMaxTextBytes = std::size_t(1) << 20;
+
+/// Most texts or images in one call of the tokenizer, the image processor or a tower's
+/// forward (65,536). Far above any batch that fits in memory at the released model's size
+/// (65,536 x 514 tokens x 1024 floats is 138 GB); it keeps every size computed from a batch
+/// far from overflowing.
+inline constexpr std::int64_t kMaxBatchSize = std::int64_t(1) << 16;
+
+}  // namespace altclip
