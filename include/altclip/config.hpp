@@ -26,12 +26,18 @@ inline const nlohmann::json& config_field(const nlohmann::json& j, const char* k
     return *it;
 }
 
+/// Largest value of an integer config field (16,777,216): far above any real model's (XLM-R's
+/// vocab_size is 250,002), and small enough that sizes computed from two or three fields
+/// (patches per image, positions, shapes) cannot overflow 64 bits.
+inline constexpr std::int64_t kMaxConfigValue = std::int64_t(1) << 24;
+
 inline std::int64_t config_int(const nlohmann::json& j, const char* key, const std::string& where,
                                std::int64_t min_value = 1) {
     const auto& v = config_field(j, key, where);
-    if (!v.is_number_integer() || v.get<std::int64_t>() < min_value) {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < min_value || v.get<std::int64_t>() > kMaxConfigValue) {
         throw ConfigError(where + ": field '" + key + "' must be an integer >= " +
-                          std::to_string(min_value) + ", got " + v.dump());
+                          std::to_string(min_value) + " and <= " + std::to_string(kMaxConfigValue) +
+                          ", got " + v.dump());
     }
     return v.get<std::int64_t>();
 }
