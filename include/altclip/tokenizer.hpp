@@ -21,6 +21,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -198,12 +199,20 @@ public:
                                   "; pass the text config's max_position_embeddings - 2");
         }
         auto sp = std::make_shared<sentencepiece::SentencePieceProcessor>();
-        const auto status = sp->LoadFromSerializedProto(
-            absl::string_view(spm_model_bytes.data(), spm_model_bytes.size()));
-        if (!status.ok()) {
+        std::string error;
+        try {
+            const auto status = sp->LoadFromSerializedProto(
+                absl::string_view(spm_model_bytes.data(), spm_model_bytes.size()));
+            if (!status.ok()) error = status.ToString();
+        } catch (const std::exception& e) {
+            // libsentencepiece's trie builder (darts_clone) throws its own exception type for
+            // some malformed models, e.g. a zero-length piece (found by fuzz/fuzz_model_file).
+            error = e.what();
+        }
+        if (!error.empty()) {
             throw FormatError("XLMRobertaTokenizer: the SentencePiece model (" +
                               std::to_string(spm_model_bytes.size()) +
-                              " bytes) could not be parsed: " + status.ToString() +
+                              " bytes) could not be parsed: " + error +
                               "; pass the bytes of the model's sentencepiece.bpe.model "
                               "(re-run tools/convert.py if it came from a converted model)");
         }
