@@ -1,6 +1,8 @@
 // The kernels against plain scalar twins, on odd shapes that hit every tail path.
 #include <atomic>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -59,6 +61,44 @@ TEST_CASE("linear equals the scalar product on every tail shape", "[kernels]") {
         for (std::int64_t i = 0; i < n; ++i)
             for (std::int64_t j = 0; j < out; ++j) ref[i * out + j] -= b[j];
         CHECK(max_rel(ynb, std::vector<float>(ref.begin(), ref.end())) < 1e-5);
+    }
+}
+
+TEST_CASE("linear on bf16 weights: widened (exact) and bf16 dot products", "[kernels]") {
+    ThreadPool pool(2);
+    auto to_bf16 = [](float f) {  // round to nearest even
+        std::uint32_t b;
+        std::memcpy(&b, &f, 4);
+        return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+    };
+    auto widen = [](std::uint16_t h) {
+        std::uint32_t b = std::uint32_t(h) << 16;
+        float f;
+        std::memcpy(&f, &b, 4);
+        return f;
+    };
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 33, 9}, {7, 588, 70}, {20, 1024, 64}}) {
+        INFO("n " << n << " k " << k << " out " << out);
+        const auto x = randn(n * k, 11), wf = randn(out * k, 12), b = randn(out, 13);
+        std::vector<std::uint16_t> wb(wf.size());
+        for (std::size_t i = 0; i < wf.size(); ++i) wb[i] = to_bf16(wf[i]);
+        std::vector<float> exact(n * out), rounded(n * out), y(n * out);
+        for (std::int64_t i = 0; i < n; ++i)
+            for (std::int64_t j = 0; j < out; ++j) {
+                double s = b[j], r = b[j];
+                for (std::int64_t t = 0; t < k; ++t) {
+                    s += double(x[i * k + t]) * widen(wb[j * k + t]);
+                    r += double(widen(to_bf16(x[i * k + t]))) * widen(wb[j * k + t]);
+                }
+                exact[i * out + j] = float(s);
+                rounded[i * out + j] = float(r);
+            }
+        linear(x.data(), n, k, WeightMatrix{WeightType::bf16, wb.data(), out, k}, b.data(), out, y.data(), &pool);
+        CHECK(max_rel(y, exact) < 1e-5);
+        linear(x.data(), n, k, WeightMatrix{WeightType::bf16_dot, wb.data(), out, k}, b.data(), out, y.data(), &pool);
+        // With AVX512_BF16 the activations are rounded to bf16: equal to that rounding's
+        // exact product; without it the widened path runs and equals `exact`.
+        CHECK(max_rel(y, kHaveBf16Dot ? rounded : exact) < 1e-5);
     }
 }
 

@@ -10,6 +10,7 @@
 #include "image_processor.hpp"
 #include "model.hpp"
 #include "model_file.hpp"
+#include "options.hpp"
 #include "processor.hpp"
 #include "tensor.hpp"
 #include "text.hpp"

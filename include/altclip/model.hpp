@@ -13,6 +13,7 @@
 #include "kernels/ops.hpp"
 #include "model_file.hpp"
 #include "modeling_outputs.hpp"
+#include "options.hpp"
 #include "tensor.hpp"
 #include "text.hpp"
 #include "vision.hpp"
@@ -46,13 +47,19 @@ class AltCLIPModel {
 public:
     /// Maps and validates a model file made by tools/convert.py (weights are used in place
     /// for f32 files). Throws IoError, FormatError or ConfigError.
-    /// num_threads: threads one call uses (0 = all cores); concurrent calls share them.
-    static AltCLIPModel from_file(const std::string& path, int num_threads = 0) {
-        return AltCLIPModel(ModelFile::open(path), num_threads);
+    static AltCLIPModel from_file(const std::string& path, const ModelOptions& options = {}) {
+        return AltCLIPModel(ModelFile::open(path), options);
+    }
+    /// Shorthand for ModelOptions{num_threads}: threads one call uses (0 = all cores).
+    static AltCLIPModel from_file(const std::string& path, int num_threads) {
+        ModelOptions o;
+        o.num_threads = num_threads;
+        return from_file(path, o);
     }
 
-    explicit AltCLIPModel(std::shared_ptr<const ModelFile> file, int num_threads = 0)
-        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(), std::make_shared<kernels::ThreadPool>(num_threads)) {}
+    explicit AltCLIPModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {})
+        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(),
+                       std::make_shared<kernels::ThreadPool>(options.num_threads), !options.exact) {}
 
     int num_threads() const { return pool_->size(); }
 
@@ -97,8 +104,8 @@ public:
 
 private:
     AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
-                 std::shared_ptr<kernels::ThreadPool> pool)
-        : AltCLIPModel(file, storage, pool, detail::WeightLoader(file, storage)) {}
+                 std::shared_ptr<kernels::ThreadPool> pool, bool bf16_dot)
+        : AltCLIPModel(file, storage, pool, detail::WeightLoader(file, storage, "", bf16_dot)) {}
     AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
                  std::shared_ptr<kernels::ThreadPool> pool, detail::WeightLoader&& w)
         : text_model(w, "text_model.", file->config().text_config, pool),

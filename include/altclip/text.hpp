@@ -17,6 +17,7 @@
 #include "limits.hpp"
 #include "model_file.hpp"
 #include "modeling_outputs.hpp"
+#include "options.hpp"
 #include "tensor.hpp"
 #include "tokenizer.hpp"  // BatchEncoding
 
@@ -38,7 +39,7 @@ struct TokenView {
 
 /// AltRobertaEmbeddings: word + position (RoBERTa numbering) + token type 0, then LayerNorm.
 struct AltRobertaEmbeddings {
-    const float* word_embeddings = nullptr;        // [vocab_size, hidden]
+    kernels::WeightMatrix word_embeddings;         // [vocab_size, hidden] (bf16 rows widened as read)
     const float* position_embeddings = nullptr;    // [max_position_embeddings, hidden]
     const float* token_type_embeddings = nullptr;  // [type_vocab_size, hidden]
     detail::LayerNormParams LayerNorm;
@@ -46,7 +47,7 @@ struct AltRobertaEmbeddings {
 
     void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
         config = c;
-        word_embeddings = w.get(prefix + "word_embeddings.weight", {c.vocab_size, c.hidden_size});
+        word_embeddings = w.weight_matrix(prefix + "word_embeddings.weight", {c.vocab_size, c.hidden_size});
         position_embeddings = w.get(prefix + "position_embeddings.weight", {c.max_position_embeddings, c.hidden_size});
         token_type_embeddings = w.get(prefix + "token_type_embeddings.weight", {c.type_vocab_size, c.hidden_size});
         LayerNorm = w.layer_norm(prefix + "LayerNorm", c.hidden_size, c.layer_norm_eps);
@@ -60,10 +61,10 @@ struct AltRobertaEmbeddings {
         for (std::int64_t t = 0; t < seq; ++t) {
             const std::int64_t id = ids[t];
             const std::int64_t pos = id != pad ? ++running + pad : pad;
-            const float* we = word_embeddings + id * H;
             const float* pe = position_embeddings + pos * H;
             float* o = out + t * H;
-            for (std::int64_t i = 0; i < H; ++i) o[i] = (we[i] + token_type_embeddings[i]) + pe[i];
+            kernels::weight_row(word_embeddings, id, o);
+            for (std::int64_t i = 0; i < H; ++i) o[i] = (o[i] + token_type_embeddings[i]) + pe[i];
         }
         kernels::layer_norm(out, seq, H, LayerNorm.weight, LayerNorm.bias, LayerNorm.eps, out, pool);
     }
@@ -139,14 +140,13 @@ struct AltRobertaModel {
 class AltCLIPTextModel {
 public:
     /// The text tower of a model file alone (tensors under "text_model.").
-    /// num_threads: threads for one forward call (0 = all cores).
-    static AltCLIPTextModel from_file(const std::string& path, int num_threads = 0) {
-        return AltCLIPTextModel(ModelFile::open(path), num_threads);
+    static AltCLIPTextModel from_file(const std::string& path, const ModelOptions& options = {}) {
+        return AltCLIPTextModel(ModelFile::open(path), options);
     }
-    explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file, int num_threads = 0) {
+    explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
         auto storage = std::make_shared<detail::WeightStorage>();
-        detail::WeightLoader w(file, storage, "text_model.");
-        load(w, "text_model.", file->config().text_config, std::make_shared<kernels::ThreadPool>(num_threads));
+        detail::WeightLoader w(file, storage, "text_model.", !options.exact);
+        load(w, "text_model.", file->config().text_config, std::make_shared<kernels::ThreadPool>(options.num_threads));
         w.finish();
     }
     /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.

@@ -20,6 +20,7 @@
 #include "limits.hpp"
 #include "model_file.hpp"
 #include "modeling_outputs.hpp"
+#include "options.hpp"
 #include "tensor.hpp"
 
 namespace altclip {
@@ -40,14 +41,15 @@ struct PixelView {
 /// AltCLIPVisionEmbeddings: patch conv (no bias), class token, position embeddings.
 struct AltCLIPVisionEmbeddings {
     const float* class_embedding = nullptr;   // [hidden]
-    const float* patch_embedding = nullptr;   // [hidden, channels, patch, patch] = [hidden, channels*patch*patch]
+    kernels::WeightMatrix patch_embedding;    // [hidden, channels, patch, patch] as [hidden, channels*patch*patch]
     const float* position_embedding = nullptr;  // [num_positions, hidden]
     AltCLIPVisionConfig config;
 
     void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
         config = c;
         class_embedding = w.get(prefix + "class_embedding", {c.hidden_size});
-        patch_embedding = w.get(prefix + "patch_embedding.weight", {c.hidden_size, c.num_channels, c.patch_size, c.patch_size});
+        patch_embedding = w.weight_matrix(prefix + "patch_embedding.weight",
+                                          {c.hidden_size, c.num_channels, c.patch_size, c.patch_size});
         position_embedding = w.get(prefix + "position_embedding.weight", {c.num_positions(), c.hidden_size});
     }
 
@@ -160,14 +162,13 @@ struct AltCLIPEncoder {
 class AltCLIPVisionModel {
 public:
     /// The vision tower of a model file alone (tensors under "vision_model.").
-    /// num_threads: threads for one forward call (0 = all cores).
-    static AltCLIPVisionModel from_file(const std::string& path, int num_threads = 0) {
-        return AltCLIPVisionModel(ModelFile::open(path), num_threads);
+    static AltCLIPVisionModel from_file(const std::string& path, const ModelOptions& options = {}) {
+        return AltCLIPVisionModel(ModelFile::open(path), options);
     }
-    explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file, int num_threads = 0) {
+    explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
         auto storage = std::make_shared<detail::WeightStorage>();
-        detail::WeightLoader w(file, storage, "vision_model.");
-        load(w, "vision_model.", file->config().vision_config, std::make_shared<kernels::ThreadPool>(num_threads));
+        detail::WeightLoader w(file, storage, "vision_model.", !options.exact);
+        load(w, "vision_model.", file->config().vision_config, std::make_shared<kernels::ThreadPool>(options.num_threads));
         w.finish();
     }
     /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../kernels/gemm.hpp"
 #include "../model_file.hpp"
 
 namespace altclip::detail {
@@ -24,9 +25,9 @@ struct WeightStorage {
     std::vector<std::vector<float>> widened;         // f16/bf16 tensors widened to f32
 };
 
-/// nn.Linear: weight [out, in] row-major, optional bias [out].
+/// nn.Linear: weight [out, in] row-major (in place for f32 and bf16 files), optional bias [out].
 struct LinearParams {
-    const float* weight = nullptr;
+    kernels::WeightMatrix weight;
     const float* bias = nullptr;  // nullptr when the layer has no bias
     std::int64_t out = 0, in = 0;
 };
@@ -43,9 +44,11 @@ class WeightLoader {
 public:
     /// `scope`: the key prefix this loader owns ("" for the whole model, "text_model." for
     /// the text tower alone); tensors outside it are neither used nor reported as unexpected.
+    /// bf16_dot: bf16 matrices multiply with bfloat16 activations (AVX512_BF16) instead of
+    /// being widened to float32 in the kernel.
     WeightLoader(std::shared_ptr<const ModelFile> file, std::shared_ptr<WeightStorage> storage,
-                 std::string scope = "")
-        : file_(std::move(file)), storage_(std::move(storage)), scope_(std::move(scope)) {
+                 std::string scope = "", bool bf16_dot = false)
+        : file_(std::move(file)), storage_(std::move(storage)), scope_(std::move(scope)), bf16_dot_(bf16_dot) {
         storage_->file = file_;
     }
 
@@ -79,7 +82,7 @@ public:
         LinearParams p;
         p.out = out;
         p.in = in;
-        p.weight = get(prefix + ".weight", {out, in});
+        p.weight = weight_matrix(prefix + ".weight", {out, in});
         if (bias) p.bias = get(prefix + ".bias", {out});
         return p;
     }
@@ -112,6 +115,27 @@ public:
         throw FormatError(msg);
     }
 
+    /// A weight matrix for the GEMM kernels, with the checks of get(): f32 and bf16 used in
+    /// place from the file, f16 widened to f32 once. `shape` is [rows, cols] or a conv weight
+    /// [out, channels, kh, kw] taken as [out, channels * kh * kw].
+    kernels::WeightMatrix weight_matrix(const std::string& name, const std::vector<std::int64_t>& shape) {
+        std::int64_t cols = 1;
+        for (std::size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
+        kernels::WeightMatrix m;
+        m.rows = shape[0];
+        m.cols = cols;
+        const auto& c = file_->container();
+        if (c.has_tensor(name) && c.tensor(name).shape == shape && c.tensor(name).dtype == DType::bf16) {
+            // bf16 used in place; every other dtype goes through get() (f32 in place, f16 widened).
+            used_.insert(name);
+            m.type = bf16_dot_ && kernels::kHaveBf16Dot ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
+            m.data = c.tensor(name).data;
+            return m;
+        }
+        m.data = get(name, shape);
+        return m;
+    }
+
 private:
     static std::string shape_str(const std::vector<std::int64_t>& s) {
         std::string r = "[";
@@ -124,6 +148,7 @@ private:
     std::string scope_;
     std::set<std::string> used_;
     std::vector<std::string> problems_;
+    bool bf16_dot_ = false;
 };
 
 }  // namespace altclip::detail

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -21,18 +23,54 @@
 
 namespace altclip::kernels {
 
+/// How a weight matrix is stored and multiplied.
+enum class WeightType {
+    f32,       // float32, used as stored
+    bf16,      // bfloat16, widened to float32 inside the kernel: float32 math (exact on the rounded weights)
+    bf16_dot,  // bfloat16, the activations rounded to bfloat16 too: AVX512_BF16 dot products, float32 sums
+};
+
+/// A [rows, cols] row-major weight matrix (torch's Linear [out, in]), not owned.
+struct WeightMatrix {
+    WeightType type = WeightType::f32;
+    const void* data = nullptr;
+    std::int64_t rows = 0, cols = 0;
+};
+
+/// Whether this build can run WeightType::bf16_dot (compiled with AVX512_BF16).
+inline constexpr bool kHaveBf16Dot =
+#if defined(__AVX512BF16__)
+    true;
+#else
+    false;
+#endif
+
+/// Row r of w widened to float32.
+inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
+    if (w.type == WeightType::f32) {
+        const float* p = static_cast<const float*>(w.data) + r * w.cols;
+        std::copy(p, p + w.cols, out);
+        return;
+    }
+    const auto* p = static_cast<const std::uint16_t*>(w.data) + r * w.cols;
+    for (std::int64_t i = 0; i < w.cols; ++i) {
+        const std::uint32_t bits = static_cast<std::uint32_t>(p[i]) << 16;
+        std::memcpy(out + i, &bits, 4);
+    }
+}
+
 namespace gemm_detail {
 
 constexpr std::int64_t kColumnBlock = 64;   // rows of W per task
 constexpr std::int64_t kRowBlock = 192;     // rows of x kept in L2 per pass
 constexpr std::int64_t kDepthBlock = 512;   // k per pass: a W tile (8 x 512 floats) stays in L1
 
-/// Reference implementation for one column block, any CPU.
-inline void block_eigen(const float* x, std::int64_t n, std::int64_t k, const float* w, const float* bias,
+/// Columns [j0, j1) on any CPU; w_block holds W's rows j0..j1.
+inline void block_eigen(const float* x, std::int64_t n, std::int64_t k, const float* w_block, const float* bias,
                         std::int64_t out, std::int64_t j0, std::int64_t j1, float* y) {
     using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Eigen::Map<const RowMatrix> X(x, n, k);
-    Eigen::Map<const RowMatrix> W(w + j0 * k, j1 - j0, k);
+    Eigen::Map<const RowMatrix> W(w_block, j1 - j0, k);
     Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> Y(y + j0, n, j1 - j0, Eigen::OuterStride<>(out));
     Y.noalias() = X * W.transpose();
     if (bias != nullptr) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias + j0, j1 - j0);
@@ -50,32 +88,66 @@ inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm_add_ps(_mm512_castps512_ps128(t), _mm512_extractf32x4_ps(t, 1));
 }
 
+/// Load policies of the micro-kernel: how 16 (or 32) k-values of x and of W become vectors.
+struct F32Loads {  // x float32, W float32
+    static constexpr int kStep = 16;
+    using X = float;
+    using W = float;
+    static __m512 x(const float* p) { return _mm512_loadu_ps(p); }
+    static __m512 x(const float* p, int m) { return _mm512_maskz_loadu_ps(mask16(m), p); }
+    static __m512 w(const float* p) { return _mm512_loadu_ps(p); }
+    static __m512 w(const float* p, int m) { return _mm512_maskz_loadu_ps(mask16(m), p); }
+    static __m512 fma(__m512 x, __m512 w, __m512 acc) { return _mm512_fmadd_ps(x, w, acc); }
+    static __mmask16 mask16(int m) { return static_cast<__mmask16>((1u << m) - 1); }
+};
+struct Bf16WidenLoads : F32Loads {  // x float32, W bfloat16 widened to float32
+    using W = std::uint16_t;
+    static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+    static __m512 w(const std::uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+    static __m512 w(const std::uint16_t* p, int m) { return widen(_mm256_maskz_loadu_epi16(mask16(m), p)); }
+};
+#if defined(__AVX512BF16__)
+struct Bf16DotLoads {  // x and W bfloat16, pairs multiplied and summed in float32 (vdpbf16ps)
+    static constexpr int kStep = 32;
+    using X = std::uint16_t;
+    using W = std::uint16_t;
+    static __mmask32 mask32(int m) { return m >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << m) - 1); }
+    static __m512 x(const std::uint16_t* p) { return _mm512_castsi512_ps(_mm512_loadu_si512(p)); }
+    static __m512 x(const std::uint16_t* p, int m) { return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(mask32(m), p)); }
+    static __m512 w(const std::uint16_t* p) { return x(p); }
+    static __m512 w(const std::uint16_t* p, int m) { return x(p, m); }
+    static __m512 fma(__m512 x, __m512 w, __m512 acc) {
+        return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(x), reinterpret_cast<__m512bh&>(w));
+    }
+};
+#endif
+
 /// MR rows of x times NR rows of W over k in [k0, k1): y[i][j] (+)= dot, plus bias on the first pass.
-template <int MR, int NR>
-inline void micro(const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, std::int64_t k0,
+template <int MR, int NR, class L>
+inline void micro(const typename L::X* x, std::int64_t ldx, const typename L::W* w, std::int64_t ldw, std::int64_t k0,
                   std::int64_t k1, const float* bias, bool first, float* y, std::int64_t ldy) {
     __m512 acc[MR][NR];
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
     std::int64_t kk = k0;
-    for (; kk + 16 <= k1; kk += 16) {
+    for (; kk + L::kStep <= k1; kk += L::kStep) {
         __m512 xv[MR];
-        for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_ps(x + i * ldx + kk);
+        for (int i = 0; i < MR; ++i) xv[i] = L::x(x + i * ldx + kk);
         for (int j = 0; j < NR; ++j) {
-            __m512 wv = _mm512_loadu_ps(w + j * ldw + kk);
+            __m512 wv = L::w(w + j * ldw + kk);
             // Keep wv in a register: GCC would otherwise fold the load into each of the MR
             // FMAs below, loading the same W vector MR times.
             __asm__("" : "+v"(wv));
-            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+            for (int i = 0; i < MR; ++i) acc[i][j] = L::fma(xv[i], wv, acc[i][j]);
         }
     }
     if (kk < k1) {
-        const __mmask16 m = static_cast<__mmask16>((1u << (k1 - kk)) - 1);
+        const int m = static_cast<int>(k1 - kk);
         __m512 xv[MR];
-        for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_ps(m, x + i * ldx + kk);
+        for (int i = 0; i < MR; ++i) xv[i] = L::x(x + i * ldx + kk, m);
         for (int j = 0; j < NR; ++j) {
-            const __m512 wv = _mm512_maskz_loadu_ps(m, w + j * ldw + kk);
-            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+            const __m512 wv = L::w(w + j * ldw + kk, m);
+            for (int i = 0; i < MR; ++i) acc[i][j] = L::fma(xv[i], wv, acc[i][j]);
         }
     }
     for (int i = 0; i < MR; ++i) {
@@ -102,23 +174,25 @@ inline void micro(const float* x, std::int64_t ldx, const float* w, std::int64_t
     }
 }
 
-template <int MR>
-inline void micro_cols(int nr, const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, std::int64_t k0,
-                       std::int64_t k1, const float* bias, bool first, float* y, std::int64_t ldy) {
+template <int MR, class L>
+inline void micro_cols(int nr, const typename L::X* x, std::int64_t ldx, const typename L::W* w, std::int64_t ldw,
+                       std::int64_t k0, std::int64_t k1, const float* bias, bool first, float* y, std::int64_t ldy) {
     switch (nr) {
-        case 8: micro<MR, 8>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
-        case 7: micro<MR, 7>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
-        case 6: micro<MR, 6>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
-        case 5: micro<MR, 5>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
-        case 4: micro<MR, 4>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
-        case 3: micro<MR, 3>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
-        case 2: micro<MR, 2>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
-        default: micro<MR, 1>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        case 8: micro<MR, 8, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        case 7: micro<MR, 7, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        case 6: micro<MR, 6, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        case 5: micro<MR, 5, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        case 4: micro<MR, 4, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        case 3: micro<MR, 3, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        case 2: micro<MR, 2, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
+        default: micro<MR, 1, L>(x, ldx, w, ldw, k0, k1, bias, first, y, ldy); break;
     }
 }
 
-inline void block_avx512(const float* x, std::int64_t n, std::int64_t k, const float* w, const float* bias,
-                         std::int64_t out, std::int64_t j0, std::int64_t j1, float* y) {
+template <class L>
+inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t n, std::int64_t k,
+                         const typename L::W* w, const float* bias, std::int64_t out, std::int64_t j0, std::int64_t j1,
+                         float* y) {
     constexpr int MR = 3, NR = 8;
     for (std::int64_t i0 = 0; i0 < n; i0 += kRowBlock) {
         const std::int64_t i1 = std::min(n, i0 + kRowBlock);
@@ -127,11 +201,12 @@ inline void block_avx512(const float* x, std::int64_t n, std::int64_t k, const f
             const bool first = k0 == 0;
             for (std::int64_t j = j0; j < j1; j += NR) {
                 const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
-                const float* wj = w + j * k;
+                const auto* wj = w + j * k;
                 const float* bj = bias != nullptr ? bias + j : nullptr;
                 std::int64_t i = i0;
-                for (; i + MR <= i1; i += MR) micro_cols<MR>(nr, x + i * k, k, wj, k, k0, k1, bj, first, y + i * out + j, out);
-                for (; i < i1; ++i) micro_cols<1>(nr, x + i * k, k, wj, k, k0, k1, bj, first, y + i * out + j, out);
+                for (; i + MR <= i1; i += MR)
+                    micro_cols<MR, L>(nr, x + i * ldx, ldx, wj, k, k0, k1, bj, first, y + i * out + j, out);
+                for (; i < i1; ++i) micro_cols<1, L>(nr, x + i * ldx, ldx, wj, k, k0, k1, bj, first, y + i * out + j, out);
             }
         }
     }
@@ -142,17 +217,63 @@ inline void block_avx512(const float* x, std::int64_t n, std::int64_t k, const f
 }  // namespace gemm_detail
 
 /// y[n, out] = x[n, k] . w[out, k]^T (+ bias). `pool` may be nullptr (single thread).
-inline void linear(const float* x, std::int64_t n, std::int64_t k, const float* w, const float* bias, std::int64_t out,
-                   float* y, ThreadPool* pool) {
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w, const float* bias,
+                   std::int64_t out, float* y, ThreadPool* pool) {
     if (n <= 0 || out <= 0) return;
     const std::int64_t blocks = (out + gemm_detail::kColumnBlock - 1) / gemm_detail::kColumnBlock;
+#if defined(__AVX512BF16__)
+    // bf16_dot: the activations are rounded to bfloat16 once per call (round to nearest even).
+    std::vector<std::uint16_t> xb;
+    if (w.type == WeightType::bf16_dot) {
+        xb.resize(static_cast<std::size_t>(n * k));
+        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t r = r0; r < r1; ++r) {
+                const float* src = x + r * k;
+                std::uint16_t* dst = xb.data() + r * k;
+                std::int64_t t = 0;
+                for (; t + 32 <= k; t += 32) {
+                    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + t + 16), _mm512_loadu_ps(src + t));
+                    _mm512_storeu_si512(dst + t, reinterpret_cast<const __m512i&>(v));
+                }
+                for (; t < k; ++t) {
+                    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_setzero_ps(), _mm512_set1_ps(src[t]));
+                    std::uint16_t h[32];
+                    _mm512_storeu_si512(h, reinterpret_cast<const __m512i&>(v));
+                    dst[t] = h[0];
+                }
+            }
+        });
+    }
+#endif
     auto run = [&](std::int64_t b) {
         const std::int64_t j0 = b * gemm_detail::kColumnBlock;
         const std::int64_t j1 = std::min(out, j0 + gemm_detail::kColumnBlock);
 #if defined(__AVX512F__)
-        gemm_detail::block_avx512(x, n, k, w, bias, out, j0, j1, y);
+        switch (w.type) {
+            case WeightType::f32:
+                gemm_detail::block_avx512<gemm_detail::F32Loads>(x, k, n, k, static_cast<const float*>(w.data), bias,
+                                                                  out, j0, j1, y);
+                break;
+#if defined(__AVX512BF16__)
+            case WeightType::bf16_dot:
+                gemm_detail::block_avx512<gemm_detail::Bf16DotLoads>(xb.data(), k, n, k,
+                                                                      static_cast<const std::uint16_t*>(w.data), bias,
+                                                                      out, j0, j1, y);
+                break;
+#endif
+            default:  // bf16 (and bf16_dot on a build without AVX512_BF16): widened in the kernel
+                gemm_detail::block_avx512<gemm_detail::Bf16WidenLoads>(
+                    x, k, n, k, static_cast<const std::uint16_t*>(w.data), bias, out, j0, j1, y);
+                break;
+        }
 #else
-        gemm_detail::block_eigen(x, n, k, w, bias, out, j0, j1, y);
+        if (w.type == WeightType::f32) {
+            gemm_detail::block_eigen(x, n, k, static_cast<const float*>(w.data) + j0 * k, bias, out, j0, j1, y);
+        } else {  // widen this block's rows of W, then the same product
+            std::vector<float> wf(static_cast<std::size_t>((j1 - j0) * k));
+            for (std::int64_t r = j0; r < j1; ++r) weight_row(w, r, wf.data() + (r - j0) * k);
+            gemm_detail::block_eigen(x, n, k, wf.data(), bias, out, j0, j1, y);
+        }
 #endif
     };
     if (pool == nullptr) {
@@ -160,6 +281,12 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const float* 
     } else {
         pool->parallel_for(blocks, run);
     }
+}
+
+/// The same with a float32 weight pointer.
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const float* w, const float* bias, std::int64_t out,
+                   float* y, ThreadPool* pool) {
+    linear(x, n, k, WeightMatrix{WeightType::f32, w, out, k}, bias, out, y, pool);
 }
 
 }  // namespace altclip::kernels
