@@ -3,11 +3,20 @@
 # dependencies from Debian's packages and the Python packages for the tools and tests.
 #   scripts/setup.sh          C++ dependencies + converter (numpy)
 #   scripts/setup.sh --dev    also torch (CPU), transformers, pytest: the reference, for tests
+#   scripts/setup.sh --fuzz   also clang and its sanitizer/libFuzzer runtimes (scripts/fuzz.sh);
+#                             combine: scripts/setup.sh --dev --fuzz
 set -euo pipefail
 dev=0
-[ "${1:-}" = "--dev" ] && dev=1
+fuzz=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    --fuzz) fuzz=1 ;;
+  esac
+done
 
 debs=(build-essential cmake pkg-config libeigen3-dev libstb-dev nlohmann-json3-dev libsentencepiece-dev catch2)
+[ $fuzz = 1 ] && debs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
