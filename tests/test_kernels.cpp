@@ -102,6 +102,41 @@ TEST_CASE("linear on bf16 weights: widened (exact) and bf16 dot products", "[ker
     }
 }
 
+TEST_CASE("linear on int8 weights: widened (exact) and int8 dot products", "[kernels]") {
+    ThreadPool pool(2);
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}}) {
+        INFO("n " << n << " k " << k << " out " << out);
+        const auto x = randn(n * k, 21), wf = randn(out * k, 22), b = randn(out, 23);
+        std::vector<std::int8_t> wq(wf.size());
+        std::vector<float> ws(out);
+        for (std::int64_t j = 0; j < out; ++j) {
+            float amax = 0;
+            for (std::int64_t t = 0; t < k; ++t) amax = std::max(amax, std::fabs(wf[j * k + t]));
+            ws[j] = amax / 127;
+            for (std::int64_t t = 0; t < k; ++t) wq[j * k + t] = static_cast<std::int8_t>(std::nearbyint(wf[j * k + t] / ws[j]));
+        }
+        std::vector<float> exact(n * out), quant(n * out), y(n * out);
+        for (std::int64_t i = 0; i < n; ++i) {
+            float amax = 0;
+            for (std::int64_t t = 0; t < k; ++t) amax = std::max(amax, std::fabs(x[i * k + t]));
+            const float xs = amax / 127;
+            for (std::int64_t j = 0; j < out; ++j) {
+                double s = 0, q = 0;
+                for (std::int64_t t = 0; t < k; ++t) {
+                    s += double(x[i * k + t]) * wq[j * k + t];
+                    q += double(std::nearbyint(x[i * k + t] * (1.0f / xs))) * wq[j * k + t];
+                }
+                exact[i * out + j] = float(s * ws[j] + b[j]);
+                quant[i * out + j] = float(q * xs * ws[j] + b[j]);
+            }
+        }
+        linear(x.data(), n, k, WeightMatrix{WeightType::q8, wq.data(), out, k, ws.data()}, b.data(), out, y.data(), &pool);
+        CHECK(max_rel(y, exact) < 1e-5);
+        linear(x.data(), n, k, WeightMatrix{WeightType::q8_dot, wq.data(), out, k, ws.data()}, b.data(), out, y.data(), &pool);
+        CHECK(max_rel(y, kHaveQ8Dot ? quant : exact) < 1e-5);
+    }
+}
+
 TEST_CASE("layer_norm, gelu, quick_gelu and softmax equal their scalar twins", "[kernels]") {
     ThreadPool pool(2);
     const std::int64_t rows = 37, n = 129;

@@ -20,16 +20,17 @@ VERSION = 1
 ALIGN = 64
 PREAMBLE = 24  # magic(8) + version(4) + reserved(4) + header size(8)
 
-DTYPE_SIZES = {"f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "u8": 1}
+DTYPE_SIZES = {"f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "u8": 1, "i8": 1}
 NUMPY_DTYPES = {
     np.dtype("<f4"): "f32",
     np.dtype("<f2"): "f16",
     np.dtype("<i8"): "i64",
     np.dtype("<i4"): "i32",
     np.dtype("u1"): "u8",
+    np.dtype("i1"): "i8",
 }
 # bf16 is read back as uint16 bit patterns; to_float32() widens them.
-READ_DTYPES = {"f32": "<f4", "f16": "<f2", "bf16": "<u2", "i64": "<i8", "i32": "<i4", "u8": "u1"}
+READ_DTYPES = {"f32": "<f4", "f16": "<f2", "bf16": "<u2", "i64": "<i8", "i32": "<i4", "u8": "u1", "i8": "i1"}
 
 
 class FormatError(ValueError):

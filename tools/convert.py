@@ -47,7 +47,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import altclip_format  # noqa: E402
 
 CONVERTER_VERSION = "1.0"
-DTYPES = ("f32", "f16", "bf16")
+DTYPES = ("f32", "f16", "bf16", "q8")
+
+# --dtype q8: the weight matrices of the layers, the patch embedding and the projections
+# become int8 with one float32 scale per output row (symmetric: w ~ q * scale, |q| <= 127),
+# stored as KEY (i8) and KEY + "_scale" (f32 [out]). The word embedding table is only read
+# row by row, so it stays in bf16 (8 bits would cost accuracy and buy no speed); the other
+# embeddings, norms, biases and logit_scale stay f32.
+Q8_SCALE_SUFFIX = "_scale"
+
+
+def is_q8_matrix(name: str, shape) -> bool:
+    return (name.endswith(".weight") and len(shape) in (2, 4) and "embeddings." not in name
+            and not name.endswith("position_embedding.weight"))
+
+
+def quantize_q8(a: np.ndarray):
+    """Per-row symmetric int8: returns (q int8 [rows, ...], scale float32 [rows])."""
+    rows = a.reshape(a.shape[0], -1)
+    amax = np.max(np.abs(rows), axis=1)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(rows / scale[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(a.shape), scale
 
 
 class ConvertError(Exception):
@@ -734,9 +755,13 @@ class _Converted(Mapping):
     """Lazy name -> converted tensor, reporting conversion progress."""
 
     def __init__(self, state, names, dtype, report):
-        self.state, self.names, self.dtype, self.report = state, names, dtype, report
+        self.state, self.dtype, self.report = state, dtype, report
+        self.names = list(names)
         self.total = sum(int(state[k].size) * 4 for k in names)
         self.done = 0
+        if dtype == "q8":  # each int8 matrix is followed by its per-row scales
+            self.names = [m for k in names for m in
+                          ((k, k + Q8_SCALE_SUFFIX) if is_q8_matrix(k, state[k].shape) else (k,))]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names)
@@ -745,6 +770,9 @@ class _Converted(Mapping):
         return len(self.names)
 
     def __getitem__(self, name):
+        if self.dtype == "q8" and name not in self.state and name.endswith(Q8_SCALE_SUFFIX):
+            base = name[: -len(Q8_SCALE_SUFFIX)]
+            return quantize_q8(np.asarray(self.state[base], dtype=np.float32))[1]
         src = self.state[name]
         self.done += int(src.size) * 4
         if self.report:
@@ -754,6 +782,13 @@ class _Converted(Mapping):
             a = a.copy(order="C")  # (np.ascontiguousarray would turn a 0-rank array into [1])
         if name == "logit_scale" or self.dtype == "f32":
             return a
+        if self.dtype == "q8":
+            if is_q8_matrix(name, a.shape):
+                return quantize_q8(a)[0]
+            if not name.endswith("word_embeddings.weight"):
+                return a
+            bits = altclip_format.float32_to_bf16_bits(a)
+            return altclip_format.Raw("bf16", a.shape, bits.reshape(-1).view(np.uint8))
         if self.dtype == "f16":
             with np.errstate(over="ignore"):
                 out = a.astype(np.float16)

@@ -90,7 +90,7 @@ def configs():
             projection_dim=16,
             preprocessor={"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}},
             interpolate=(48, 40),
-            dtypes=("f16", "bf16"),
+            dtypes=("f16", "bf16", "q8"),
             # Legacy override, as the real config.json carries: must win over text_config.
             legacy_text_config_dict=True,
         ),
@@ -172,15 +172,26 @@ def save_hub(model: AltCLIPModel, cfg, folder: str):
 
 
 def rounded_copy(model: AltCLIPModel, dtype: str) -> AltCLIPModel:
-    """The model with every weight except logit_scale rounded through f16/bf16, as the file holds it."""
+    """The model with its weights as the converted file holds them (logit_scale stays f32):
+    f16/bf16 rounding, or q8's int8 matrices (times their scales) and bf16 word embeddings."""
     import copy
 
     m = copy.deepcopy(model)
-    tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
     with torch.no_grad():
         for name, p in m.named_parameters():
-            if name != "logit_scale":
-                p.copy_(p.to(tdt).to(torch.float32))
+            if name == "logit_scale":
+                continue
+            key = convert.canonical_name(name)
+            if dtype == "q8":
+                if convert.is_q8_matrix(key, tuple(p.shape)):
+                    q, scale = convert.quantize_q8(p.detach().numpy())
+                    shape = (-1,) + (1,) * (q.ndim - 1)
+                    p.copy_(torch.from_numpy(q.astype(np.float32) * scale.reshape(shape)))
+                elif key.endswith("word_embeddings.weight"):
+                    p.copy_(p.to(torch.bfloat16).to(torch.float32))
+                continue
+            tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+            p.copy_(p.to(tdt).to(torch.float32))
     return m
 
 

@@ -218,7 +218,7 @@ private:
             v.name = it.key();
             auto dt = it->find("dtype");
             if (dt == it->end() || !dt->is_string() || !parse_dtype(dt->get<std::string>(), v.dtype)) {
-                fail(what + ": missing or unknown dtype (known: f32, f16, bf16, i64, i32, u8)." + hint);
+                fail(what + ": missing or unknown dtype (known: f32, f16, bf16, i64, i32, u8, i8)." + hint);
             }
             auto sh = it->find("shape");
             if (sh == it->end() || !sh->is_array() || sh->size() > kMaxRank) {

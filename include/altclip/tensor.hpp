@@ -12,7 +12,7 @@
 
 namespace altclip {
 
-enum class DType { f32, f16, bf16, i64, i32, u8 };
+enum class DType { f32, f16, bf16, i64, i32, u8, i8 };
 
 inline const char* dtype_name(DType t) {
     switch (t) {
@@ -22,6 +22,7 @@ inline const char* dtype_name(DType t) {
         case DType::i64: return "i64";
         case DType::i32: return "i32";
         case DType::u8: return "u8";
+        case DType::i8: return "i8";
     }
     return "?";
 }
@@ -34,6 +35,7 @@ inline std::size_t dtype_size(DType t) {
         case DType::i64: return 8;
         case DType::i32: return 4;
         case DType::u8: return 1;
+        case DType::i8: return 1;
     }
     return 0;
 }
@@ -42,7 +44,7 @@ inline std::size_t dtype_size(DType t) {
 inline bool parse_dtype(const std::string& s, DType& out) {
     static const struct { const char* name; DType t; } table[] = {
         {"f32", DType::f32}, {"f16", DType::f16}, {"bf16", DType::bf16},
-        {"i64", DType::i64}, {"i32", DType::i32}, {"u8", DType::u8}};
+        {"i64", DType::i64}, {"i32", DType::i32}, {"u8", DType::u8}, {"i8", DType::i8}};
     for (const auto& e : table) {
         if (s == e.name) {
             out = e.t;
@@ -154,9 +156,10 @@ struct TensorView {
                 case DType::i64: std::memcpy(&out[i], p + 8 * i, 8); break;
                 case DType::i32: { std::int32_t v; std::memcpy(&v, p + 4 * i, 4); out[i] = v; break; }
                 case DType::u8: out[i] = p[i]; break;
+                case DType::i8: out[i] = static_cast<std::int8_t>(p[i]); break;
                 default:
                     throw FormatError("tensor " + name + " has dtype " + dtype_name(dtype) +
-                                      ", expected an integer type (i64, i32 or u8)");
+                                      ", expected an integer type (i64, i32, u8 or i8)");
             }
         }
         return out;

@@ -44,8 +44,8 @@ class WeightLoader {
 public:
     /// `scope`: the key prefix this loader owns ("" for the whole model, "text_model." for
     /// the text tower alone); tensors outside it are neither used nor reported as unexpected.
-    /// bf16_dot: bf16 matrices multiply with bfloat16 activations (AVX512_BF16) instead of
-    /// being widened to float32 in the kernel.
+    /// bf16_dot: bf16 and int8 matrices multiply with activations of their own precision
+    /// (AVX512_BF16, AVX512_VNNI) instead of being widened to float32 in the kernel.
     WeightLoader(std::shared_ptr<const ModelFile> file, std::shared_ptr<WeightStorage> storage,
                  std::string scope = "", bool bf16_dot = false)
         : file_(std::move(file)), storage_(std::move(storage)), scope_(std::move(scope)), bf16_dot_(bf16_dot) {
@@ -130,6 +130,14 @@ public:
             used_.insert(name);
             m.type = bf16_dot_ && kernels::kHaveBf16Dot ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
             m.data = c.tensor(name).data;
+            return m;
+        }
+        if (c.has_tensor(name) && c.tensor(name).shape == shape && c.tensor(name).dtype == DType::i8) {
+            // q8 (tools/convert.py --dtype q8): int8 in place, with its per-row scales.
+            used_.insert(name);
+            m.type = bf16_dot_ && kernels::kHaveQ8Dot ? kernels::WeightType::q8_dot : kernels::WeightType::q8;
+            m.data = c.tensor(name).data;
+            m.scale = get(name + "_scale", {shape[0]});
             return m;
         }
         m.data = get(name, shape);

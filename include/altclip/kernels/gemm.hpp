@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -28,6 +29,8 @@ enum class WeightType {
     f32,       // float32, used as stored
     bf16,      // bfloat16, widened to float32 inside the kernel: float32 math (exact on the rounded weights)
     bf16_dot,  // bfloat16, the activations rounded to bfloat16 too: AVX512_BF16 dot products, float32 sums
+    q8,        // int8 with a float32 scale per row, widened to float32 inside the kernel
+    q8_dot,    // int8 weights and int8 activations (per-row scale): AVX512_VNNI dot products, int32 sums
 };
 
 /// A [rows, cols] row-major weight matrix (torch's Linear [out, in]), not owned.
@@ -35,6 +38,7 @@ struct WeightMatrix {
     WeightType type = WeightType::f32;
     const void* data = nullptr;
     std::int64_t rows = 0, cols = 0;
+    const float* scale = nullptr;  // q8, q8_dot: [rows]
 };
 
 /// Whether this build can run WeightType::bf16_dot (compiled with AVX512_BF16).
@@ -45,11 +49,24 @@ inline constexpr bool kHaveBf16Dot =
     false;
 #endif
 
+/// Whether this build can run WeightType::q8_dot (compiled with AVX512_VNNI).
+inline constexpr bool kHaveQ8Dot =
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    true;
+#else
+    false;
+#endif
+
 /// Row r of w widened to float32.
 inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
     if (w.type == WeightType::f32) {
         const float* p = static_cast<const float*>(w.data) + r * w.cols;
         std::copy(p, p + w.cols, out);
+        return;
+    }
+    if (w.type == WeightType::q8 || w.type == WeightType::q8_dot) {
+        const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.cols;
+        for (std::int64_t i = 0; i < w.cols; ++i) out[i] = static_cast<float>(p[i]) * w.scale[r];
         return;
     }
     const auto* p = static_cast<const std::uint16_t*>(w.data) + r * w.cols;
@@ -122,6 +139,16 @@ struct Bf16DotLoads {  // x and W bfloat16, pairs multiplied and summed in float
 };
 #endif
 
+struct Q8WidenLoads : F32Loads {  // x float32, W int8 widened to float32 (its row scale applied after)
+    using W = std::int8_t;
+    static __m512 w(const std::int8_t* p) {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    }
+    static __m512 w(const std::int8_t* p, int m) {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask16(m), p)));
+    }
+};
+
 /// MR rows of x times NR rows of W over k in [k0, k1): y[i][j] (+)= dot, plus bias on the first pass.
 template <int MR, int NR, class L>
 inline void micro(const typename L::X* x, std::int64_t ldx, const typename L::W* w, std::int64_t ldw, std::int64_t k0,
@@ -189,6 +216,117 @@ inline void micro_cols(int nr, const typename L::X* x, std::int64_t ldx, const t
     }
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+/// int8 x int8 with VNNI: vpdpbusd multiplies unsigned by signed bytes, so W's bytes are
+/// offset by 128 (sign bit flipped) and sum_k 128 * x[i][k] is subtracted at the end:
+/// y = (acc - 128 * xsum[i]) * xscale[i] * wscale[j] + bias[j].
+template <int MR, int NR>
+inline void micro_q8(const std::int8_t* x, std::int64_t ldx, const std::int32_t* xsum, const float* xscale,
+                     const std::int8_t* w, std::int64_t ldw, const float* wscale, std::int64_t k, const float* bias,
+                     float* y, std::int64_t ldy) {
+    __m512i acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_si512();
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    std::int64_t kk = 0;
+    for (; kk + 64 <= k; kk += 64) {
+        __m512i xv[MR];
+        for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_si512(x + i * ldx + kk);
+        for (int j = 0; j < NR; ++j) {
+            __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w + j * ldw + kk), flip);
+            __asm__("" : "+v"(wv));
+            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], wv, xv[i]);
+        }
+    }
+    if (kk < k) {
+        const __mmask64 m = (~__mmask64(0)) >> (64 - (k - kk));
+        __m512i xv[MR];
+        for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_epi8(m, x + i * ldx + kk);
+        for (int j = 0; j < NR; ++j) {
+            // Masked-off bytes: W 0x80 after the flip would add 128 * 0 = 0 (x is zero there).
+            const __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w + j * ldw + kk), flip);
+            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], wv, xv[i]);
+        }
+    }
+    for (int i = 0; i < MR; ++i) {
+        float* yi = y + i * ldy;
+        const float corr = 128.0f * static_cast<float>(xsum[i]);
+        for (int j = 0; j < NR; ++j) {
+            const float dot = static_cast<float>(_mm512_reduce_add_epi32(acc[i][j])) - corr;
+            yi[j] = dot * xscale[i] * wscale[j] + (bias != nullptr ? bias[j] : 0.0f);
+        }
+    }
+}
+
+template <int MR>
+inline void micro_q8_cols(int nr, const std::int8_t* x, std::int64_t ldx, const std::int32_t* xsum, const float* xscale,
+                          const std::int8_t* w, std::int64_t ldw, const float* wscale, std::int64_t k, const float* bias,
+                          float* y, std::int64_t ldy) {
+    switch (nr) {
+        case 8: micro_q8<MR, 8>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+        case 7: micro_q8<MR, 7>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+        case 6: micro_q8<MR, 6>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+        case 5: micro_q8<MR, 5>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+        case 4: micro_q8<MR, 4>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+        case 3: micro_q8<MR, 3>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+        case 2: micro_q8<MR, 2>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+        default: micro_q8<MR, 1>(x, ldx, xsum, xscale, w, ldw, wscale, k, bias, y, ldy); break;
+    }
+}
+
+/// Symmetric per-row int8 quantization of x: q = round(x / s), s = max|x| / 127.
+struct QuantizedRows {
+    std::vector<std::int8_t> q;
+    std::vector<std::int32_t> sum;
+    std::vector<float> scale;
+};
+inline QuantizedRows quantize_rows(const float* x, std::int64_t n, std::int64_t k, ThreadPool* pool) {
+    QuantizedRows r;
+    r.q.resize(static_cast<std::size_t>(n * k));
+    r.sum.resize(static_cast<std::size_t>(n));
+    r.scale.resize(static_cast<std::size_t>(n));
+    parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t i = r0; i < r1; ++i) {
+            const float* xi = x + i * k;
+            float amax = 0;
+            for (std::int64_t t = 0; t < k; ++t) amax = std::max(amax, std::fabs(xi[t]));
+            const float s = amax > 0 ? amax / 127.0f : 1.0f;
+            const float inv = 1.0f / s;
+            std::int32_t sum = 0;
+            std::int8_t* qi = r.q.data() + i * k;
+            for (std::int64_t t = 0; t < k; ++t) {
+                const int v = static_cast<int>(std::nearbyint(xi[t] * inv));
+                qi[t] = static_cast<std::int8_t>(std::min(127, std::max(-127, v)));
+                sum += qi[t];
+            }
+            r.sum[i] = sum;
+            r.scale[i] = s;
+        }
+    });
+    return r;
+}
+
+inline void block_q8(const QuantizedRows& xq, std::int64_t n, std::int64_t k, const WeightMatrix& w, const float* bias,
+                     std::int64_t out, std::int64_t j0, std::int64_t j1, float* y) {
+    constexpr int MR = 3, NR = 8;
+    const auto* wd = static_cast<const std::int8_t*>(w.data);
+    for (std::int64_t i0 = 0; i0 < n; i0 += kRowBlock) {
+        const std::int64_t i1 = std::min(n, i0 + kRowBlock);
+        for (std::int64_t j = j0; j < j1; j += NR) {
+            const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
+            const float* bj = bias != nullptr ? bias + j : nullptr;
+            std::int64_t i = i0;
+            for (; i + MR <= i1; i += MR)
+                micro_q8_cols<MR>(nr, xq.q.data() + i * k, k, xq.sum.data() + i, xq.scale.data() + i, wd + j * k, k,
+                                  w.scale + j, k, bj, y + i * out + j, out);
+            for (; i < i1; ++i)
+                micro_q8_cols<1>(nr, xq.q.data() + i * k, k, xq.sum.data() + i, xq.scale.data() + i, wd + j * k, k,
+                                 w.scale + j, k, bj, y + i * out + j, out);
+        }
+    }
+}
+#endif
+
 template <class L>
 inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t n, std::int64_t k,
                          const typename L::W* w, const float* bias, std::int64_t out, std::int64_t j0, std::int64_t j1,
@@ -245,9 +383,37 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
         });
     }
 #endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    gemm_detail::QuantizedRows xq;
+    if (w.type == WeightType::q8_dot) xq = gemm_detail::quantize_rows(x, n, k, pool);
+#endif
     auto run = [&](std::int64_t b) {
         const std::int64_t j0 = b * gemm_detail::kColumnBlock;
         const std::int64_t j1 = std::min(out, j0 + gemm_detail::kColumnBlock);
+        if (w.type == WeightType::q8 || (w.type == WeightType::q8_dot && !kHaveQ8Dot)) {
+            // int8 weights widened in the kernel, the row scale and bias applied after.
+#if defined(__AVX512F__)
+            gemm_detail::block_avx512<gemm_detail::Q8WidenLoads>(x, k, n, k, static_cast<const std::int8_t*>(w.data),
+                                                                 nullptr, out, j0, j1, y);
+#else
+            std::vector<float> wf(static_cast<std::size_t>((j1 - j0) * k));
+            for (std::int64_t r = j0; r < j1; ++r) {
+                const auto* p = static_cast<const std::int8_t*>(w.data) + r * k;
+                for (std::int64_t t = 0; t < k; ++t) wf[(r - j0) * k + t] = p[t];
+            }
+            gemm_detail::block_eigen(x, n, k, wf.data(), nullptr, out, j0, j1, y);
+#endif
+            for (std::int64_t i = 0; i < n; ++i)
+                for (std::int64_t j = j0; j < j1; ++j)
+                    y[i * out + j] = y[i * out + j] * w.scale[j] + (bias != nullptr ? bias[j] : 0.0f);
+            return;
+        }
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+        if (w.type == WeightType::q8_dot) {
+            gemm_detail::block_q8(xq, n, k, w, bias, out, j0, j1, y);
+            return;
+        }
+#endif
 #if defined(__AVX512F__)
         switch (w.type) {
             case WeightType::f32:
