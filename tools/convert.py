@@ -58,8 +58,8 @@ Q8_SCALE_SUFFIX = "_scale"
 
 
 def is_q8_matrix(name: str, shape) -> bool:
-    return (name.endswith(".weight") and len(shape) in (2, 4) and "embeddings." not in name
-            and not name.endswith("position_embedding.weight"))
+    tables = ("word_embeddings.", "position_embeddings.", "token_type_embeddings.", "position_embedding.")
+    return name.endswith(".weight") and len(shape) in (2, 4) and not any(t in name for t in tables)
 
 
 def quantize_q8(a: np.ndarray):

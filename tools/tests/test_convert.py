@@ -122,7 +122,10 @@ def converted(tmp_path_factory, st_folder, bin_folder):
 
 # ----------------------------------------------------------------------------- conversion
 
-@pytest.mark.parametrize("dtype", convert.DTYPES)
+FLOAT_DTYPES = ("f32", "f16", "bf16")  # every tensor kept under its name, rounded; q8 is tested below
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_values_match_state_dict(converted, model, dtype):
     ref = canonical_state_dict(model)
     for source in ("st", "bin"):
@@ -153,6 +156,35 @@ def test_safetensors_and_bin_give_identical_files(converted, dtype):
         np.testing.assert_array_equal(a.tensors[name][1], b.tensors[name][1])
     assert a.header["config"] == b.header["config"]
     assert a.blobs == b.blobs
+
+
+def test_q8_holds_int8_matrices_with_row_scales(converted, model):
+    """--dtype q8: layer matrices, patch embedding and projections as int8 + per-row f32 scale
+    (|w - q * scale| <= scale / 2), word embeddings bf16, everything else f32 unchanged."""
+    ref = canonical_state_dict(model)
+    c = converted["st", "q8"]
+    matrices = {n for n, t in ref.items() if convert.is_q8_matrix(n, tuple(t.shape))}
+    assert "vision_model.embeddings.patch_embedding.weight" in matrices
+    assert "text_model.roberta.encoder.layer.0.attention.self.query.weight" in matrices
+    assert "text_model.roberta.embeddings.word_embeddings.weight" not in matrices
+    assert set(c.tensors) == set(ref) | {n + convert.Q8_SCALE_SUFFIX for n in matrices}
+    for name, t in ref.items():
+        w = t.numpy()
+        dt, arr = c.tensors[name]
+        if name in matrices:
+            assert dt == "i8" and list(arr.shape) == list(w.shape), name
+            scale = c.f32(name + convert.Q8_SCALE_SUFFIX)
+            assert scale.shape == (w.shape[0],) and scale.dtype == np.float32
+            rows = w.reshape(w.shape[0], -1)
+            assert np.all(np.abs(arr.reshape(w.shape[0], -1)).max(axis=1) == 127)
+            err = np.abs(rows - arr.reshape(w.shape[0], -1).astype(np.float32) * scale[:, None])
+            assert np.all(err <= scale[:, None] * 0.5 + 1e-6), name
+        elif name.endswith("word_embeddings.weight"):
+            assert dt == "bf16"
+            np.testing.assert_array_equal(arr, t.bfloat16().view(torch.int16).numpy().view(np.uint16))
+        else:
+            assert dt == "f32"
+            np.testing.assert_array_equal(arr, w, err_msg=name)
 
 
 def test_header_contents(converted, st_folder, spm_bytes):
@@ -203,7 +235,7 @@ def test_bf16_and_f16_sources(tmp_path, model, st_folder, spm_bytes):
         shutil.copytree(st_folder, folder)
         sd = {k: v.to(tdtype) for k, v in model.state_dict().items()}
         safetensors.torch.save_file(sd, os.path.join(folder, "model.safetensors"))
-        for dtype in convert.DTYPES:
+        for dtype in FLOAT_DTYPES:
             out = str(tmp_path / f"{tdtype}-{dtype}.altclip")
             convert.convert(folder, out, dtype)
             c = altclip_format.read_container(out)
