@@ -1,6 +1,7 @@
 // embed: image and text embeddings of AltCLIP as one JSON object on stdout.
 //
 //   embed --model FILE [--image PATH]... [--text TEXT]... [--normalize] [--with-inputs]
+//         [--threads N] [--exact]
 //
 // image_embeds / text_embeds are get_image_features / get_text_features (projected,
 // L2-normalised only with --normalize), one list per input, in order. --with-inputs adds
@@ -20,7 +21,9 @@ namespace {
 
 const char* kUsage =
     "usage: embed --model FILE [--image PATH]... [--text TEXT]... [--normalize] [--with-inputs]\n"
-    "Prints {\"image_embeds\": [[...], ...], \"text_embeds\": [[...], ...]} as JSON.\n";
+    "             [--threads N] [--exact]\n"
+    "Prints {\"image_embeds\": [[...], ...], \"text_embeds\": [[...], ...]} as JSON.\n"
+    "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n";
 
 nlohmann::json rows(const altclip::Tensor& t) {
     nlohmann::json out = nlohmann::json::array();
@@ -32,7 +35,7 @@ nlohmann::json rows(const altclip::Tensor& t) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const auto args = cli::parse(argc, argv, "embed", {"model", "image", "text"}, {"normalize", "with-inputs"}, kUsage);
+    const auto args = cli::parse(argc, argv, "embed", {"model", "image", "text", "threads"}, {"normalize", "with-inputs", "exact"}, kUsage);
     const std::string model_path = args.one("model");
     if (model_path.empty()) cli::fail("embed", "--model FILE is required (a file made by tools/convert.py)\n" + std::string(kUsage));
     const auto& images = args.all("image");
@@ -40,7 +43,11 @@ int main(int argc, char** argv) {
     if (images.empty() && texts.empty()) cli::fail("embed", "give at least one --image or --text\n" + std::string(kUsage));
     try {
         const auto file = altclip::ModelFile::open(model_path);
-        const altclip::AltCLIPModel model(file);
+        altclip::ModelOptions options;
+        options.num_threads = args.one("threads").empty()
+                                  ? 0 : static_cast<int>(cli::parse_positive("embed", "threads", args.one("threads")));
+        options.exact = args.has("exact");
+        const altclip::AltCLIPModel model(file, options);
         const altclip::AltCLIPProcessor processor(*file);
         nlohmann::json out = nlohmann::json::object();
         if (!images.empty()) {

@@ -1,7 +1,7 @@
 // zero_shot: rank labels (in any language) for images with AltCLIP.
 //
 //   zero_shot --model FILE --image PATH [--image PATH]... --label TEXT [--label TEXT]...
-//             [--template "a photo of a {}"]... [--top-k K] [--json]
+//             [--template "a photo of a {}"]... [--top-k K] [--json] [--threads N] [--exact]
 //
 // Without --template a label is used as written and the probabilities are
 // softmax(logits_per_image), as AltCLIPModel.forward computes them. With templates, each
@@ -26,8 +26,9 @@ namespace {
 
 const char* kUsage =
     "usage: zero_shot --model FILE --image PATH [--image PATH]... --label TEXT [--label TEXT]...\n"
-    "                 [--template \"a photo of a {}\"]... [--top-k K] [--json]\n"
-    "Ranks the labels for each image with their probabilities.\n";
+    "                 [--template \"a photo of a {}\"]... [--top-k K] [--json] [--threads N] [--exact]\n"
+    "Ranks the labels for each image with their probabilities.\n"
+    "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n";
 
 std::string fill(const std::string& tmpl, const std::string& label) {
     const auto at = tmpl.find("{}");
@@ -70,7 +71,7 @@ altclip::Tensor label_embeddings(const altclip::AltCLIPModel& model, const altcl
 }  // namespace
 
 int main(int argc, char** argv) {
-    const auto args = cli::parse(argc, argv, "zero_shot", {"model", "image", "label", "template", "top-k"}, {"json"}, kUsage);
+    const auto args = cli::parse(argc, argv, "zero_shot", {"model", "image", "label", "template", "top-k", "threads"}, {"json", "exact"}, kUsage);
     const std::string model_path = args.one("model");
     const auto& images = args.all("image");
     const auto& labels = args.all("label");
@@ -85,7 +86,11 @@ int main(int argc, char** argv) {
                                                  : cli::parse_positive("zero_shot", "top-k", args.one("top-k"));
     try {
         const auto file = altclip::ModelFile::open(model_path);
-        const altclip::AltCLIPModel model(file);
+        altclip::ModelOptions options;
+        options.num_threads = args.one("threads").empty()
+                                  ? 0 : static_cast<int>(cli::parse_positive("zero_shot", "threads", args.one("threads")));
+        options.exact = args.has("exact");
+        const altclip::AltCLIPModel model(file, options);
         const altclip::AltCLIPProcessor processor(*file);
         const auto pixels = processor.load_images(images);
         auto image_embeds = model.get_image_features(pixels);
