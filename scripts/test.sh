@@ -10,4 +10,16 @@ cmake --build "$build" -j"$(nproc)"
 status=0
 (cd "$build" && ctest --output-on-failure -j"$(nproc)") || status=1
 python3 -m pytest -q tools/tests || status=1
+
+# Reliability (docs/reliability.md): the C++ tests under AddressSanitizer+UBSan (build-asan),
+# the thread tests under ThreadSanitizer (build-tsan), and each fuzz target for
+# ALTCLIP_FUZZ_SECONDS (default 30) s (build-fuzz). ALTCLIP_SKIP_RELIABILITY=1 skips them.
+if [ "${ALTCLIP_SKIP_RELIABILITY:-0}" != 1 ]; then
+  t0=$SECONDS
+  bash scripts/setup.sh --fuzz
+  bash scripts/sanitize.sh address || status=1
+  bash scripts/sanitize.sh thread || status=1
+  bash scripts/fuzz.sh "${ALTCLIP_FUZZ_SECONDS:-30}" || status=1
+  echo "test.sh: sanitizers and fuzzing took $((SECONDS - t0)) s" >&2
+fi
 exit $status
