@@ -370,7 +370,7 @@ def environment() -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="altclip vs transformers on PyTorch, side by side, in one run.")
-    ap.add_argument("--dtypes", default="f32,bf16", help="altclip dtypes to time (default f32,bf16)")
+    ap.add_argument("--dtypes", default="f32,bf16,q8", help="altclip dtypes to time (default f32,bf16,q8)")
     ap.add_argument("--accuracy-dtypes", default=None,
                     help="dtypes whose accuracy is measured (default: every dtype tools/convert.py offers)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds, alternating the order of the sides (default 2)")
