@@ -19,8 +19,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from altclip_format import write_container  # noqa: E402
-from convert import expected_tensors  # noqa: E402
+from altclip_format import Raw, float32_to_bf16_bits, write_container  # noqa: E402
+from convert import Q8_SCALE_SUFFIX, expected_tensors, is_q8_matrix, quantize_q8  # noqa: E402
 from sentencepiece import sentencepiece_model_pb2 as spm_pb2  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
@@ -67,6 +67,19 @@ def write_models(out: str) -> None:
         path = os.path.join(out, f"small_l{layers}.altclip")
         write_container(path, tensors, blobs={"sentencepiece.bpe.model": spm}, config=cfg,
                         preprocessor_config=PREPROCESSOR, metadata={"source": "fuzz/make_seeds.py"})
+        if layers == 1:  # the same model as bf16 and q8 files, for the in-place weight paths
+            bf16 = {n: Raw("bf16", t.shape, float32_to_bf16_bits(t).reshape(-1).view(np.uint8))
+                    if n != "logit_scale" else t for n, t in tensors.items()}
+            q8 = {}
+            for n, t in tensors.items():
+                if is_q8_matrix(n, t.shape):
+                    q8[n], q8[n + Q8_SCALE_SUFFIX] = quantize_q8(t)
+                else:
+                    q8[n] = t
+            for suffix, ts in (("bf16", bf16), ("q8", q8)):
+                write_container(os.path.join(out, f"small_l1_{suffix}.altclip"), ts,
+                                blobs={"sentencepiece.bpe.model": spm}, config=cfg,
+                                preprocessor_config=PREPROCESSOR, metadata={"source": "fuzz/make_seeds.py"})
     good = open(os.path.join(out, "small_l0.altclip"), "rb").read()
     bad = {
         "header_len_huge": good[:16] + struct.pack("<Q", 2**63) + good[24:200],
