@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <altclip/options.hpp>
+
 namespace cli {
 
 /// Options of the form --name VALUE (repeatable) and --flag.
@@ -62,6 +64,14 @@ inline long parse_positive(const std::string& program, const std::string& name, 
     const long v = std::strtol(s.c_str(), &end, 10);
     if (s.empty() || *end != '\0' || v <= 0) fail(program, "--" + name + " takes a positive integer, got '" + s + "'");
     return v;
+}
+
+/// ModelOptions from --threads N and --exact.
+inline altclip::ModelOptions model_options(const Args& a, const std::string& program) {
+    altclip::ModelOptions o;
+    if (!a.one("threads").empty()) o.num_threads = static_cast<int>(parse_positive(program, "threads", a.one("threads")));
+    o.exact = a.has("exact");
+    return o;
 }
 
 }  // namespace cli

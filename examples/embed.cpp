@@ -43,11 +43,7 @@ int main(int argc, char** argv) {
     if (images.empty() && texts.empty()) cli::fail("embed", "give at least one --image or --text\n" + std::string(kUsage));
     try {
         const auto file = altclip::ModelFile::open(model_path);
-        altclip::ModelOptions options;
-        options.num_threads = args.one("threads").empty()
-                                  ? 0 : static_cast<int>(cli::parse_positive("embed", "threads", args.one("threads")));
-        options.exact = args.has("exact");
-        const altclip::AltCLIPModel model(file, options);
+        const altclip::AltCLIPModel model(file, cli::model_options(args, "embed"));
         const altclip::AltCLIPProcessor processor(*file);
         nlohmann::json out = nlohmann::json::object();
         if (!images.empty()) {

@@ -86,11 +86,7 @@ int main(int argc, char** argv) {
                                                  : cli::parse_positive("zero_shot", "top-k", args.one("top-k"));
     try {
         const auto file = altclip::ModelFile::open(model_path);
-        altclip::ModelOptions options;
-        options.num_threads = args.one("threads").empty()
-                                  ? 0 : static_cast<int>(cli::parse_positive("zero_shot", "threads", args.one("threads")));
-        options.exact = args.has("exact");
-        const altclip::AltCLIPModel model(file, options);
+        const altclip::AltCLIPModel model(file, cli::model_options(args, "zero_shot"));
         const altclip::AltCLIPProcessor processor(*file);
         const auto pixels = processor.load_images(images);
         auto image_embeds = model.get_image_features(pixels);

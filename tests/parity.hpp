@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -15,6 +17,12 @@
 namespace altclip_test {
 
 inline std::string data_path(const std::string& rel) { return std::string(ALTCLIP_TEST_DATA) + "/" + rel; }
+
+/// The whole file as bytes (empty if it cannot be read).
+inline std::string read_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
 
 struct Diff {
     double max_abs = 0;      // largest |actual - expected|

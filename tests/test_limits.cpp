@@ -18,14 +18,10 @@
 #include "parity.hpp"
 
 using altclip_test::data_path;
+using altclip_test::read_bytes;
 using Catch::Matchers::Contains;
 
 namespace {
-
-std::string read_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
 
 /// A PNG signature and IHDR chunk claiming width x height (8-bit RGB), no pixel data.
 /// stb_image does not check chunk CRCs, so they are left zero.

@@ -14,14 +14,10 @@
 #include "parity.hpp"
 
 using altclip_test::data_path;
+using altclip_test::read_bytes;
 using Catch::Matchers::Contains;
 
 namespace {
-
-std::string read_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
 
 /// A parsed copy of a good model file that a test can break and re-serialize.
 struct Parts {

@@ -48,17 +48,7 @@ OUT = os.path.join(DATA, "models")
 HUB = os.path.join(DATA, "hub")
 
 # The real BAAI/AltCLIP preprocessor_config.json (old style: plain ints).
-REAL_PREPROCESSOR = {
-    "crop_size": 224,
-    "do_center_crop": True,
-    "do_normalize": True,
-    "do_resize": True,
-    "feature_extractor_type": "CLIPFeatureExtractor",
-    "image_mean": [0.48145466, 0.4578275, 0.40821073],
-    "image_std": [0.26862954, 0.26130258, 0.27577711],
-    "resample": 3,
-    "size": 224,
-}
+from make_image_reference import ALTCLIP_CONFIG as REAL_PREPROCESSOR  # noqa: E402
 
 TEXTS = [
     "a photo of a cat",
