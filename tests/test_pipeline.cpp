@@ -183,3 +183,33 @@ TEST_CASE("the README's classify example prints the reference logits", "[pipelin
     CHECK(d.rel() < 1e-4);
 }
 #endif
+
+#ifdef ALTCLIP_HAVE_EXAMPLES
+TEST_CASE("embed --image prints the reference pixel values and the library's image embeddings", "[pipeline][examples]") {
+    Pipeline p;
+    const std::string model_path = data_path("models/real224.altclip");
+    std::string cmd = example("embed") + " --with-inputs --normalize --model " + quote(model_path);
+    for (const auto& i : p.images) cmd += " --image " + quote(i);
+    int status = 0;
+    const auto out = nlohmann::json::parse(run(cmd, status));
+    REQUIRE(status == 0);
+    REQUIRE(out["pixel_values"].size() == p.images.size());
+    std::vector<float> px;
+    for (const auto& row : out["pixel_values"]) for (float v : row) px.push_back(v);
+    const auto expected_px = p.ref.tensor("pipeline.pixel_values").to_f32();
+    REQUIRE(px.size() == expected_px.size());
+    const auto d = altclip_test::compare(px.data(), expected_px);
+    INFO("pixel_values: max abs diff " << d.max_abs << " at flat index " << d.worst);
+    CHECK(d.max_abs < 1e-6);
+    // --normalize: the forward pass's normalised image_embeds.
+    const auto file = altclip::ModelFile::open(model_path);
+    const altclip::AltCLIPModel model(file);
+    const altclip::AltCLIPProcessor processor(*file);
+    const auto o = model.forward(processor(p.labels), processor.load_images(p.images));
+    std::vector<float> emb;
+    for (const auto& row : out["image_embeds"]) for (float v : row) emb.push_back(v);
+    const auto de = altclip_test::compare(emb.data(), o.image_embeds.data);
+    INFO("image_embeds: max abs diff " << de.max_abs);
+    CHECK(de.rel() < 1e-5);
+}
+#endif
