@@ -262,11 +262,11 @@ altclip is faster or smaller**. Medians of {s['rounds']} rounds (order alternati
 
 {table(results)}
 
-- Load times are with the model files in the page cache (warm). altclip maps f32 files and uses the
-  weights in place (its "load" is validation; the first image then faults the pages in); f16/bf16
-  files are widened to f32 while loading. transformers 5 `from_pretrained` also maps safetensors
-  lazily, so "load + first image" is the fairer cold-start number.
-- Peak RSS counts mapped file pages that were touched (shared page cache for altclip f32).
+- Load times are with the model files in the page cache (warm). altclip maps the file and uses
+  f32, bf16 and q8 weights in place (its "load" is validation; the first image then faults the
+  pages in); only f16 files are widened to f32 while loading. transformers 5 `from_pretrained`
+  also maps safetensors lazily, so "load + first image" is the fairer cold-start number.
+- Peak RSS counts mapped file pages that were touched (shared page cache).
 - Each side is its own process; PyTorch's numbers include the Python interpreter and libraries
   (import time, not counted in load: {results['pytorch'].get('import_s_median', 0):.1f} s).
 
