@@ -15,9 +15,6 @@
 namespace altclip::kernels {
 
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MatrixMap = Eigen::Map<RowMatrix>;
-using ConstMatrixMap = Eigen::Map<const RowMatrix>;
-using ConstVectorMap = Eigen::Map<const Eigen::RowVectorXf>;
 
 /// LayerNorm over the last dimension (biased variance, eps inside the sqrt), as
 /// torch.nn.LayerNorm. Statistics are accumulated in double. `y` may alias `x`.
