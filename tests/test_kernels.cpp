@@ -41,7 +41,8 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
 TEST_CASE("linear equals the scalar product on every tail shape", "[kernels]") {
     ThreadPool pool(3);
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
-             {1, 1, 1}, {1, 17, 3}, {2, 31, 9}, {3, 16, 8}, {5, 588, 33}, {7, 1030, 65}, {200, 64, 130}, {4, 600, 200}}) {
+             {1, 1, 1}, {1, 17, 3}, {2, 31, 9}, {3, 16, 8}, {5, 588, 33}, {7, 1030, 65}, {200, 64, 130}, {4, 600, 200},
+             {48, 1, 1}, {49, 15, 31}, {61, 527, 33}, {257, 1024, 96}, {100, 300, 70}}) {
         INFO("n " << n << " k " << k << " out " << out);
         const auto x = randn(n * k, 1), w = randn(out * k, 2), b = randn(out, 3);
         std::vector<double> ref(n * out);
@@ -77,7 +78,7 @@ TEST_CASE("linear on bf16 weights: widened (exact) and bf16 dot products", "[ker
         std::memcpy(&f, &b, 4);
         return f;
     };
-    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 33, 9}, {7, 588, 70}, {20, 1024, 64}}) {
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 33, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 300, 70}}) {
         INFO("n " << n << " k " << k << " out " << out);
         const auto x = randn(n * k, 11), wf = randn(out * k, 12), b = randn(out, 13);
         std::vector<std::uint16_t> wb(wf.size());
@@ -104,7 +105,7 @@ TEST_CASE("linear on bf16 weights: widened (exact) and bf16 dot products", "[ker
 
 TEST_CASE("linear on int8 weights: widened (exact) and int8 dot products", "[kernels]") {
     ThreadPool pool(2);
-    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}}) {
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}}) {
         INFO("n " << n << " k " << k << " out " << out);
         const auto x = randn(n * k, 21), wf = randn(out * k, 22), b = randn(out, 23);
         std::vector<std::int8_t> wq(wf.size());

@@ -12,6 +12,7 @@
 #include "detail/self_attention.hpp"
 #include "detail/weights.hpp"
 #include "errors.hpp"
+#include "kernels/buffer.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/ops.hpp"
 #include "limits.hpp"
@@ -99,7 +100,7 @@ struct AltRobertaLayer {
     void forward(float* h, std::int64_t batch, std::int64_t seq, const std::int64_t* mask,
                  kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = attention.self.query.out, I = intermediate.dense.out;
-        std::vector<float> ctx(rows * H), a(rows * H), inter(rows * I);
+        kernels::Buffer ctx(rows * H), a(rows * H), inter(rows * I);
         detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
                                num_heads, mask, ctx.data(), pool);
         const auto& ao = attention.output;

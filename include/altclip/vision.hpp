@@ -14,6 +14,7 @@
 #include "detail/weights.hpp"
 #include "errors.hpp"
 #include "image_processor.hpp"  // PixelValues
+#include "kernels/buffer.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/interpolate.hpp"
 #include "kernels/ops.hpp"
@@ -100,7 +101,7 @@ struct AltCLIPAttention {
         num_heads = c.num_attention_heads;
     }
     void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out, kernels::ThreadPool* pool) const {
-        std::vector<float> ctx(batch * seq * q_proj.out);
+        kernels::Buffer ctx(batch * seq * q_proj.out);
         detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx.data(), pool);
         kernels::linear(ctx.data(), batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool);
     }
@@ -115,7 +116,7 @@ struct AltCLIPMLP {
         fc2 = w.linear(prefix + "fc2", c.hidden_size, c.intermediate_size, true);
     }
     void forward(const float* x, std::int64_t rows, float* out, kernels::ThreadPool* pool) const {
-        std::vector<float> h(rows * fc1.out);
+        kernels::Buffer h(rows * fc1.out);
         kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h.data(), pool);
         kernels::quick_gelu(h.data(), rows * fc1.out, pool);
         kernels::linear(h.data(), rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool);
@@ -137,7 +138,7 @@ struct AltCLIPEncoderLayer {
     /// h: [batch * seq, hidden], updated in place.
     void forward(float* h, std::int64_t batch, std::int64_t seq, kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = layer_norm1.n;
-        std::vector<float> x(rows * H), y(rows * H);
+        kernels::Buffer x(rows * H), y(rows * H);
         kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x.data(), pool);
         self_attn.forward(x.data(), batch, seq, y.data(), pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];

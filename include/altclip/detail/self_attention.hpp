@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../kernels/buffer.hpp"
 #include "../kernels/gemm.hpp"
 #include "../kernels/ops.hpp"
 #include "weights.hpp"
@@ -18,7 +19,7 @@ inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq,
                            const LinearParams& key, const LinearParams& value, std::int64_t heads,
                            const std::int64_t* key_mask, float* ctx, kernels::ThreadPool* pool) {
     const std::int64_t rows = batch * seq, hidden = query.out;
-    std::vector<float> q(rows * hidden), k(rows * hidden), v(rows * hidden);
+    kernels::Buffer q(rows * hidden), k(rows * hidden), v(rows * hidden);
     kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q.data(), pool);
     kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k.data(), pool);
     kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v.data(), pool);

@@ -20,26 +20,11 @@
 #include <immintrin.h>
 #endif
 
+#include "gemm_packed.hpp"
 #include "thread_pool.hpp"
+#include "weight_matrix.hpp"
 
 namespace altclip::kernels {
-
-/// How a weight matrix is stored and multiplied.
-enum class WeightType {
-    f32,       // float32, used as stored
-    bf16,      // bfloat16, widened to float32 inside the kernel: float32 math (exact on the rounded weights)
-    bf16_dot,  // bfloat16, the activations rounded to bfloat16 too: AVX512_BF16 dot products, float32 sums
-    q8,        // int8 with a float32 scale per row, widened to float32 inside the kernel
-    q8_dot,    // int8 weights and int8 activations (per-row scale): AVX512_VNNI dot products, int32 sums
-};
-
-/// A [rows, cols] row-major weight matrix (torch's Linear [out, in]), not owned.
-struct WeightMatrix {
-    WeightType type = WeightType::f32;
-    const void* data = nullptr;
-    std::int64_t rows = 0, cols = 0;
-    const float* scale = nullptr;  // q8, q8_dot: [rows]
-};
 
 /// Whether this build can run WeightType::bf16_dot (compiled with AVX512_BF16).
 inline constexpr bool kHaveBf16Dot =
@@ -352,7 +337,7 @@ template <class L>
 inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t n, std::int64_t k,
                          const typename L::W* w, const float* bias, std::int64_t out, std::int64_t j0, std::int64_t j1,
                          float* y) {
-    constexpr int MR = 3, NR = 8;
+    constexpr int MR = 4, NR = 6;  // 24 accumulators; a 16-token text is 4 x 4 rows
     // For many rows, the NR rows of a W tile are first copied next to each other: in place
     // they lie k apart, and for k = 1024 or 4096 all of them (and the x rows) fall in the same
     // L1 sets. For a few rows (a short text) the copy would cost as much as the product.
@@ -391,6 +376,12 @@ inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t 
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool) {
     if (n <= 0 || out <= 0) return;
+#if defined(__AVX512F__)
+    if (n >= gemm_detail::kPackRows) {
+        packed::linear(x, n, k, w, bias, out, y, pool);
+        return;
+    }
+#endif
     const std::int64_t blocks = (out + gemm_detail::kColumnBlock - 1) / gemm_detail::kColumnBlock;
 #if defined(__AVX512BF16__)
     // bf16_dot: the activations are rounded to bfloat16 once per call (round to nearest even).

@@ -121,7 +121,7 @@ inline void parallel_chunks(ThreadPool* pool, std::int64_t total, std::int64_t g
     if (total <= 0) return;
     const std::int64_t threads = pool != nullptr ? pool->size() : 1;
     std::int64_t chunks = std::min<std::int64_t>(threads * 4, (total + grain - 1) / grain);
-    if (chunks <= 1) {
+    if (chunks <= 1 || threads == 1) {
         fn(std::int64_t{0}, total);
         return;
     }

@@ -1,0 +1,444 @@
+// The packed GEMM for inputs with many rows (an image's 257 tokens, a batch of labels):
+// y[n, out] = x[n, k] . W[out, k]^T (+ bias), BLIS-style.
+//
+// Both operands are repacked into 32-bit "units" so that one micro-kernel serves every
+// precision: a unit is one float32 (f32), a pair of bfloat16 along k (vdpbf16ps), or four
+// int8 along k (vpdpbusd). Per call:
+//   - x is packed once into slivers of MR rows, [k block][sliver][unit][MR], shared by all
+//     threads (for int8 it is first quantized per row, as the dot-product path does);
+//   - each task owns a range of output columns; for each k block and each NR columns it
+//     packs that panel of W ([unit][NR], 16 KB, stays in L1) and runs the MR x NR
+//     micro-kernel over every sliver of x (a k block of x, ~130 KB, stays in L2).
+// The micro-kernel broadcasts one unit of x per row and multiplies it with two 16-lane
+// vectors of W: 24 accumulators, 2 loads and 12 broadcasts per 24 multiply-adds.
+// Sums over k run in the same order whatever the number of threads.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "thread_pool.hpp"
+#include "weight_matrix.hpp"
+
+namespace altclip::kernels::packed {
+
+#if defined(__AVX512F__)
+
+constexpr int MR = 12;                  // rows of x per micro-tile
+constexpr int NR = 32;                  // output columns per micro-tile (two 16-lane vectors)
+constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU * NR * 4 = 16 KB
+constexpr std::int64_t kTaskCols = 64;  // output columns per task
+
+/// How units are multiplied and accumulated.
+struct F32Op {  // unit = one float
+    static constexpr int G = 1;
+    static constexpr bool kInt = false;
+    using Acc = __m512;
+    static Acc zero() { return _mm512_setzero_ps(); }
+    static __m512i bcast(const std::uint32_t* p) { return _mm512_castps_si512(_mm512_set1_ps(*reinterpret_cast<const float*>(p))); }
+    static Acc madd(Acc acc, __m512i a, __m512i b) {
+        return _mm512_fmadd_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), acc);
+    }
+};
+#if defined(__AVX512BF16__)
+struct Bf16Op {  // unit = two bfloat16 (k, k + 1)
+    static constexpr int G = 2;
+    static constexpr bool kInt = false;
+    using Acc = __m512;
+    static Acc zero() { return _mm512_setzero_ps(); }
+    static __m512i bcast(const std::uint32_t* p) { return _mm512_set1_epi32(static_cast<int>(*p)); }
+    static Acc madd(Acc acc, __m512i a, __m512i b) {
+        return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
+    }
+};
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+struct I8Op {  // unit = four int8 (k .. k + 3); x signed, W stored + 128 (unsigned)
+    static constexpr int G = 4;
+    static constexpr bool kInt = true;
+    using Acc = __m512i;
+    static Acc zero() { return _mm512_setzero_si512(); }
+    static __m512i bcast(const std::uint32_t* p) { return _mm512_set1_epi32(static_cast<int>(*p)); }
+    static Acc madd(Acc acc, __m512i a, __m512i b) {
+        // vpdpbusd acc, b (unsigned), a (signed). Written as asm: through the intrinsic
+        // (v16si operands on __m512i values) GCC 12 spills the 24 accumulators every step.
+        __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(b), "v"(a));
+        return acc;
+    }
+};
+#endif
+
+/// acc[i][h] += sum over kus units of a[unit][i] * b[unit][16 h + lane].
+template <class Op>
+inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, typename Op::Acc (&acc)[MR][2]) {
+    for (std::int64_t u = 0; u < kus; ++u) {
+        const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
+        for (int i = 0; i < MR; ++i) {
+            const __m512i ai = Op::bcast(a + i);
+            acc[i][0] = Op::madd(acc[i][0], ai, b0);
+            acc[i][1] = Op::madd(acc[i][1], ai, b1);
+        }
+        a += MR;
+        b += NR;
+    }
+}
+
+/// What the epilogue adds to the micro-tile's sums.
+struct Epilogue {
+    const float* bias = nullptr;     // [out] or nullptr; added with the first k block
+    const float* wscale = nullptr;   // int8: [out]
+    const float* xscale = nullptr;   // int8: [rows]
+    const std::int32_t* xsum = nullptr;  // int8: [rows] of this k block (sum of x's int8 values)
+};
+
+/// Writes (first k block) or adds the MR x NR tile to y rows [0, mr), columns [0, nr).
+template <class Op>
+inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogue& e, std::int64_t row0,
+                       std::int64_t col0, int mr, int nr, float* y, std::int64_t ldy) {
+    const __mmask16 m0 = static_cast<__mmask16>(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    const __mmask16 m1 = static_cast<__mmask16>(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+    const __mmask16 mask[2] = {m0, m1};
+    __m512 bias[2], ws[2];
+    for (int h = 0; h < 2; ++h) {
+        bias[h] = first && e.bias != nullptr ? _mm512_maskz_loadu_ps(mask[h], e.bias + col0 + 16 * h) : _mm512_setzero_ps();
+        ws[h] = e.wscale != nullptr ? _mm512_maskz_loadu_ps(mask[h], e.wscale + col0 + 16 * h) : _mm512_setzero_ps();
+    }
+    for (int i = 0; i < MR; ++i) {
+        if (i >= mr) break;
+        float* yi = y + (row0 + i) * ldy + col0;
+        for (int h = 0; h < 2; ++h) {
+            __m512 v;
+            if constexpr (Op::kInt) {
+                // (sum of (w + 128) * x - 128 * sum of x) * x scale * w scale
+                const __m512i corr = _mm512_set1_epi32(128 * e.xsum[row0 + i]);
+                v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][h], corr));
+                v = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(e.xscale[row0 + i])), ws[h]);
+            } else {
+                v = acc[i][h];
+            }
+            v = _mm512_add_ps(v, first ? bias[h] : _mm512_maskz_loadu_ps(mask[h], yi + 16 * h));
+            _mm512_mask_storeu_ps(yi + 16 * h, mask[h], v);
+        }
+    }
+}
+
+/// Units of k for `k` values of G per unit, and blocks of KU units.
+inline std::int64_t units(std::int64_t k, int g) { return (k + g - 1) / g; }
+inline std::int64_t blocks(std::int64_t ku) { return (ku + KU - 1) / KU; }
+
+/// x packed: data[block][sliver][unit][MR] (32-bit units; rows past n are 0, units past k
+/// in a partly filled unit are 0; whole units past the last one are never read).
+struct PackedX {
+    const std::uint32_t* data = nullptr;
+    const std::int32_t* xsum = nullptr;  // int8: [block][rows rounded up to MR]
+    const float* xscale = nullptr;       // int8: [n]
+    std::int64_t n = 0, ku = 0, slivers = 0, nblocks = 0;
+    std::int64_t sliver_stride() const { return KU * MR; }
+    std::int64_t block_stride() const { return slivers * KU * MR; }
+    const std::uint32_t* at(std::int64_t b, std::int64_t s) const { return data + b * block_stride() + s * sliver_stride(); }
+};
+
+/// Where pack_x puts x: one per calling thread, grown as needed and kept, so that a forward
+/// pass does not allocate (and fault in) a fresh megabyte for every product. Only the
+/// thread that called linear() writes it; the pool's threads read it during that call.
+struct Workspace {
+    std::vector<std::uint32_t> units;
+    std::vector<std::int32_t> xsum;
+    std::vector<float> xscale;
+};
+inline Workspace& thread_workspace() {
+    thread_local Workspace w;
+    return w;
+}
+
+inline std::uint16_t to_bf16(float f) {  // round to nearest even (finite values)
+    std::uint32_t b;
+    std::memcpy(&b, &f, 4);
+    return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+}
+
+/// Packs x (float32, row stride ldx) as G-value units: G = 1 float32, 2 bfloat16 (round to
+/// nearest even), 4 int8 (symmetric per-row scale max|x| / 127, round half to even).
+inline PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, int g, Workspace& ws,
+                      ThreadPool* pool) {
+    PackedX p;
+    p.n = n;
+    p.ku = units(k, g);
+    p.slivers = (n + MR - 1) / MR;
+    p.nblocks = blocks(p.ku);
+    auto grow = [](auto& v, std::int64_t size) {
+        if (static_cast<std::int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
+    };
+    grow(ws.units, p.nblocks * p.block_stride());
+    std::uint32_t* data = ws.units.data();
+    std::int32_t* xsum = nullptr;
+    float* xscale = nullptr;
+    if (g == 4) {
+        grow(ws.xsum, p.nblocks * p.slivers * MR);
+        grow(ws.xscale, n);
+        xsum = ws.xsum.data();
+        xscale = ws.xscale.data();
+    }
+    p.data = data;
+    p.xsum = xsum;
+    p.xscale = xscale;
+    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
+        std::vector<std::uint32_t> row(static_cast<std::size_t>(p.ku), 0u);
+        for (std::int64_t s = s0; s < s1; ++s) {
+            for (int i = 0; i < MR; ++i) {
+                const std::int64_t r = s * MR + i;
+                if (r >= n) {  // rows past the end of the last sliver: zeros
+                    for (std::int64_t b = 0; b < p.nblocks; ++b) {
+                        std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride() + i;
+                        for (std::int64_t u = 0; u < KU; ++u) dst[u * MR] = 0u;
+                        if (xsum != nullptr) xsum[b * p.slivers * MR + r] = 0;
+                    }
+                    continue;
+                }
+                const float* xr = x + r * ldx;
+                if (g == 1) {
+                    std::memcpy(row.data(), xr, static_cast<std::size_t>(k) * 4);
+                } else if (g == 2) {
+                    auto* h = reinterpret_cast<std::uint16_t*>(row.data());
+                    std::int64_t t = 0;
+#if defined(__AVX512BF16__)
+                    for (; t + 32 <= k; t += 32) {
+                        const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(xr + t + 16), _mm512_loadu_ps(xr + t));
+                        _mm512_storeu_si512(h + t, reinterpret_cast<const __m512i&>(v));
+                    }
+#endif
+                    for (; t < k; ++t) h[t] = to_bf16(xr[t]);
+                    if (k % 2 != 0) h[k] = 0;
+                } else {
+                    auto* q = reinterpret_cast<std::int8_t*>(row.data());
+                    __m512 vmax = _mm512_setzero_ps();
+                    std::int64_t t = 0;
+                    for (; t + 16 <= k; t += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xr + t)));
+                    float amax = _mm512_reduce_max_ps(vmax);
+                    for (; t < k; ++t) amax = std::max(amax, std::fabs(xr[t]));
+                    const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
+                    xscale[r] = scale;
+                    const __m512 vinv = _mm512_set1_ps(inv);
+                    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+                    for (t = 0; t + 16 <= k; t += 16) {
+                        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xr + t), vinv));
+                        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+                        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t), _mm512_cvtepi32_epi8(v));
+                    }
+                    for (; t < k; ++t) {
+                        const int v = static_cast<int>(std::nearbyint(xr[t] * inv));
+                        q[t] = static_cast<std::int8_t>(std::min(127, std::max(-127, v)));
+                    }
+                    for (t = k; t < p.ku * 4; ++t) q[t] = 0;
+                    for (std::int64_t b = 0; b < p.nblocks; ++b) {
+                        std::int32_t sum = 0;
+                        const std::int64_t e = std::min(k, (b + 1) * KU * 4);
+                        for (std::int64_t t2 = b * KU * 4; t2 < e; ++t2) sum += q[t2];
+                        xsum[b * p.slivers * MR + r] = sum;
+                    }
+                }
+                for (std::int64_t b = 0; b < p.nblocks; ++b) {
+                    std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride() + i;
+                    const std::int64_t u1 = std::min(p.ku, (b + 1) * KU);
+                    const std::uint32_t* src = row.data() + b * KU;
+                    for (std::int64_t u = 0; u < u1 - b * KU; ++u) dst[u * MR] = src[u];
+                }
+            }
+        }
+    });
+    return p;
+}
+
+/// Transposes a 16 x 16 block of 32-bit values held in r[0..16) (row i = r[i]) in place.
+inline void transpose16(__m512i (&r)[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    // r[4q + j] now holds, in each 128-bit lane L, column 4L + {0..3}... of rows 4q..4q+3
+    // in the order j = (0: cols 0, 1: col 1, 2: col 2, 3: col 3) of that lane.
+    for (int i = 0; i < 4; ++i) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xDD);
+        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
+    }
+}
+
+/// Where a W panel comes from: the stored [out, k] matrix and how its units are made.
+enum class Source {
+    f32,          // float32 units
+    bf16_pairs,   // bfloat16, two per unit (Bf16Op)
+    i8_quads,     // int8, four per unit, stored + 128 (I8Op)
+    bf16_widen,   // bfloat16 widened to float32 units (F32Op)
+    i8_widen,     // int8 times its row scale, as float32 units (F32Op)
+};
+struct PanelSource {
+    Source kind = Source::f32;
+    const void* data = nullptr;
+    std::int64_t k = 0;
+    const float* scale = nullptr;  // i8_widen: [out]
+};
+
+/// Unit u of W's row j, zero past k (the scalar path, for tails).
+inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t u) {
+    std::uint32_t r = 0;
+    switch (w.kind) {
+        case Source::f32:
+            std::memcpy(&r, static_cast<const float*>(w.data) + j * w.k + u, 4);
+            break;
+        case Source::bf16_pairs: {
+            const auto* p = static_cast<const std::uint16_t*>(w.data) + j * w.k;
+            r = p[2 * u];
+            if (2 * u + 1 < w.k) r |= static_cast<std::uint32_t>(p[2 * u + 1]) << 16;
+            break;
+        }
+        case Source::i8_quads: {
+            const auto* p = static_cast<const std::uint8_t*>(w.data) + j * w.k;
+            for (int b = 0; b < 4; ++b) {
+                const std::uint32_t v = 4 * u + b < w.k ? p[4 * u + b] : 0u;
+                r |= (v ^ 0x80u) << (8 * b);
+            }
+            break;
+        }
+        case Source::bf16_widen:
+            r = static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(w.data)[j * w.k + u]) << 16;
+            break;
+        case Source::i8_widen: {
+            const float f = static_cast<float>(static_cast<const std::int8_t*>(w.data)[j * w.k + u]) * w.scale[j];
+            std::memcpy(&r, &f, 4);
+            break;
+        }
+    }
+    return r;
+}
+
+/// Packs W rows [j, j + nr) (nr <= NR), units [u0, u0 + kus), into panel[unit][NR];
+/// columns past nr are zero.
+inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_t u0, std::int64_t kus,
+                       std::uint32_t* panel) {
+    const int g = w.kind == Source::bf16_pairs ? 2 : w.kind == Source::i8_quads ? 4 : 1;
+    const std::int64_t row_bytes = w.k * (4 / g);  // f32: 4 bytes a value, bf16: 2, int8: 1
+    const bool vector_kind = w.kind == Source::f32 || w.kind == Source::bf16_pairs || w.kind == Source::i8_quads;
+    const auto* base = static_cast<const char*>(w.data);
+    std::int64_t u = 0;
+    if (vector_kind) {
+        // Whole 16 x 16 blocks of units that lie inside every row: loaded, transposed, stored.
+        const std::int64_t full_units = w.k / g;  // units with all G values inside the row
+        const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+        for (; u + 16 <= kus && u0 + u + 16 <= full_units; u += 16) {
+            for (int h = 0; h < 2; ++h) {
+                __m512i r[16];
+                for (int i = 0; i < 16; ++i) {
+                    const int jj = 16 * h + i;
+                    r[i] = jj < nr ? _mm512_loadu_si512(base + (j + jj) * row_bytes + (u0 + u) * 4) : _mm512_setzero_si512();
+                }
+                transpose16(r);
+                for (int c = 0; c < 16; ++c) {
+                    const __m512i v = w.kind == Source::i8_quads ? _mm512_xor_si512(r[c], flip) : r[c];
+                    _mm512_store_si512(panel + (u + c) * NR + 16 * h, v);
+                }
+            }
+        }
+    }
+    for (; u < kus; ++u) {
+        std::uint32_t* dst = panel + u * NR;
+        for (int jj = 0; jj < NR; ++jj) dst[jj] = jj < nr ? unit_of(w, j + jj, u0 + u) : 0u;
+    }
+}
+
+/// Bytes of W's storage behind one unit.
+inline std::int64_t unit_bytes(Source kind) {
+    return kind == Source::bf16_widen ? 2 : kind == Source::i8_widen ? 1 : 4;
+}
+
+/// y = x . W^T (+ bias) through the packed kernel with the x already packed.
+template <class Op>
+inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
+                float* y, ThreadPool* pool) {
+    const std::int64_t tasks = (out + kTaskCols - 1) / kTaskCols;
+    auto task = [&](std::int64_t t) {
+        alignas(64) std::uint32_t panel[KU * NR];
+        const std::int64_t j0 = t * kTaskCols, j1 = std::min(out, j0 + kTaskCols);
+        for (std::int64_t b = 0; b < px.nblocks; ++b) {
+            const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
+            Epilogue e;
+            e.bias = bias;
+            e.wscale = wscale;
+            e.xscale = px.xscale;
+            e.xsum = px.xsum != nullptr ? px.xsum + b * px.slivers * MR : nullptr;
+            for (std::int64_t j = j0; j < j1; j += NR) {
+                const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
+                pack_panel(w, j, nr, u0, kus, panel);
+                for (std::int64_t s = 0; s < px.slivers; ++s) {
+                    typename Op::Acc acc[MR][2];
+                    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
+                    micro<Op>(px.at(b, s), panel, kus, acc);
+                    const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
+                    store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, y, out);
+                }
+            }
+        }
+    };
+    if (pool == nullptr) {
+        for (std::int64_t t = 0; t < tasks; ++t) task(t);
+    } else {
+        pool->parallel_for(tasks, task);
+    }
+}
+
+/// The whole product for a weight matrix of any stored type (see gemm.hpp's WeightType).
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w, const float* bias,
+                   std::int64_t out, float* y, ThreadPool* pool) {
+    PanelSource src{Source::f32, w.data, k, nullptr};
+    Workspace& ws = thread_workspace();
+    switch (w.type) {
+        case WeightType::f32:
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
+            return;
+        case WeightType::bf16_dot:
+#if defined(__AVX512BF16__)
+            src.kind = Source::bf16_pairs;
+            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool);
+            return;
+#endif
+        case WeightType::bf16:
+            src.kind = Source::bf16_widen;
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
+            return;
+        case WeightType::q8_dot:
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+            src.kind = Source::i8_quads;
+            run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool);
+            return;
+#endif
+        case WeightType::q8:
+            src.kind = Source::i8_widen;
+            src.scale = w.scale;
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
+            return;
+    }
+}
+
+}  // namespace altclip::kernels::packed
+#endif

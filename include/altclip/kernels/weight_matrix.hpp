@@ -1,0 +1,25 @@
+// How a weight matrix is stored and multiplied (the kernels' view of a Linear weight).
+#pragma once
+
+#include <cstdint>
+
+namespace altclip::kernels {
+
+/// How a weight matrix is stored and multiplied.
+enum class WeightType {
+    f32,       // float32, used as stored
+    bf16,      // bfloat16, widened to float32 inside the kernel: float32 math (exact on the rounded weights)
+    bf16_dot,  // bfloat16, the activations rounded to bfloat16 too: AVX512_BF16 dot products, float32 sums
+    q8,        // int8 with a float32 scale per row, widened to float32 inside the kernel
+    q8_dot,    // int8 weights and int8 activations (per-row scale): AVX512_VNNI dot products, int32 sums
+};
+
+/// A [rows, cols] row-major weight matrix (torch's Linear [out, in]), not owned.
+struct WeightMatrix {
+    WeightType type = WeightType::f32;
+    const void* data = nullptr;
+    std::int64_t rows = 0, cols = 0;
+    const float* scale = nullptr;  // q8, q8_dot: [rows]
+};
+
+}  // namespace altclip::kernels
