@@ -3,7 +3,7 @@
 //
 //   altclip_bench --model FILE [--threads N] [--repeat N] [--batch-repeat N] [--text-repeat N]
 //                 [--label-repeat N] [--warmup N] [--labels N] [--write-inputs DIR]
-//                 [--embeddings FILE] [--accuracy-only]
+//                 [--embeddings FILE] [--accuracy-only] [--exact]
 //
 // Inputs are made here, deterministically, so every run and bench/bench_torch.py (which
 // reads them back from --write-inputs) use the same numbers:
@@ -52,24 +52,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 void note(const std::string& msg) { std::cerr << "[altclip_bench] " << msg << std::endl; }
 
 // --- the thread-count setting -------------------------------------------------------------
-// AltCLIPModel::from_file(path, int num_threads) is on its way; until it lands the model is
-// loaded with from_file(path) and "threads_applied" is false in the output.
-template <class M, class = void>
-struct TakesThreads : std::false_type {};
-template <class M>
-struct TakesThreads<M, std::void_t<decltype(M::from_file(std::declval<std::string>(), 0))>> : std::true_type {};
-
-template <class M>
-M load_model(const std::string& path, int num_threads) {
-    if constexpr (TakesThreads<M>::value) {
-        return M::from_file(path, num_threads);
-    } else {
-        (void)num_threads;
-        return M::from_file(path);
-    }
-}
-constexpr bool kThreadsApplied = TakesThreads<altclip::AltCLIPModel>::value;
-
 // --- deterministic inputs -----------------------------------------------------------------
 struct SplitMix64 {
     std::uint64_t s;
@@ -184,7 +166,7 @@ json rows(const altclip::Tensor& t, std::int64_t n) {
     std::cerr << "altclip_bench: error: " << msg << "\n"
               << "usage: altclip_bench --model FILE [--threads N] [--repeat N] [--batch-repeat N] [--text-repeat N]\n"
                  "                     [--label-repeat N] [--warmup N] [--labels N] [--write-inputs DIR] [--embeddings FILE]\n"
-                 "                     [--accuracy-only]\n";
+                 "                     [--accuracy-only] [--exact]\n";
     std::exit(2);
 }
 
@@ -192,13 +174,17 @@ json rows(const altclip::Tensor& t, std::int64_t n) {
 
 int main(int argc, char** argv) {
     std::string model_path, inputs_dir, embeddings_path;
-    bool accuracy_only = false;
+    bool accuracy_only = false, exact = false;
     int threads = 0, repeat = 5, batch_repeat = 3, text_repeat = 20, label_repeat = 1, warmup = 1, n_labels = 1000;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "-h" || a == "--help") usage_error("help");
         if (a == "--accuracy-only") {
             accuracy_only = true;
+            continue;
+        }
+        if (a == "--exact") {
+            exact = true;
             continue;
         }
         if (i + 1 >= argc) usage_error("option " + a + " needs a value");
@@ -230,12 +216,15 @@ int main(int argc, char** argv) {
         json result;
         result["model"] = model_path;
         result["threads_requested"] = threads;
-        result["threads_applied"] = kThreadsApplied;
+        result["exact"] = exact;
         result["hardware_concurrency"] = std::thread::hardware_concurrency();
 
         // Load: open + validate + weights ready + processor (tokenizer, image processor).
         const auto t_load = Clock::now();
-        const auto model = load_model<altclip::AltCLIPModel>(model_path, threads);
+        altclip::ModelOptions options;
+        options.num_threads = threads;
+        options.exact = exact;
+        const auto model = altclip::AltCLIPModel::from_file(model_path, options);
         const altclip::AltCLIPProcessor processor(model.file());
         result["load_s"] = seconds_since(t_load);
         result["memory_after_load"] = memory();

@@ -15,7 +15,8 @@ Layout of the cache (default bench/.cache/altclip-large/, git-ignored):
     hub/                      config.json, model.safetensors, tokenizer and preprocessor files
     altclip-large-f32.altclip, altclip-large-bf16.altclip, ...   (one per dtype)
     spec.json                 what was built (a different spec rebuilds everything)
-Nothing is rebuilt when the files for the wanted dtypes exist and spec.json matches.
+Nothing is rebuilt when the files for the wanted dtypes exist and spec.json matches; a file
+converted by another version of tools/convert.py (FILE.converter holds its digest) is converted again.
 """
 from __future__ import annotations
 
@@ -70,6 +71,24 @@ def hub_path(cache: str) -> str:
 
 def available_dtypes() -> tuple:
     return tuple(convert.DTYPES)
+
+
+def converter_digest() -> str:
+    """sha256 of the converter's sources: a converted file made by another version is redone."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in ("convert.py", "altclip_format.py"):
+        with open(os.path.join(os.path.dirname(convert.__file__), name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _converted_ok(out: str) -> bool:
+    try:
+        with open(out + ".converter") as f:
+            return os.path.exists(out) and f.read().strip() == converter_digest()
+    except OSError:
+        return False
 
 
 def _spec_ok(cache: str) -> bool:
@@ -154,10 +173,13 @@ def ensure(cache: str = DEFAULT_CACHE, dtypes=None, force: bool = False) -> dict
     files = {}
     for d in dtypes:
         out = model_path(cache, d)
-        if not os.path.exists(out):
+        if not _converted_ok(out):
             t0 = time.monotonic()
-            log(f"converting to {os.path.basename(out)} ...")
+            why = "tools/convert.py changed since" if os.path.exists(out) else "no file yet"
+            log(f"converting to {os.path.basename(out)} ({why}) ...")
             convert.convert(hub, out, dtype=d, progress=_Progress(d))
+            with open(out + ".converter", "w") as f:
+                f.write(converter_digest() + "\n")
             log(f"wrote {out} ({os.path.getsize(out) / 1e9:.2f} GB) in {time.monotonic() - t0:.1f}s")
         files[d] = out
     return {"hub": hub, "files": files}

@@ -57,6 +57,14 @@ DTYPES = ("f32", "f16", "bf16", "q8")
 Q8_SCALE_SUFFIX = "_scale"
 
 
+def is_reduced(name: str, shape) -> bool:
+    """Tensors that --dtype f16/bf16 store in 16 bits: the layers' weight matrices, the patch
+    embedding, the projections and the word embedding table. Biases, norms, the class and
+    position embeddings stay float32: they are a few MB in all, and rounding them costs
+    accuracy for nothing (text cosine 0.99985 -> 0.99997 against f32 on the bench model)."""
+    return is_q8_matrix(name, shape) or name.endswith("word_embeddings.weight")
+
+
 def is_q8_matrix(name: str, shape) -> bool:
     tables = ("word_embeddings.", "position_embeddings.", "token_type_embeddings.", "position_embedding.")
     return name.endswith(".weight") and len(shape) in (2, 4) and not any(t in name for t in tables)
@@ -780,7 +788,7 @@ class _Converted(Mapping):
         a = np.asarray(src, dtype=np.float32)
         if not a.flags.c_contiguous:
             a = a.copy(order="C")  # (np.ascontiguousarray would turn a 0-rank array into [1])
-        if name == "logit_scale" or self.dtype == "f32":
+        if name == "logit_scale" or self.dtype == "f32" or (self.dtype in ("f16", "bf16") and not is_reduced(name, a.shape)):
             return a
         if self.dtype == "q8":
             if is_q8_matrix(name, a.shape):

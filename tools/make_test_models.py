@@ -163,7 +163,8 @@ def save_hub(model: AltCLIPModel, cfg, folder: str):
 
 def rounded_copy(model: AltCLIPModel, dtype: str) -> AltCLIPModel:
     """The model with its weights as the converted file holds them (logit_scale stays f32):
-    f16/bf16 rounding, or q8's int8 matrices (times their scales) and bf16 word embeddings."""
+    f16/bf16 rounding of the matrices and the word embeddings (convert.is_reduced), or q8's
+    int8 matrices (times their scales) and bf16 word embeddings."""
     import copy
 
     m = copy.deepcopy(model)
@@ -180,8 +181,9 @@ def rounded_copy(model: AltCLIPModel, dtype: str) -> AltCLIPModel:
                 elif key.endswith("word_embeddings.weight"):
                     p.copy_(p.to(torch.bfloat16).to(torch.float32))
                 continue
-            tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
-            p.copy_(p.to(tdt).to(torch.float32))
+            if convert.is_reduced(key, tuple(p.shape)):
+                tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+                p.copy_(p.to(tdt).to(torch.float32))
     return m
 
 

@@ -342,6 +342,29 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
     const bool vector_kind = w.kind == Source::f32 || w.kind == Source::bf16_pairs || w.kind == Source::i8_quads;
     const auto* base = static_cast<const char*>(w.data);
     std::int64_t u = 0;
+    if (w.kind == Source::bf16_widen || w.kind == Source::i8_widen) {
+        // 16 values of each of 16 rows widened to float32 (times the row scale), transposed.
+        for (; u + 16 <= kus; u += 16) {
+            for (int h = 0; h < 2; ++h) {
+                __m512i r[16];
+                for (int i = 0; i < 16; ++i) {
+                    const std::int64_t jj = 16 * h + i, t = u0 + u;
+                    if (jj >= nr) {
+                        r[i] = _mm512_setzero_si512();
+                    } else if (w.kind == Source::bf16_widen) {
+                        const auto* p = static_cast<const std::uint16_t*>(w.data) + (j + jj) * w.k + t;
+                        r[i] = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
+                    } else {
+                        const auto* p = static_cast<const std::int8_t*>(w.data) + (j + jj) * w.k + t;
+                        const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+                        r[i] = _mm512_castps_si512(_mm512_mul_ps(f, _mm512_set1_ps(w.scale[j + jj])));
+                    }
+                }
+                transpose16(r);
+                for (int c = 0; c < 16; ++c) _mm512_store_si512(panel + (u + c) * NR + 16 * h, r[c]);
+            }
+        }
+    }
     if (vector_kind) {
         // Whole 16 x 16 blocks of units that lie inside every row: loaded, transposed, stored.
         const std::int64_t full_units = w.k / g;  // units with all G values inside the row
