@@ -64,9 +64,9 @@ inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
 namespace gemm_detail {
 
 constexpr std::int64_t kColumnBlock = 64;   // rows of W per task
-constexpr std::int64_t kRowBlock = 512;     // rows of x per pass (a 257-token image in one)
-constexpr std::int64_t kPackRows = 48;      // from this many rows of x on, W tiles are packed
-constexpr std::int64_t kDepthBlock = 512;   // k per pass: a W tile (8 x 512 floats) stays in L1
+constexpr std::int64_t kPackRows = 48;      // from this many rows of x on, the packed kernel (gemm_packed.hpp)
+constexpr std::int64_t kDepthBlock = 4096;  // k per pass of the short-input path: all of k for AltCLIP (the tile
+                                            // sums are reduced once; 512 measured ~20% slower on a text)
 
 /// Columns [j0, j1) on any CPU; w_block holds W's rows j0..j1.
 inline void block_eigen(const float* x, std::int64_t n, std::int64_t k, const float* w_block, const float* bias,
@@ -309,60 +309,44 @@ inline void block_q8(const QuantizedRows& xq, std::int64_t n, std::int64_t k, co
                      std::int64_t out, std::int64_t j0, std::int64_t j1, float* y) {
     constexpr int MR = 2, NR = 8;  // 16 int32 accumulators: 3 x 8 makes GCC spill them
     const auto* wd = static_cast<const std::int8_t*>(w.data);
-    const bool pack_w = n >= kPackRows;  // see block_avx512
-    std::vector<std::int8_t> pack(pack_w ? static_cast<std::size_t>(NR * k) : 0);
-    for (std::int64_t i0 = 0; i0 < n; i0 += kRowBlock) {
-        const std::int64_t i1 = std::min(n, i0 + kRowBlock);
-        for (std::int64_t j = j0; j < j1; j += NR) {
-            const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
-            const std::int8_t* wt = wd + j * k;
-            if (pack_w) {
-                std::copy(wt, wt + nr * k, pack.data());
-                wt = pack.data();
-            }
-            const float* bj = bias != nullptr ? bias + j : nullptr;
-            std::int64_t i = i0;
-            for (; i + MR <= i1; i += MR)
-                micro_q8_cols<MR>(nr, xq.q.data() + i * k, k, xq.sum.data() + i, xq.scale.data() + i, wt, k,
-                                  w.scale + j, k, bj, y + i * out + j, out);
-            for (; i < i1; ++i)
-                micro_q8_cols<1>(nr, xq.q.data() + i * k, k, xq.sum.data() + i, xq.scale.data() + i, wt, k,
-                                 w.scale + j, k, bj, y + i * out + j, out);
-        }
+    for (std::int64_t j = j0; j < j1; j += NR) {
+        const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
+        const std::int8_t* wt = wd + j * k;
+        const float* bj = bias != nullptr ? bias + j : nullptr;
+        std::int64_t i = 0;
+        for (; i + MR <= n; i += MR)
+            micro_q8_cols<MR>(nr, xq.q.data() + i * k, k, xq.sum.data() + i, xq.scale.data() + i, wt, k, w.scale + j, k,
+                              bj, y + i * out + j, out);
+        for (; i < n; ++i)
+            micro_q8_cols<1>(nr, xq.q.data() + i * k, k, xq.sum.data() + i, xq.scale.data() + i, wt, k, w.scale + j, k,
+                             bj, y + i * out + j, out);
     }
 }
 #endif
 
+/// Short inputs (fewer than kPackRows rows, e.g. a 16-token text), columns [j0, j1): W read
+/// in place, each tile of NR rows of W multiplied with every MR rows of x before moving on,
+/// so W (the bulk of the bytes) streams from memory once.
 template <class L>
 inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t n, std::int64_t k,
                          const typename L::W* w, const float* bias, std::int64_t out, std::int64_t j0, std::int64_t j1,
                          float* y) {
     constexpr int MR = 4, NR = 6;  // 24 accumulators; a 16-token text is 4 x 4 rows
-    // For many rows, the NR rows of a W tile are first copied next to each other: in place
-    // they lie k apart, and for k = 1024 or 4096 all of them (and the x rows) fall in the same
-    // L1 sets. For a few rows (a short text) the copy would cost as much as the product.
-    const bool pack_w = n >= kPackRows;
-    std::vector<typename L::W> pack(pack_w ? static_cast<std::size_t>(NR * std::min(k, kDepthBlock)) : 0);
-    for (std::int64_t i0 = 0; i0 < n; i0 += kRowBlock) {
-        const std::int64_t i1 = std::min(n, i0 + kRowBlock);
-        for (std::int64_t k0 = 0; k0 < k; k0 += kDepthBlock) {
-            const std::int64_t k1 = std::min(k, k0 + kDepthBlock), kb = k1 - k0;
-            const bool first = k0 == 0;
-            for (std::int64_t j = j0; j < j1; j += NR) {
-                const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
-                const typename L::W* wt = w + j * k + k0;
-                std::int64_t ldw = k;
-                if (pack_w) {
-                    for (int r = 0; r < nr; ++r) std::copy(wt + r * k, wt + r * k + kb, pack.data() + r * kb);
-                    wt = pack.data();
-                    ldw = kb;
-                }
-                const float* bj = bias != nullptr ? bias + j : nullptr;
-                std::int64_t i = i0;
-                for (; i + MR <= i1; i += MR)
-                    micro_cols<MR, L>(nr, x + i * ldx + k0, ldx, wt, ldw, 0, kb, bj, first, y + i * out + j, out);
-                for (; i < i1; ++i)
-                    micro_cols<1, L>(nr, x + i * ldx + k0, ldx, wt, ldw, 0, kb, bj, first, y + i * out + j, out);
+    for (std::int64_t k0 = 0; k0 < k; k0 += kDepthBlock) {
+        const std::int64_t k1 = std::min(k, k0 + kDepthBlock), kb = k1 - k0;
+        const bool first = k0 == 0;
+        for (std::int64_t j = j0; j < j1; j += NR) {
+            const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
+            const typename L::W* wt = w + j * k + k0;
+            const float* bj = bias != nullptr ? bias + j : nullptr;
+            std::int64_t i = 0;
+            for (; i + MR <= n; i += MR)
+                micro_cols<MR, L>(nr, x + i * ldx + k0, ldx, wt, k, 0, kb, bj, first, y + i * out + j, out);
+            switch (n - i) {
+                case 3: micro_cols<3, L>(nr, x + i * ldx + k0, ldx, wt, k, 0, kb, bj, first, y + i * out + j, out); break;
+                case 2: micro_cols<2, L>(nr, x + i * ldx + k0, ldx, wt, k, 0, kb, bj, first, y + i * out + j, out); break;
+                case 1: micro_cols<1, L>(nr, x + i * ldx + k0, ldx, wt, k, 0, kb, bj, first, y + i * out + j, out); break;
+                default: break;
             }
         }
     }
