@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
             {"f32", {WeightType::f32, wf.data(), sh.out, sh.k, nullptr}, f32_peak},
             {"bf16", {WeightType::bf16_dot, wb.data(), sh.out, sh.k, nullptr}, bf16_peak},
             {"q8", {WeightType::q8_dot, wq.data(), sh.out, sh.k, scale.data()}, i8_peak},
+            {"q8 w/f32", {WeightType::q8, wq.data(), sh.out, sh.k, scale.data()}, f32_peak},
         };
         for (const Variant& v : variants) {
             altclip::kernels::linear(x.data(), sh.n, sh.k, v.w, b.data(), sh.out, y.data(), &pool);

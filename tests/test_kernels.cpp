@@ -179,34 +179,42 @@ TEST_CASE("layer_norm, gelu, quick_gelu and softmax equal their scalar twins", "
 
 TEST_CASE("attention equals the scalar twin, with and without a padding mask", "[kernels]") {
     ThreadPool pool(2);
-    const std::int64_t batch = 2, seq = 11, heads = 3, hd = 8, width = heads * hd;
-    const auto q = randn(batch * seq * width, 7), k = randn(batch * seq * width, 8), v = randn(batch * seq * width, 9);
-    std::vector<std::int64_t> mask(batch * seq, 1);
-    for (std::int64_t j = 7; j < seq; ++j) mask[seq + j] = 0;  // second sequence padded after 7
-    for (const bool masked : {false, true}) {
-        std::vector<float> out(batch * seq * width), ref(out.size());
-        attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out.data(), &pool);
-        for (std::int64_t b = 0; b < batch; ++b)
-            for (std::int64_t h = 0; h < heads; ++h)
-                for (std::int64_t i = 0; i < seq; ++i) {
-                    std::vector<double> s(seq);
-                    double mx = -1e300, sum = 0;
-                    for (std::int64_t j = 0; j < seq; ++j) {
-                        double d = 0;
-                        for (std::int64_t t = 0; t < hd; ++t)
-                            d += double(q[(b * seq + i) * width + h * hd + t]) * k[(b * seq + j) * width + h * hd + t];
-                        s[j] = (masked && mask[b * seq + j] == 0) ? -1e300 : d / std::sqrt(double(hd));
-                        mx = std::max(mx, s[j]);
+    // (batch, seq, heads, head_dim): tiny; more keys and dims than one 12 x 32 tile; a ViT-like head.
+    for (auto [batch, seq, heads, hd] : std::vector<std::array<std::int64_t, 4>>{
+             {2, 11, 3, 8}, {2, 45, 2, 40}, {1, 70, 2, 64}}) {
+        const std::int64_t width = heads * hd;
+        const auto q = randn(batch * seq * width, 7), k = randn(batch * seq * width, 8), v = randn(batch * seq * width, 9);
+        std::vector<std::int64_t> mask(batch * seq, 1);
+        for (std::int64_t j = 7; j < seq; ++j) mask[(batch - 1) * seq + j] = 0;  // last sequence padded after 7
+        for (const bool masked : {false, true}) {
+            std::vector<float> out(batch * seq * width), out1(out.size()), ref(out.size());
+            attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out.data(),
+                      &pool);
+            attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out1.data(),
+                      nullptr);
+            for (std::int64_t b = 0; b < batch; ++b)
+                for (std::int64_t h = 0; h < heads; ++h)
+                    for (std::int64_t i = 0; i < seq; ++i) {
+                        std::vector<double> s(seq);
+                        double mx = -1e300, sum = 0;
+                        for (std::int64_t j = 0; j < seq; ++j) {
+                            double d = 0;
+                            for (std::int64_t t = 0; t < hd; ++t)
+                                d += double(q[(b * seq + i) * width + h * hd + t]) * k[(b * seq + j) * width + h * hd + t];
+                            s[j] = (masked && mask[b * seq + j] == 0) ? -1e300 : d / std::sqrt(double(hd));
+                            mx = std::max(mx, s[j]);
+                        }
+                        for (auto& e : s) sum += e = (e <= -1e299 ? 0.0 : std::exp(e - mx));
+                        for (std::int64_t t = 0; t < hd; ++t) {
+                            double o = 0;
+                            for (std::int64_t j = 0; j < seq; ++j) o += s[j] / sum * v[(b * seq + j) * width + h * hd + t];
+                            ref[(b * seq + i) * width + h * hd + t] = float(o);
+                        }
                     }
-                    for (auto& e : s) sum += e = (e <= -1e299 ? 0.0 : std::exp(e - mx));
-                    for (std::int64_t t = 0; t < hd; ++t) {
-                        double o = 0;
-                        for (std::int64_t j = 0; j < seq; ++j) o += s[j] / sum * v[(b * seq + j) * width + h * hd + t];
-                        ref[(b * seq + i) * width + h * hd + t] = float(o);
-                    }
-                }
-        INFO("masked " << masked);
-        CHECK(max_rel(out, ref) < 1e-5);
+            INFO("batch " << batch << " seq " << seq << " heads " << heads << " head_dim " << hd << " masked " << masked);
+            CHECK(max_rel(out, ref) < 1e-5);
+            CHECK(out == out1);  // threads do not change the numbers
+        }
     }
 }
 
