@@ -34,7 +34,8 @@ namespace altclip::kernels::packed {
 constexpr int MR = 12;                  // rows of x per micro-tile
 constexpr int NR = 32;                  // output columns per micro-tile (two 16-lane vectors)
 constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU * NR * 4 = 16 KB
-constexpr std::int64_t kTaskCols = 64;  // output columns per task
+constexpr std::int64_t kTaskCols = 64;  // output columns per task (two panels)
+constexpr std::int64_t kSliverBlock = 24;  // slivers of x per pass over a task's panels: 288 rows, ~150 KB
 
 /// How units are multiplied and accumulated.
 struct F32Op {  // unit = one float
@@ -400,8 +401,12 @@ template <class Op>
 inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
                 float* y, ThreadPool* pool) {
     const std::int64_t tasks = (out + kTaskCols - 1) / kTaskCols;
+    constexpr int kPanels = static_cast<int>(kTaskCols / NR);
     auto task = [&](std::int64_t t) {
-        alignas(64) std::uint32_t panel[KU * NR];
+        // The task's panels of this k block are packed once (32 KB) and then run over the
+        // slivers of x kSliverBlock at a time, so that for many rows (a batch of images) the
+        // part of x in use stays in L2 while every panel passes over it.
+        alignas(64) std::uint32_t panels[kPanels][KU * NR];
         const std::int64_t j0 = t * kTaskCols, j1 = std::min(out, j0 + kTaskCols);
         for (std::int64_t b = 0; b < px.nblocks; ++b) {
             const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
@@ -410,15 +415,21 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             e.wscale = wscale;
             e.xscale = px.xscale;
             e.xsum = px.xsum != nullptr ? px.xsum + b * px.slivers * MR : nullptr;
-            for (std::int64_t j = j0; j < j1; j += NR) {
-                const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
-                pack_panel(w, j, nr, u0, kus, panel);
-                for (std::int64_t s = 0; s < px.slivers; ++s) {
-                    typename Op::Acc acc[MR][2];
-                    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
-                    micro<Op>(px.at(b, s), panel, kus, acc);
-                    const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
-                    store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, y, out);
+            int np = 0;
+            for (std::int64_t j = j0; j < j1; j += NR, ++np)
+                pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
+            for (std::int64_t s0 = 0; s0 < px.slivers; s0 += kSliverBlock) {
+                const std::int64_t s1 = std::min(px.slivers, s0 + kSliverBlock);
+                for (int p = 0; p < np; ++p) {
+                    const std::int64_t j = j0 + p * NR;
+                    const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
+                    for (std::int64_t s = s0; s < s1; ++s) {
+                        typename Op::Acc acc[MR][2];
+                        for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
+                        micro<Op>(px.at(b, s), panels[p], kus, acc);
+                        const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
+                        store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, y, out);
+                    }
                 }
             }
         }
