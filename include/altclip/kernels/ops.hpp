@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <limits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 
@@ -17,24 +21,58 @@ namespace altclip::kernels {
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 /// LayerNorm over the last dimension (biased variance, eps inside the sqrt), as
-/// torch.nn.LayerNorm. Statistics are accumulated in double. `y` may alias `x`.
+/// torch.nn.LayerNorm. Statistics are accumulated in double, in a fixed order (the same
+/// whatever the buffer's address or the thread split). `y` may alias `x`.
 inline void layer_norm(const float* x, std::int64_t rows, std::int64_t n, const float* gamma, const float* beta,
                        float eps, float* y, ThreadPool* pool = nullptr) {
     parallel_chunks(pool, rows, 16, [&](std::int64_t r0, std::int64_t r1) {
         for (std::int64_t r = r0; r < r1; ++r) {
             const float* xr = x + r * n;
             float* yr = y + r * n;
-            double sum = 0;
-            for (std::int64_t i = 0; i < n; ++i) sum += xr[i];
+            std::int64_t i = 0;
+            double sum = 0, sq = 0;
+#if defined(__AVX512F__)
+            __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+            for (; i + 16 <= n; i += 16) {
+                const __m512 v = _mm512_loadu_ps(xr + i);
+                s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+            }
+            sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+#endif
+            for (; i < n; ++i) sum += xr[i];
             const double mean = sum / static_cast<double>(n);
-            double sq = 0;
-            for (std::int64_t i = 0; i < n; ++i) {
+            i = 0;
+#if defined(__AVX512F__)
+            const __m512d vm = _mm512_set1_pd(mean);
+            s0 = _mm512_setzero_pd();
+            s1 = _mm512_setzero_pd();
+            for (; i + 16 <= n; i += 16) {
+                const __m512 v = _mm512_loadu_ps(xr + i);
+                const __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), vm);
+                const __m512d d1 = _mm512_sub_pd(
+                    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), vm);
+                s0 = _mm512_fmadd_pd(d0, d0, s0);
+                s1 = _mm512_fmadd_pd(d1, d1, s1);
+            }
+            sq = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+#endif
+            for (; i < n; ++i) {
                 const double d = xr[i] - mean;
                 sq += d * d;
             }
             const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + static_cast<double>(eps));
-            for (std::int64_t i = 0; i < n; ++i) {
-                yr[i] = static_cast<float>((xr[i] - mean) * rstd) * gamma[i] + beta[i];
+            i = 0;
+#if defined(__AVX512F__)
+            const __m512 fm = _mm512_set1_ps(static_cast<float>(mean)), fr = _mm512_set1_ps(static_cast<float>(rstd));
+            for (; i + 16 <= n; i += 16) {
+                const __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), fm), fr);
+                _mm512_storeu_ps(yr + i, _mm512_fmadd_ps(t, _mm512_loadu_ps(gamma + i), _mm512_loadu_ps(beta + i)));
+            }
+#endif
+            for (; i < n; ++i) {
+                const float t = (xr[i] - static_cast<float>(mean)) * static_cast<float>(rstd);
+                yr[i] = std::fma(t, gamma[i], beta[i]);
             }
         }
     });
