@@ -103,7 +103,15 @@ TEST_CASE("linear on bf16 weights: widened (exact) and bf16 dot products", "[ker
     }
 }
 
-TEST_CASE("linear on int8 weights: widened (exact) and int8 dot products", "[kernels]") {
+float bf16_round(float f) {  // round to nearest even, back to float
+    std::uint32_t b;
+    std::memcpy(&b, &f, 4);
+    b = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) << 16;
+    std::memcpy(&f, &b, 4);
+    return f;
+}
+
+TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot products", "[kernels]") {
     ThreadPool pool(2);
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}}) {
         INFO("n " << n << " k " << k << " out " << out);
@@ -135,6 +143,17 @@ TEST_CASE("linear on int8 weights: widened (exact) and int8 dot products", "[ker
         CHECK(max_rel(y, exact) < 1e-5);
         linear(x.data(), n, k, WeightMatrix{WeightType::q8_dot, wq.data(), out, k, ws.data()}, b.data(), out, y.data(), &pool);
         CHECK(max_rel(y, kHaveQ8Dot ? quant : exact) < 1e-5);
+        // q8_bf16: many rows with AVX512_BF16 -> x rounded to bfloat16, int8 weights exact; else as q8.
+        std::vector<float> xr_exact(n * out);
+        for (std::int64_t i = 0; i < n; ++i)
+            for (std::int64_t j = 0; j < out; ++j) {
+                double s = 0;
+                for (std::int64_t t = 0; t < k; ++t) s += double(bf16_round(x[i * k + t])) * wq[j * k + t];
+                xr_exact[i * out + j] = float(s * ws[j] + b[j]);
+            }
+        linear(x.data(), n, k, WeightMatrix{WeightType::q8_bf16, wq.data(), out, k, ws.data()}, b.data(), out, y.data(), &pool);
+        const bool bf16_path = kHaveBf16Dot && n >= gemm_detail::kPackRows;
+        CHECK(max_rel(y, bf16_path ? xr_exact : exact) < 1e-5);
     }
 }
 

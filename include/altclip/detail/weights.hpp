@@ -134,13 +134,19 @@ public:
         }
         if (c.has_tensor(name) && c.tensor(name).shape == shape && c.tensor(name).dtype == DType::i8) {
             // q8 (tools/convert.py --dtype q8): int8 in place, with its per-row scales. The
-            // text tower keeps float32 activations: its post-LN layers lose three times more
-            // accuracy with int8 activations than the ViT (text cosine against f32 0.9985
-            // instead of 0.9991 on the bench model), and a short text is bound by reading
-            // the weights, not by arithmetic, so int8 activations would buy little there.
+            // text tower does not round its activations to int8: its post-LN layers lose three
+            // times more accuracy that way than the ViT (text cosine against f32 0.9985 instead
+            // of 0.9991 on the bench model). It multiplies float32 activations for a short text
+            // (bound by reading the weights anyway) and bfloat16 ones for a batch of labels.
             used_.insert(name);
             const bool text = name.rfind("text_model.", 0) == 0 || name.rfind("text_projection.", 0) == 0;
-            m.type = bf16_dot_ && kernels::kHaveQ8Dot && !text ? kernels::WeightType::q8_dot : kernels::WeightType::q8;
+            if (!bf16_dot_) {
+                m.type = kernels::WeightType::q8;
+            } else if (text) {
+                m.type = kernels::WeightType::q8_bf16;
+            } else {
+                m.type = kernels::kHaveQ8Dot ? kernels::WeightType::q8_dot : kernels::WeightType::q8;
+            }
             m.data = c.tensor(name).data;
             m.scale = get(name + "_scale", {shape[0]});
             return m;

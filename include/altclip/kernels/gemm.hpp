@@ -49,7 +49,7 @@ inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
         std::copy(p, p + w.cols, out);
         return;
     }
-    if (w.type == WeightType::q8 || w.type == WeightType::q8_dot) {
+    if (w.type == WeightType::q8 || w.type == WeightType::q8_dot || w.type == WeightType::q8_bf16) {
         const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.cols;
         for (std::int64_t i = 0; i < w.cols; ++i) out[i] = static_cast<float>(p[i]) * w.scale[r];
         return;
@@ -398,7 +398,7 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     auto run = [&](std::int64_t b) {
         const std::int64_t j0 = b * gemm_detail::kColumnBlock;
         const std::int64_t j1 = std::min(out, j0 + gemm_detail::kColumnBlock);
-        if (w.type == WeightType::q8 || (w.type == WeightType::q8_dot && !kHaveQ8Dot)) {
+        if (w.type == WeightType::q8 || w.type == WeightType::q8_bf16 || (w.type == WeightType::q8_dot && !kHaveQ8Dot)) {
             // int8 weights widened in the kernel, the row scale and bias applied after.
 #if defined(__AVX512F__)
             gemm_detail::block_avx512<gemm_detail::Q8WidenLoads>(x, k, n, k, static_cast<const std::int8_t*>(w.data),

@@ -122,7 +122,7 @@ inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogu
                 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][h], corr));
                 v = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(e.xscale[row0 + i])), ws[h]);
             } else {
-                v = acc[i][h];
+                v = e.wscale != nullptr ? _mm512_mul_ps(acc[i][h], ws[h]) : acc[i][h];
             }
             v = _mm512_add_ps(v, first ? bias[h] : _mm512_maskz_loadu_ps(mask[h], yi + 16 * h));
             _mm512_mask_storeu_ps(yi + 16 * h, mask[h], v);
@@ -293,6 +293,7 @@ enum class Source {
     i8_quads,     // int8, four per unit, stored + 128 (I8Op)
     bf16_widen,   // bfloat16 widened to float32 units (F32Op)
     i8_widen,     // int8 times its row scale, as float32 units (F32Op)
+    i8_bf16,      // int8 widened (exactly) to bfloat16, two per unit (Bf16Op; the row scale in the epilogue)
 };
 struct PanelSource {
     Source kind = Source::f32;
@@ -330,6 +331,17 @@ inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t 
             std::memcpy(&r, &f, 4);
             break;
         }
+        case Source::i8_bf16: {  // |q| <= 127 has at most 8 significant bits: bfloat16 holds it exactly
+            const auto* p = static_cast<const std::int8_t*>(w.data) + j * w.k;
+            for (int h = 0; h < 2; ++h) {
+                if (2 * u + h >= w.k) break;
+                const float f = static_cast<float>(p[2 * u + h]);
+                std::uint32_t bits;
+                std::memcpy(&bits, &f, 4);
+                r |= (bits >> 16) << (16 * h);
+            }
+            break;
+        }
     }
     return r;
 }
@@ -343,6 +355,29 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
     const bool vector_kind = w.kind == Source::f32 || w.kind == Source::bf16_pairs || w.kind == Source::i8_quads;
     const auto* base = static_cast<const char*>(w.data);
     std::int64_t u = 0;
+#if defined(__AVX512BF16__)
+    if (w.kind == Source::i8_bf16) {  // 32 int8 of each of 16 rows -> 16 bfloat16 pairs, transposed
+        for (; u + 16 <= kus && 2 * (u0 + u + 16) <= w.k; u += 16) {
+            for (int h = 0; h < 2; ++h) {
+                __m512i r[16];
+                for (int i = 0; i < 16; ++i) {
+                    const std::int64_t jj = 16 * h + i;
+                    if (jj >= nr) {
+                        r[i] = _mm512_setzero_si512();
+                        continue;
+                    }
+                    const auto* p = static_cast<const std::int8_t*>(w.data) + (j + jj) * w.k + 2 * (u0 + u);
+                    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+                    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
+                    const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
+                    r[i] = reinterpret_cast<const __m512i&>(v);
+                }
+                transpose16(r);
+                for (int c = 0; c < 16; ++c) _mm512_store_si512(panel + (u + c) * NR + 16 * h, r[c]);
+            }
+        }
+    }
+#endif
     if (w.kind == Source::bf16_widen || w.kind == Source::i8_widen) {
         // 16 values of each of 16 rows widened to float32 (times the row scale), transposed.
         for (; u + 16 <= kus; u += 16) {
@@ -464,6 +499,12 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
             src.kind = Source::i8_quads;
             run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool);
+            return;
+#endif
+        case WeightType::q8_bf16:
+#if defined(__AVX512BF16__)
+            src.kind = Source::i8_bf16;
+            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, w.scale, y, pool);
             return;
 #endif
         case WeightType::q8:

@@ -12,6 +12,9 @@ enum class WeightType {
     bf16_dot,  // bfloat16, the activations rounded to bfloat16 too: AVX512_BF16 dot products, float32 sums
     q8,        // int8 with a float32 scale per row, widened to float32 inside the kernel
     q8_dot,    // int8 weights and int8 activations (per-row scale): AVX512_VNNI dot products, int32 sums
+    q8_bf16,   // int8 weights; for many rows the activations rounded to bfloat16 and the weights widened
+               // to bfloat16 (exactly) for AVX512_BF16 dot products, for few rows (or without
+               // AVX512_BF16) as q8; the row scale applied to the float32 sums
 };
 
 /// A [rows, cols] row-major weight matrix (torch's Linear [out, in]), not owned.
