@@ -97,19 +97,21 @@ struct AltRobertaLayer {
     }
 
     /// h: [batch * seq, hidden], updated in place; mask: [batch, seq] or nullptr.
-    void forward(float* h, std::int64_t batch, std::int64_t seq, const std::int64_t* mask,
+    void forward(float* h, std::int64_t batch, std::int64_t seq, const std::int64_t* mask, kernels::Scratch& scratch,
                  kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = attention.self.query.out, I = intermediate.dense.out;
-        kernels::Buffer ctx(rows * H), a(rows * H), inter(rows * I);
+        float* ctx = scratch.get(kernels::kSlotCtx, rows * H);
+        float* a = scratch.get(kernels::kSlotA, rows * H);
+        float* inter = scratch.get(kernels::kSlotInter, rows * I);
         detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
-                               num_heads, mask, ctx.data(), pool);
+                               num_heads, mask, ctx, scratch, pool);
         const auto& ao = attention.output;
-        kernels::linear(ctx.data(), rows, H, ao.dense.weight, ao.dense.bias, H, a.data(), pool);
+        kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool);
         for (std::int64_t i = 0; i < rows * H; ++i) a[i] += h[i];
-        kernels::layer_norm(a.data(), rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a.data(), pool);
-        kernels::linear(a.data(), rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter.data(), pool);
-        kernels::gelu_erf(inter.data(), rows * I, pool);
-        kernels::linear(inter.data(), rows, I, output.dense.weight, output.dense.bias, H, h, pool);
+        kernels::layer_norm(a, rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
+        kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool);
+        kernels::gelu_erf(inter, rows * I, pool);
+        kernels::linear(inter, rows, I, output.dense.weight, output.dense.bias, H, h, pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += a[i];
         kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h, pool);
     }
@@ -192,8 +194,9 @@ public:
         Tensor h({B, L, H});
         for (std::int64_t b = 0; b < B; ++b) roberta.embeddings.forward(tokens.input_ids + b * L, L, h.slice(b), pool);
         if (output_hidden_states) out.hidden_states.push_back(h);
+        kernels::Scratch scratch;
         for (const auto& layer : roberta.encoder.layer) {
-            layer.forward(h.ptr(), B, L, mask.data(), pool);
+            layer.forward(h.ptr(), B, L, mask.data(), scratch, pool);
             if (output_hidden_states) out.hidden_states.push_back(h);
         }
         kernels::layer_norm(h.ptr(), B * L, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, h.ptr(), pool);

@@ -100,10 +100,11 @@ struct AltCLIPAttention {
         out_proj = w.linear(prefix + "out_proj", H, H, true);
         num_heads = c.num_attention_heads;
     }
-    void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out, kernels::ThreadPool* pool) const {
-        kernels::Buffer ctx(batch * seq * q_proj.out);
-        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx.data(), pool);
-        kernels::linear(ctx.data(), batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool);
+    void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out, kernels::Scratch& scratch,
+                 kernels::ThreadPool* pool) const {
+        float* ctx = scratch.get(kernels::kSlotCtx, batch * seq * q_proj.out);
+        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool);
+        kernels::linear(ctx, batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool);
     }
 };
 
@@ -115,11 +116,12 @@ struct AltCLIPMLP {
         fc1 = w.linear(prefix + "fc1", c.intermediate_size, c.hidden_size, true);
         fc2 = w.linear(prefix + "fc2", c.hidden_size, c.intermediate_size, true);
     }
-    void forward(const float* x, std::int64_t rows, float* out, kernels::ThreadPool* pool) const {
-        kernels::Buffer h(rows * fc1.out);
-        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h.data(), pool);
-        kernels::quick_gelu(h.data(), rows * fc1.out, pool);
-        kernels::linear(h.data(), rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool);
+    void forward(const float* x, std::int64_t rows, float* out, kernels::Scratch& scratch,
+                 kernels::ThreadPool* pool) const {
+        float* h = scratch.get(kernels::kSlotInter, rows * fc1.out);
+        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool);
+        kernels::quick_gelu(h, rows * fc1.out, pool);
+        kernels::linear(h, rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool);
     }
 };
 
@@ -136,14 +138,16 @@ struct AltCLIPEncoderLayer {
         layer_norm2 = w.layer_norm(prefix + "layer_norm2", c.hidden_size, c.layer_norm_eps);
     }
     /// h: [batch * seq, hidden], updated in place.
-    void forward(float* h, std::int64_t batch, std::int64_t seq, kernels::ThreadPool* pool) const {
+    void forward(float* h, std::int64_t batch, std::int64_t seq, kernels::Scratch& scratch,
+                 kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = layer_norm1.n;
-        kernels::Buffer x(rows * H), y(rows * H);
-        kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x.data(), pool);
-        self_attn.forward(x.data(), batch, seq, y.data(), pool);
+        float* x = scratch.get(kernels::kSlotA, rows * H);
+        float* y = scratch.get(kernels::kSlotB, rows * H);
+        kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x, pool);
+        self_attn.forward(x, batch, seq, y, scratch, pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
-        kernels::layer_norm(h, rows, H, layer_norm2.weight, layer_norm2.bias, layer_norm2.eps, x.data(), pool);
-        mlp.forward(x.data(), rows, y.data(), pool);
+        kernels::layer_norm(h, rows, H, layer_norm2.weight, layer_norm2.bias, layer_norm2.eps, x, pool);
+        mlp.forward(x, rows, y, scratch, pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
     }
 };
@@ -222,8 +226,9 @@ public:
         }
         kernels::layer_norm(h.ptr(), B * seq, H, pre_layrnorm.weight, pre_layrnorm.bias, pre_layrnorm.eps, h.ptr(), pool);
         if (output_hidden_states) out.hidden_states.push_back(h);
+        kernels::Scratch scratch;
         for (const auto& layer : encoder.layers) {
-            layer.forward(h.ptr(), B, seq, pool);
+            layer.forward(h.ptr(), B, seq, scratch, pool);
             if (output_hidden_states) out.hidden_states.push_back(h);
         }
         out.pooler_output = Tensor({B, H});

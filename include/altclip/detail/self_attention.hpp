@@ -17,13 +17,16 @@ namespace altclip::detail {
 /// ctx: [batch * seq, hidden], the heads' outputs side by side (before the output projection).
 inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq, const LinearParams& query,
                            const LinearParams& key, const LinearParams& value, std::int64_t heads,
-                           const std::int64_t* key_mask, float* ctx, kernels::ThreadPool* pool) {
+                           const std::int64_t* key_mask, float* ctx, kernels::Scratch& scratch,
+                           kernels::ThreadPool* pool) {
     const std::int64_t rows = batch * seq, hidden = query.out;
-    kernels::Buffer q(rows * hidden), k(rows * hidden), v(rows * hidden);
-    kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q.data(), pool);
-    kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k.data(), pool);
-    kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v.data(), pool);
-    kernels::attention(q.data(), k.data(), v.data(), batch, seq, heads, hidden / heads, key_mask, ctx, pool);
+    float* q = scratch.get(kernels::kSlotQ, rows * hidden);
+    float* k = scratch.get(kernels::kSlotK, rows * hidden);
+    float* v = scratch.get(kernels::kSlotV, rows * hidden);
+    kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q, pool);
+    kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k, pool);
+    kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v, pool);
+    kernels::attention(q, k, v, batch, seq, heads, hidden / heads, key_mask, ctx, pool);
 }
 
 }  // namespace altclip::detail
