@@ -215,7 +215,6 @@ def table(results: dict) -> str:
         (f"{torch_r.get('labels_count', 0)} labels, batches of 64 (throughput)",
          lambda r: r["labels_per_s"], lambda v: f"{v:.1f} labels/s", False),
         ("peak RSS (VmHWM)", lambda r: r["peak_VmHWM_bytes"], gb, True),
-        ("peak RSS (ru_maxrss)", lambda r: r["peak_ru_maxrss_bytes"], gb, True),
     ]
     head = "| | PyTorch f32 | " + " | ".join(f"altclip {d} | ratio" for d in dtypes) + " |"
     sep = "|---|---:|" + "---:|---:|" * len(dtypes)
@@ -335,7 +334,9 @@ altclip is faster or smaller**. Medians of {s['rounds']} rounds (order alternati
   f32, bf16 and q8 weights in place (its "load" is validation; the first image then faults the
   pages in); only f16 files are widened to f32 while loading. transformers 5 `from_pretrained`
   also maps safetensors lazily, so "load + first image" is the fairer cold-start number.
-- Peak RSS counts mapped file pages that were touched (shared page cache).
+- Peak RSS is each process's VmHWM, which counts mapped file pages that were touched (shared
+  page cache). (getrusage's ru_maxrss, kept in results.json, is not used: on Linux a child
+  inherits its parent's high-water mark through fork and exec, so it can show run_bench's own.)
 - Each side is its own process; PyTorch's numbers include the Python interpreter and libraries
   (import time, not counted in load: {results['pytorch'].get('import_s_median', 0):.1f} s).
 

@@ -9,7 +9,7 @@
 # --model PATH (or ALTCLIP_MODEL=PATH): a converted .altclip file, or a downloaded AltCLIP
 # checkpoint folder (converted once into models/). Without it, the hub repo ALTCLIP_REPO
 # (default BAAI/AltCLIP) at ALTCLIP_REVISION (default main) is downloaded and converted, once.
-# More settings: ALTCLIP_DTYPE (f32, f16, bf16), ALTCLIP_MODEL_DIR (default models/),
+# More settings: ALTCLIP_DTYPE (f32, f16, bf16, q8), ALTCLIP_MODEL_DIR (default models/),
 # ALTCLIP_BUILD_DIR (default build/), ALTCLIP_SKIP_SETUP=1, ALTCLIP_SKIP_BUILD=1, and
 # huggingface_hub's HF_ENDPOINT, HF_HOME, HF_TOKEN, HF_HUB_OFFLINE. See docs/main_job.md.
 # Arguments after `--` go to examples/zero_shot (e.g. -- --top-k 3 --json).

@@ -2,7 +2,7 @@
 """Convert a Hugging Face AltCLIP checkpoint (BAAI/AltCLIP and siblings) to the altclip
 model file (docs/format.md). Usage and checks: docs/converter.md.
 
-    tools/convert.py INPUT OUTPUT [--dtype f32|f16|bf16] [--revision REV] [--quiet]
+    tools/convert.py INPUT OUTPUT [--dtype f32|f16|bf16|q8] [--revision REV] [--quiet]
 
 Needs only numpy and the standard library (huggingface_hub, if installed, for hub ids).
 It never imports torch and never executes code from a pickle: `pytorch_model.bin` is read

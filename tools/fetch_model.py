@@ -2,7 +2,7 @@
 """Get an altclip model file for the examples: use one, convert one, or download and convert
 BAAI/AltCLIP, each at most once. Used by scripts/zero_shot_demo.sh (docs/main_job.md).
 
-    tools/fetch_model.py [--model PATH] [--repo ID] [--revision REV] [--dtype f32|f16|bf16]
+    tools/fetch_model.py [--model PATH] [--repo ID] [--revision REV] [--dtype f32|f16|bf16|q8]
                          [--models-dir DIR] [--check] [--quiet]
 
 Prints the model file's absolute path on stdout (its only output there); messages and
@@ -54,7 +54,7 @@ REPO_ROOT = os.path.dirname(TOOLS)
 DEFAULT_REPO = "BAAI/AltCLIP"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_MODELS_DIR = os.path.join(REPO_ROOT, "models")
-DTYPES = ("f32", "f16", "bf16")
+DTYPES = ("f32", "f16", "bf16", "q8")
 MAGIC = b"ALTCLIP\0"  # tools/altclip_format.MAGIC (kept here so --check needs no numpy)
 PROBE_TIMEOUT = 5.0
 # The files tools/convert.py reads from a checkpoint folder.
