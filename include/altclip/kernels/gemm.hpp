@@ -1,11 +1,13 @@
 // y[n, out] = x[n, k] . W[out, k]^T (+ bias[out]): torch.nn.functional.linear with the
-// weight used in place in its stored [out, in] layout (no packing, so a mapped file's
-// weights are never copied).
+// weight read from its stored [out, in] layout (a mapped file's weights are never copied
+// whole; at most a 16 KB panel at a time).
 //
-// With AVX-512 the product is computed as MR x NR dot products at a time, each a 16-lane
-// accumulator along k, reduced at the end of each k block. The work is split over blocks of
-// output columns (rows of W), so short inputs (a 16-token text) keep every thread busy too.
-// Without AVX-512, Eigen computes each column block.
+// With AVX-512, inputs of kPackRows rows or more (an image, a batch of labels) go through
+// the packed outer-product kernel of gemm_packed.hpp. Shorter ones (a 16-token text) are
+// computed here as MR x NR dot products at a time, each a 16-lane accumulator along k,
+// reduced once per tile, with W read in place. The work is split over blocks of output
+// columns (rows of W), so short inputs keep every thread busy too. Without AVX-512, Eigen
+// computes each column block.
 #pragma once
 
 #include <algorithm>

@@ -5,10 +5,11 @@
 // precision: a unit is one float32 (f32), a pair of bfloat16 along k (vdpbf16ps), or four
 // int8 along k (vpdpbusd). Per call:
 //   - x is packed once into slivers of MR rows, [k block][sliver][unit][MR], shared by all
-//     threads (for int8 it is first quantized per row, as the dot-product path does);
-//   - each task owns a range of output columns; for each k block and each NR columns it
-//     packs that panel of W ([unit][NR], 16 KB, stays in L1) and runs the MR x NR
-//     micro-kernel over every sliver of x (a k block of x, ~130 KB, stays in L2).
+//     threads (for int8 it is first quantized per row, as the dot-product path does), in a
+//     buffer the calling thread keeps for its next call (Workspace);
+//   - each task owns 64 output columns; for each k block it packs their two panels of W
+//     ([unit][NR], 16 KB each) and runs the MR x NR micro-kernel with each panel over the
+//     slivers of x, 24 slivers at a time (a panel stays in L1, those slivers in L2).
 // The micro-kernel broadcasts one unit of x per row and multiplies it with two 16-lane
 // vectors of W: 24 accumulators, 2 loads and 12 broadcasts per 24 multiply-adds.
 // Sums over k run in the same order whatever the number of threads.
