@@ -11,6 +11,12 @@ status=0
 (cd "$build" && ctest --output-on-failure -j"$(nproc)") || status=1
 python3 -m pytest -q tools/tests || status=1
 
+# Without AVX-512 (Eigen kernels, bf16/q8 weights widened): the C++ tests built for plain
+# x86-64 in build-portable, so the fallback every other CPU runs is tested too.
+cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=Release -DALTCLIP_NATIVE=OFF -DALTCLIP_INSTALL=OFF >/dev/null
+cmake --build build-portable --target altclip_tests -j"$(nproc)"
+(cd build-portable/tests && ./altclip_tests) || status=1
+
 # Reliability (docs/reliability.md): the C++ tests under AddressSanitizer+UBSan (build-asan),
 # the thread tests under ThreadSanitizer (build-tsan), and each fuzz target for
 # ALTCLIP_FUZZ_SECONDS (default 30) s (build-fuzz). ALTCLIP_SKIP_RELIABILITY=1 skips them.

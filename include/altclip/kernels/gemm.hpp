@@ -275,33 +275,11 @@ inline QuantizedRows quantize_rows(const float* x, std::int64_t n, std::int64_t 
     r.scale.resize(static_cast<std::size_t>(n));
     parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
         for (std::int64_t i = r0; i < r1; ++i) {
-            const float* xi = x + i * k;
             std::int8_t* qi = r.q.data() + i * k;
-            __m512 vmax = _mm512_setzero_ps();
-            std::int64_t t = 0;
-            for (; t + 16 <= k; t += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xi + t)));
-            float amax = _mm512_reduce_max_ps(vmax);
-            for (; t < k; ++t) amax = std::max(amax, std::fabs(xi[t]));
-            const float s = amax > 0 ? amax / 127.0f : 1.0f;
-            const float inv = 1.0f / s;
-            // round half to even (the default MXCSR mode, as std::nearbyint), then |q| <= 127
-            const __m512 vinv = _mm512_set1_ps(inv);
-            const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
-            __m512i vsum = _mm512_setzero_si512();
-            for (t = 0; t + 16 <= k; t += 16) {
-                __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xi + t), vinv));
-                q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
-                vsum = _mm512_add_epi32(vsum, q);
-                _mm_storeu_si128(reinterpret_cast<__m128i*>(qi + t), _mm512_cvtepi32_epi8(q));
-            }
-            std::int32_t sum = _mm512_reduce_add_epi32(vsum);
-            for (; t < k; ++t) {
-                const int v = static_cast<int>(std::nearbyint(xi[t] * inv));
-                qi[t] = static_cast<std::int8_t>(std::min(127, std::max(-127, v)));
-                sum += qi[t];
-            }
+            r.scale[i] = packed::quantize_row(x + i * k, k, qi);
+            std::int32_t sum = 0;
+            for (std::int64_t t = 0; t < k; ++t) sum += qi[t];
             r.sum[i] = sum;
-            r.scale[i] = s;
         }
     });
     return r;
@@ -375,21 +353,7 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     if (w.type == WeightType::bf16_dot) {
         xb.resize(static_cast<std::size_t>(n * k));
         parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
-            for (std::int64_t r = r0; r < r1; ++r) {
-                const float* src = x + r * k;
-                std::uint16_t* dst = xb.data() + r * k;
-                std::int64_t t = 0;
-                for (; t + 32 <= k; t += 32) {
-                    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + t + 16), _mm512_loadu_ps(src + t));
-                    _mm512_storeu_si512(dst + t, reinterpret_cast<const __m512i&>(v));
-                }
-                for (; t < k; ++t) {
-                    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_setzero_ps(), _mm512_set1_ps(src[t]));
-                    std::uint16_t h[32];
-                    _mm512_storeu_si512(h, reinterpret_cast<const __m512i&>(v));
-                    dst[t] = h[0];
-                }
-            }
+            for (std::int64_t r = r0; r < r1; ++r) packed::round_row_bf16(x + r * k, k, xb.data() + r * k);
         });
     }
 #endif

@@ -160,10 +160,48 @@ inline Workspace& thread_workspace() {
     return w;
 }
 
-inline std::uint16_t to_bf16(float f) {  // round to nearest even (finite values)
-    std::uint32_t b;
-    std::memcpy(&b, &f, 4);
-    return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+/// A row of x rounded to bfloat16 (vcvtne2ps2bf16: nearest even), every element through the
+/// same instruction (the tail masked) so the result does not depend on its position.
+inline void round_row_bf16(const float* x, std::int64_t k, std::uint16_t* h) {
+#if defined(__AVX512BF16__)
+    for (std::int64_t t = 0; t < k; t += 32) {
+        const std::int64_t m = std::min<std::int64_t>(32, k - t);
+        const __mmask16 lo = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1);
+        const __mmask16 hi = static_cast<__mmask16>(m >= 32 ? 0xFFFF : m <= 16 ? 0 : (1u << (m - 16)) - 1);
+        const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + t + 16), _mm512_maskz_loadu_ps(lo, x + t));
+        const __mmask32 mask = m >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << m) - 1);
+        _mm512_mask_storeu_epi16(h + t, mask, reinterpret_cast<const __m512i&>(v));
+    }
+#else
+    for (std::int64_t t = 0; t < k; ++t) {  // round to nearest even (finite values)
+        std::uint32_t b;
+        std::memcpy(&b, x + t, 4);
+        h[t] = static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+    }
+#endif
+}
+
+/// A row of x quantized to int8: symmetric scale max|x| / 127 (1 for an all-zero row), round
+/// half to even (the default MXCSR mode, as std::nearbyint), |q| <= 127. Returns the scale.
+inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
+    __m512 vmax = _mm512_setzero_ps();
+    std::int64_t t = 0;
+    for (; t + 16 <= k; t += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + t)));
+    float amax = _mm512_reduce_max_ps(vmax);
+    for (; t < k; ++t) amax = std::max(amax, std::fabs(x[t]));
+    const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (t = 0; t + 16 <= k; t += 16) {
+        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + t), vinv));
+        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t), _mm512_cvtepi32_epi8(v));
+    }
+    for (; t < k; ++t) {
+        const int v = static_cast<int>(std::nearbyint(x[t] * inv));
+        q[t] = static_cast<std::int8_t>(std::min(127, std::max(-127, v)));
+    }
+    return scale;
 }
 
 /// Packs x (float32, row stride ldx) as G-value units: G = 1 float32, 2 bfloat16 (round to
@@ -209,36 +247,12 @@ inline PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64
                     std::memcpy(row.data(), xr, static_cast<std::size_t>(k) * 4);
                 } else if (g == 2) {
                     auto* h = reinterpret_cast<std::uint16_t*>(row.data());
-                    std::int64_t t = 0;
-#if defined(__AVX512BF16__)
-                    for (; t + 32 <= k; t += 32) {
-                        const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(xr + t + 16), _mm512_loadu_ps(xr + t));
-                        _mm512_storeu_si512(h + t, reinterpret_cast<const __m512i&>(v));
-                    }
-#endif
-                    for (; t < k; ++t) h[t] = to_bf16(xr[t]);
+                    round_row_bf16(xr, k, h);
                     if (k % 2 != 0) h[k] = 0;
                 } else {
                     auto* q = reinterpret_cast<std::int8_t*>(row.data());
-                    __m512 vmax = _mm512_setzero_ps();
-                    std::int64_t t = 0;
-                    for (; t + 16 <= k; t += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xr + t)));
-                    float amax = _mm512_reduce_max_ps(vmax);
-                    for (; t < k; ++t) amax = std::max(amax, std::fabs(xr[t]));
-                    const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
-                    xscale[r] = scale;
-                    const __m512 vinv = _mm512_set1_ps(inv);
-                    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
-                    for (t = 0; t + 16 <= k; t += 16) {
-                        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xr + t), vinv));
-                        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-                        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t), _mm512_cvtepi32_epi8(v));
-                    }
-                    for (; t < k; ++t) {
-                        const int v = static_cast<int>(std::nearbyint(xr[t] * inv));
-                        q[t] = static_cast<std::int8_t>(std::min(127, std::max(-127, v)));
-                    }
-                    for (t = k; t < p.ku * 4; ++t) q[t] = 0;
+                    xscale[r] = quantize_row(xr, k, q);
+                    for (std::int64_t t = k; t < p.ku * 4; ++t) q[t] = 0;
                     for (std::int64_t b = 0; b < p.nblocks; ++b) {
                         std::int32_t sum = 0;
                         const std::int64_t e = std::min(k, (b + 1) * KU * 4);
@@ -427,11 +441,6 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
     }
 }
 
-/// Bytes of W's storage behind one unit.
-inline std::int64_t unit_bytes(Source kind) {
-    return kind == Source::bf16_widen ? 2 : kind == Source::i8_widen ? 1 : 4;
-}
-
 /// y = x . W^T (+ bias) through the packed kernel with the x already packed.
 template <class Op>
 inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
@@ -516,5 +525,6 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     }
 }
 
+#endif  // __AVX512F__
+
 }  // namespace altclip::kernels::packed
-#endif
