@@ -361,78 +361,72 @@ inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t 
     return r;
 }
 
+/// Units of a row that load_units16 may read: those whose values all lie inside the row
+/// (0 for a kind this build has no vector loader for).
+inline std::int64_t vector_units(const PanelSource& w) {
+    switch (w.kind) {
+        case Source::bf16_pairs: return w.k / 2;
+        case Source::i8_quads: return w.k / 4;
+#if defined(__AVX512BF16__)
+        case Source::i8_bf16: return w.k / 2;
+#else
+        case Source::i8_bf16: return 0;
+#endif
+        default: return w.k;
+    }
+}
+
+/// Units [t, t + 16) of W's row r as one vector, made as unit_of makes each
+/// (t + 16 <= vector_units(w)).
+inline __m512i load_units16(const PanelSource& w, std::int64_t r, std::int64_t t) {
+    switch (w.kind) {
+        case Source::f32:
+            return _mm512_loadu_si512(static_cast<const float*>(w.data) + r * w.k + t);
+        case Source::bf16_pairs:
+            return _mm512_loadu_si512(static_cast<const std::uint16_t*>(w.data) + r * w.k + 2 * t);
+        case Source::i8_quads:
+            return _mm512_xor_si512(_mm512_loadu_si512(static_cast<const std::int8_t*>(w.data) + r * w.k + 4 * t),
+                                    _mm512_set1_epi8(static_cast<char>(0x80)));
+        case Source::bf16_widen: {
+            const auto* p = static_cast<const std::uint16_t*>(w.data) + r * w.k + t;
+            return _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
+        }
+        case Source::i8_widen: {
+            const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.k + t;
+            const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+            return _mm512_castps_si512(_mm512_mul_ps(f, _mm512_set1_ps(w.scale[r])));
+        }
+        case Source::i8_bf16:
+#if defined(__AVX512BF16__)
+        {
+            const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.k + 2 * t;
+            const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+            const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
+            const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
+            return reinterpret_cast<const __m512i&>(v);
+        }
+#endif
+            break;
+    }
+    return _mm512_setzero_si512();  // not reached: vector_units is 0 where there is no loader
+}
+
 /// Packs W rows [j, j + nr) (nr <= NR), units [u0, u0 + kus), into panel[unit][NR];
-/// columns past nr are zero.
+/// columns past nr are zero. Whole 16 x 16 blocks of units are loaded as vectors and
+/// transposed; the rest (a row's last partial units) one unit at a time.
 inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_t u0, std::int64_t kus,
                        std::uint32_t* panel) {
-    const int g = w.kind == Source::bf16_pairs ? 2 : w.kind == Source::i8_quads ? 4 : 1;
-    const std::int64_t row_bytes = w.k * (4 / g);  // f32: 4 bytes a value, bf16: 2, int8: 1
-    const bool vector_kind = w.kind == Source::f32 || w.kind == Source::bf16_pairs || w.kind == Source::i8_quads;
-    const auto* base = static_cast<const char*>(w.data);
+    const std::int64_t full = vector_units(w);
     std::int64_t u = 0;
-#if defined(__AVX512BF16__)
-    if (w.kind == Source::i8_bf16) {  // 32 int8 of each of 16 rows -> 16 bfloat16 pairs, transposed
-        for (; u + 16 <= kus && 2 * (u0 + u + 16) <= w.k; u += 16) {
-            for (int h = 0; h < 2; ++h) {
-                __m512i r[16];
-                for (int i = 0; i < 16; ++i) {
-                    const std::int64_t jj = 16 * h + i;
-                    if (jj >= nr) {
-                        r[i] = _mm512_setzero_si512();
-                        continue;
-                    }
-                    const auto* p = static_cast<const std::int8_t*>(w.data) + (j + jj) * w.k + 2 * (u0 + u);
-                    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-                    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
-                    const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
-                    r[i] = reinterpret_cast<const __m512i&>(v);
-                }
-                transpose16(r);
-                for (int c = 0; c < 16; ++c) _mm512_store_si512(panel + (u + c) * NR + 16 * h, r[c]);
+    for (; u + 16 <= kus && u0 + u + 16 <= full; u += 16) {
+        for (int h = 0; h < 2; ++h) {
+            __m512i r[16];
+            for (int i = 0; i < 16; ++i) {
+                const int jj = 16 * h + i;
+                r[i] = jj < nr ? load_units16(w, j + jj, u0 + u) : _mm512_setzero_si512();
             }
-        }
-    }
-#endif
-    if (w.kind == Source::bf16_widen || w.kind == Source::i8_widen) {
-        // 16 values of each of 16 rows widened to float32 (times the row scale), transposed.
-        for (; u + 16 <= kus; u += 16) {
-            for (int h = 0; h < 2; ++h) {
-                __m512i r[16];
-                for (int i = 0; i < 16; ++i) {
-                    const std::int64_t jj = 16 * h + i, t = u0 + u;
-                    if (jj >= nr) {
-                        r[i] = _mm512_setzero_si512();
-                    } else if (w.kind == Source::bf16_widen) {
-                        const auto* p = static_cast<const std::uint16_t*>(w.data) + (j + jj) * w.k + t;
-                        r[i] = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
-                    } else {
-                        const auto* p = static_cast<const std::int8_t*>(w.data) + (j + jj) * w.k + t;
-                        const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-                        r[i] = _mm512_castps_si512(_mm512_mul_ps(f, _mm512_set1_ps(w.scale[j + jj])));
-                    }
-                }
-                transpose16(r);
-                for (int c = 0; c < 16; ++c) _mm512_store_si512(panel + (u + c) * NR + 16 * h, r[c]);
-            }
-        }
-    }
-    if (vector_kind) {
-        // Whole 16 x 16 blocks of units that lie inside every row: loaded, transposed, stored.
-        const std::int64_t full_units = w.k / g;  // units with all G values inside the row
-        const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-        for (; u + 16 <= kus && u0 + u + 16 <= full_units; u += 16) {
-            for (int h = 0; h < 2; ++h) {
-                __m512i r[16];
-                for (int i = 0; i < 16; ++i) {
-                    const int jj = 16 * h + i;
-                    r[i] = jj < nr ? _mm512_loadu_si512(base + (j + jj) * row_bytes + (u0 + u) * 4) : _mm512_setzero_si512();
-                }
-                transpose16(r);
-                for (int c = 0; c < 16; ++c) {
-                    const __m512i v = w.kind == Source::i8_quads ? _mm512_xor_si512(r[c], flip) : r[c];
-                    _mm512_store_si512(panel + (u + c) * NR + 16 * h, v);
-                }
-            }
+            transpose16(r);
+            for (int c = 0; c < 16; ++c) _mm512_store_si512(panel + (u + c) * NR + 16 * h, r[c]);
         }
     }
     for (; u < kus; ++u) {
