@@ -100,10 +100,13 @@ struct Epilogue {
     const std::int32_t* xsum = nullptr;  // int8: [rows] of this k block (sum of x's int8 values)
 };
 
-/// Writes (first k block) or adds the MR x NR tile to y rows [0, mr), columns [0, nr).
+/// Finishes one k block of an MR x NR tile: v = acc (scaled, for int8 corrected by the
+/// block's x sums) + (first k block ? bias : the sums so far, read from `prev`), written to
+/// `dst`. Only rows [0, mr) and columns [0, nr) are read or written.
 template <class Op>
 inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogue& e, std::int64_t row0,
-                       std::int64_t col0, int mr, int nr, float* y, std::int64_t ldy) {
+                       std::int64_t col0, int mr, int nr, const float* prev, std::int64_t ldp, float* dst,
+                       std::int64_t ldd) {
     const __mmask16 m0 = static_cast<__mmask16>(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
     const __mmask16 m1 = static_cast<__mmask16>(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
     const __mmask16 mask[2] = {m0, m1};
@@ -114,7 +117,6 @@ inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogu
     }
     for (int i = 0; i < MR; ++i) {
         if (i >= mr) break;
-        float* yi = y + (row0 + i) * ldy + col0;
         for (int h = 0; h < 2; ++h) {
             __m512 v;
             if constexpr (Op::kInt) {
@@ -125,8 +127,8 @@ inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogu
             } else {
                 v = e.wscale != nullptr ? _mm512_mul_ps(acc[i][h], ws[h]) : acc[i][h];
             }
-            v = _mm512_add_ps(v, first ? bias[h] : _mm512_maskz_loadu_ps(mask[h], yi + 16 * h));
-            _mm512_mask_storeu_ps(yi + 16 * h, mask[h], v);
+            v = _mm512_add_ps(v, first ? bias[h] : _mm512_maskz_loadu_ps(mask[h], prev + i * ldp + 16 * h));
+            _mm512_mask_storeu_ps(dst + i * ldd + 16 * h, mask[h], v);
         }
     }
 }
@@ -435,20 +437,37 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
     }
 }
 
+/// Where a task keeps its tiles' sums between k blocks: [sliver][panel][MR][NR], one per
+/// thread, grown as needed and kept. Contiguous tiles, unlike y's rows (whose stride of
+/// `out` floats, 4 KB for 1024 columns, puts a tile's 12 rows in one L1 set and made the
+/// read-add-write of partial sums cost as much as a sixth of the product).
+inline std::vector<float>& thread_tile_sums() {
+    thread_local std::vector<float> c;
+    return c;
+}
+
 /// y = x . W^T (+ bias) through the packed kernel with the x already packed.
 template <class Op>
 inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
                 float* y, ThreadPool* pool) {
     const std::int64_t tasks = (out + kTaskCols - 1) / kTaskCols;
     constexpr int kPanels = static_cast<int>(kTaskCols / NR);
+    constexpr std::int64_t kTile = MR * NR;
     auto task = [&](std::int64_t t) {
         // The task's panels of this k block are packed once (32 KB) and then run over the
         // slivers of x kSliverBlock at a time, so that for many rows (a batch of images) the
-        // part of x in use stays in L2 while every panel passes over it.
+        // part of x in use stays in L2 while every panel passes over it. Sums of all but the
+        // last k block go to the thread's tile buffer; the last block writes y.
         alignas(64) std::uint32_t panels[kPanels][KU * NR];
+        std::vector<float>& sums = thread_tile_sums();
+        if (px.nblocks > 1 && static_cast<std::int64_t>(sums.size()) < px.slivers * kPanels * kTile + 16)
+            sums.resize(static_cast<std::size_t>(px.slivers * kPanels * kTile + 16));
+        float* const sums64 =  // tiles start on a cache line
+            sums.data() + ((64 - reinterpret_cast<std::uintptr_t>(sums.data()) % 64) % 64) / sizeof(float);
         const std::int64_t j0 = t * kTaskCols, j1 = std::min(out, j0 + kTaskCols);
         for (std::int64_t b = 0; b < px.nblocks; ++b) {
             const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
+            const bool last = b + 1 == px.nblocks;
             Epilogue e;
             e.bias = bias;
             e.wscale = wscale;
@@ -467,7 +486,11 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
                         micro<Op>(px.at(b, s), panels[p], kus, acc);
                         const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
-                        store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, y, out);
+                        float* tile = px.nblocks > 1 ? sums64 + (s * kPanels + p) * kTile : nullptr;
+                        if (last)
+                            store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);
+                        else
+                            store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, tile, NR);
                     }
                 }
             }
