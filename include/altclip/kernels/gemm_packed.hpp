@@ -206,74 +206,6 @@ inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
     return scale;
 }
 
-/// Packs x (float32, row stride ldx) as G-value units: G = 1 float32, 2 bfloat16 (round to
-/// nearest even), 4 int8 (symmetric per-row scale max|x| / 127, round half to even).
-inline PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, int g, Workspace& ws,
-                      ThreadPool* pool) {
-    PackedX p;
-    p.n = n;
-    p.ku = units(k, g);
-    p.slivers = (n + MR - 1) / MR;
-    p.nblocks = blocks(p.ku);
-    auto grow = [](auto& v, std::int64_t size) {
-        if (static_cast<std::int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
-    };
-    grow(ws.units, p.nblocks * p.block_stride());
-    std::uint32_t* data = ws.units.data();
-    std::int32_t* xsum = nullptr;
-    float* xscale = nullptr;
-    if (g == 4) {
-        grow(ws.xsum, p.nblocks * p.slivers * MR);
-        grow(ws.xscale, n);
-        xsum = ws.xsum.data();
-        xscale = ws.xscale.data();
-    }
-    p.data = data;
-    p.xsum = xsum;
-    p.xscale = xscale;
-    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
-        std::vector<std::uint32_t> row(static_cast<std::size_t>(p.ku), 0u);
-        for (std::int64_t s = s0; s < s1; ++s) {
-            for (int i = 0; i < MR; ++i) {
-                const std::int64_t r = s * MR + i;
-                if (r >= n) {  // rows past the end of the last sliver: zeros
-                    for (std::int64_t b = 0; b < p.nblocks; ++b) {
-                        std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride() + i;
-                        for (std::int64_t u = 0; u < KU; ++u) dst[u * MR] = 0u;
-                        if (xsum != nullptr) xsum[b * p.slivers * MR + r] = 0;
-                    }
-                    continue;
-                }
-                const float* xr = x + r * ldx;
-                if (g == 1) {
-                    std::memcpy(row.data(), xr, static_cast<std::size_t>(k) * 4);
-                } else if (g == 2) {
-                    auto* h = reinterpret_cast<std::uint16_t*>(row.data());
-                    round_row_bf16(xr, k, h);
-                    if (k % 2 != 0) h[k] = 0;
-                } else {
-                    auto* q = reinterpret_cast<std::int8_t*>(row.data());
-                    xscale[r] = quantize_row(xr, k, q);
-                    for (std::int64_t t = k; t < p.ku * 4; ++t) q[t] = 0;
-                    for (std::int64_t b = 0; b < p.nblocks; ++b) {
-                        std::int32_t sum = 0;
-                        const std::int64_t e = std::min(k, (b + 1) * KU * 4);
-                        for (std::int64_t t2 = b * KU * 4; t2 < e; ++t2) sum += q[t2];
-                        xsum[b * p.slivers * MR + r] = sum;
-                    }
-                }
-                for (std::int64_t b = 0; b < p.nblocks; ++b) {
-                    std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride() + i;
-                    const std::int64_t u1 = std::min(p.ku, (b + 1) * KU);
-                    const std::uint32_t* src = row.data() + b * KU;
-                    for (std::int64_t u = 0; u < u1 - b * KU; ++u) dst[u * MR] = src[u];
-                }
-            }
-        }
-    });
-    return p;
-}
-
 /// Transposes a 16 x 16 block of 32-bit values held in r[0..16) (row i = r[i]) in place.
 inline void transpose16(__m512i (&r)[16]) {
     __m512i t[16];
@@ -301,6 +233,84 @@ inline void transpose16(__m512i (&r)[16]) {
         r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
         r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
     }
+}
+
+/// Packs x (float32, row stride ldx) as G-value units: G = 1 float32, 2 bfloat16 (round to
+/// nearest even), 4 int8 (symmetric per-row scale max|x| / 127, round half to even).
+inline PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, int g, Workspace& ws,
+                      ThreadPool* pool) {
+    PackedX p;
+    p.n = n;
+    p.ku = units(k, g);
+    p.slivers = (n + MR - 1) / MR;
+    p.nblocks = blocks(p.ku);
+    auto grow = [](auto& v, std::int64_t size) {
+        if (static_cast<std::int64_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
+    };
+    grow(ws.units, p.nblocks * p.block_stride());
+    std::uint32_t* data = ws.units.data();
+    std::int32_t* xsum = nullptr;
+    float* xscale = nullptr;
+    if (g == 4) {
+        grow(ws.xsum, p.nblocks * p.slivers * MR);
+        grow(ws.xscale, n);
+        xsum = ws.xsum.data();
+        xscale = ws.xscale.data();
+    }
+    p.data = data;
+    p.xsum = xsum;
+    p.xscale = xscale;
+    // Per sliver: its MR rows are made as units (rounded or quantized) into a staging block,
+    // zero past the last unit up to a whole group of 16, then moved into place 16 units at a
+    // time through a 16 x 16 transpose (rows MR..15 zero, only MR lanes stored).
+    const std::int64_t kup = (p.ku + 15) / 16 * 16;
+    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
+        std::vector<std::uint32_t> rows(static_cast<std::size_t>(MR * kup));
+        for (std::int64_t s = s0; s < s1; ++s) {
+            for (int i = 0; i < MR; ++i) {
+                const std::int64_t r = s * MR + i;
+                std::uint32_t* row = rows.data() + i * kup;
+                if (r >= n) {  // rows past the end of the last sliver: zeros
+                    std::memset(row, 0, static_cast<std::size_t>(kup) * 4);
+                } else if (g == 1) {
+                    std::memcpy(row, x + r * ldx, static_cast<std::size_t>(k) * 4);
+                    std::memset(row + k, 0, static_cast<std::size_t>(kup - k) * 4);
+                } else if (g == 2) {
+                    auto* h = reinterpret_cast<std::uint16_t*>(row);
+                    round_row_bf16(x + r * ldx, k, h);
+                    std::memset(h + k, 0, static_cast<std::size_t>(2 * kup - k) * 2);
+                } else {
+                    auto* q = reinterpret_cast<std::int8_t*>(row);
+                    xscale[r] = quantize_row(x + r * ldx, k, q);
+                    std::memset(q + k, 0, static_cast<std::size_t>(4 * kup - k));
+                }
+                if (g == 4) {  // the sum of each k block's int8 values (0 past k and for padding rows)
+                    const auto* q = reinterpret_cast<const std::int8_t*>(row);
+                    for (std::int64_t b = 0; b < p.nblocks; ++b) {
+                        __m512i acc = _mm512_setzero_si512();
+                        const std::int64_t e = std::min(4 * kup, (b + 1) * KU * 4);
+                        for (std::int64_t t = b * KU * 4; t < e; t += 16)
+                            acc = _mm512_add_epi32(acc, _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + t))));
+                        xsum[b * p.slivers * MR + r] = _mm512_reduce_add_epi32(acc);
+                    }
+                }
+            }
+            for (std::int64_t b = 0; b < p.nblocks; ++b) {
+                std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride();
+                const std::int64_t units_here = std::min(p.ku, (b + 1) * KU) - b * KU;
+                for (std::int64_t u = 0; u < units_here; u += 16) {
+                    __m512i v[16];
+                    for (int i = 0; i < 16; ++i)
+                        v[i] = i < MR ? _mm512_loadu_si512(rows.data() + i * kup + b * KU + u) : _mm512_setzero_si512();
+                    transpose16(v);
+                    const std::int64_t cnt = std::min<std::int64_t>(16, units_here - u);
+                    for (std::int64_t c = 0; c < cnt; ++c)
+                        _mm512_mask_storeu_epi32(dst + (u + c) * MR, static_cast<__mmask16>((1u << MR) - 1), v[c]);
+                }
+            }
+        }
+    });
+    return p;
 }
 
 /// Where a W panel comes from: the stored [out, k] matrix and how its units are made.
