@@ -77,12 +77,13 @@ struct I8Op {  // unit = four int8 (k .. k + 3); x signed, W stored + 128 (unsig
 };
 #endif
 
-/// acc[i][h] += sum over kus units of a[unit][i] * b[unit][16 h + lane].
-template <class Op>
+/// acc[i][h] += sum over kus units of a[unit][i] * b[unit][16 h + lane], for rows i < R
+/// (R < MR for the last sliver of x, whose other rows are padding).
+template <class Op, int R = MR>
 inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, typename Op::Acc (&acc)[MR][2]) {
     for (std::int64_t u = 0; u < kus; ++u) {
         const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
-        for (int i = 0; i < MR; ++i) {
+        for (int i = 0; i < R; ++i) {
             const __m512i ai = Op::bcast(a + i);
             acc[i][0] = Op::madd(acc[i][0], ai, b0);
             acc[i][1] = Op::madd(acc[i][1], ai, b1);
@@ -494,8 +495,11 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                     for (std::int64_t s = s0; s < s1; ++s) {
                         typename Op::Acc acc[MR][2];
                         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
-                        micro<Op>(px.at(b, s), panels[p], kus, acc);
                         const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
+                        if (mr <= 4) micro<Op, 4>(px.at(b, s), panels[p], kus, acc);
+                        else if (mr <= 6) micro<Op, 6>(px.at(b, s), panels[p], kus, acc);
+                        else if (mr <= 8) micro<Op, 8>(px.at(b, s), panels[p], kus, acc);
+                        else micro<Op>(px.at(b, s), panels[p], kus, acc);
                         float* tile = px.nblocks > 1 ? sums64 + (s * kPanels + p) * kTile : nullptr;
                         if (last)
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);
