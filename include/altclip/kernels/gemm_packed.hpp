@@ -328,6 +328,8 @@ struct PanelSource {
     const void* data = nullptr;
     std::int64_t k = 0;
     const float* scale = nullptr;  // i8_widen: [out]
+    std::int64_t ld = 0;           // values from one row to the next (0: k, rows stored back to back)
+    std::int64_t stride() const { return ld != 0 ? ld : k; }
 };
 
 /// Unit u of W's row j, zero past k (the scalar path, for tails).
@@ -335,16 +337,16 @@ inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t 
     std::uint32_t r = 0;
     switch (w.kind) {
         case Source::f32:
-            std::memcpy(&r, static_cast<const float*>(w.data) + j * w.k + u, 4);
+            std::memcpy(&r, static_cast<const float*>(w.data) + j * w.stride() + u, 4);
             break;
         case Source::bf16_pairs: {
-            const auto* p = static_cast<const std::uint16_t*>(w.data) + j * w.k;
+            const auto* p = static_cast<const std::uint16_t*>(w.data) + j * w.stride();
             r = p[2 * u];
             if (2 * u + 1 < w.k) r |= static_cast<std::uint32_t>(p[2 * u + 1]) << 16;
             break;
         }
         case Source::i8_quads: {
-            const auto* p = static_cast<const std::uint8_t*>(w.data) + j * w.k;
+            const auto* p = static_cast<const std::uint8_t*>(w.data) + j * w.stride();
             for (int b = 0; b < 4; ++b) {
                 const std::uint32_t v = 4 * u + b < w.k ? p[4 * u + b] : 0u;
                 r |= (v ^ 0x80u) << (8 * b);
@@ -352,15 +354,15 @@ inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t 
             break;
         }
         case Source::bf16_widen:
-            r = static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(w.data)[j * w.k + u]) << 16;
+            r = static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(w.data)[j * w.stride() + u]) << 16;
             break;
         case Source::i8_widen: {
-            const float f = static_cast<float>(static_cast<const std::int8_t*>(w.data)[j * w.k + u]) * w.scale[j];
+            const float f = static_cast<float>(static_cast<const std::int8_t*>(w.data)[j * w.stride() + u]) * w.scale[j];
             std::memcpy(&r, &f, 4);
             break;
         }
         case Source::i8_bf16: {  // |q| <= 127 has at most 8 significant bits: bfloat16 holds it exactly
-            const auto* p = static_cast<const std::int8_t*>(w.data) + j * w.k;
+            const auto* p = static_cast<const std::int8_t*>(w.data) + j * w.stride();
             for (int h = 0; h < 2; ++h) {
                 if (2 * u + h >= w.k) break;
                 const float f = static_cast<float>(p[2 * u + h]);
@@ -394,25 +396,25 @@ inline std::int64_t vector_units(const PanelSource& w) {
 inline __m512i load_units16(const PanelSource& w, std::int64_t r, std::int64_t t) {
     switch (w.kind) {
         case Source::f32:
-            return _mm512_loadu_si512(static_cast<const float*>(w.data) + r * w.k + t);
+            return _mm512_loadu_si512(static_cast<const float*>(w.data) + r * w.stride() + t);
         case Source::bf16_pairs:
-            return _mm512_loadu_si512(static_cast<const std::uint16_t*>(w.data) + r * w.k + 2 * t);
+            return _mm512_loadu_si512(static_cast<const std::uint16_t*>(w.data) + r * w.stride() + 2 * t);
         case Source::i8_quads:
-            return _mm512_xor_si512(_mm512_loadu_si512(static_cast<const std::int8_t*>(w.data) + r * w.k + 4 * t),
+            return _mm512_xor_si512(_mm512_loadu_si512(static_cast<const std::int8_t*>(w.data) + r * w.stride() + 4 * t),
                                     _mm512_set1_epi8(static_cast<char>(0x80)));
         case Source::bf16_widen: {
-            const auto* p = static_cast<const std::uint16_t*>(w.data) + r * w.k + t;
+            const auto* p = static_cast<const std::uint16_t*>(w.data) + r * w.stride() + t;
             return _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
         }
         case Source::i8_widen: {
-            const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.k + t;
+            const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.stride() + t;
             const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
             return _mm512_castps_si512(_mm512_mul_ps(f, _mm512_set1_ps(w.scale[r])));
         }
         case Source::i8_bf16:
 #if defined(__AVX512BF16__)
         {
-            const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.k + 2 * t;
+            const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.stride() + 2 * t;
             const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
             const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
             const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);

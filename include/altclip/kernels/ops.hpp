@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -14,6 +16,7 @@
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 
+#include "gemm_packed.hpp"
 #include "thread_pool.hpp"
 
 namespace altclip::kernels {
@@ -125,6 +128,107 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
     }
 }
 
+#if defined(__AVX512F__)
+namespace attention_detail {
+
+/// One thread's buffers for attention_head (kept between calls, grown as needed).
+struct Workspace {
+    std::vector<std::uint32_t> keys;    // K^T panels: [key panel][unit = dim][NR keys]
+    std::vector<std::uint32_t> values;  // V panels: [dim panel][unit = key][NR dims]
+    std::vector<float> scores;          // one sliver's scores, then probabilities: [MR][seq]
+    packed::Workspace q, p;             // packed Q sliver, packed probabilities
+};
+inline Workspace& thread_workspace() {
+    thread_local Workspace w;
+    return w;
+}
+
+/// out = softmax(Q K^T * scale, keys masked) V for one (sequence, head), fused: 12 query
+/// rows at a time, their scores (12 x seq) made by the packed micro-kernel against K^T
+/// panels, softmaxed in place and multiplied by V panels while still in L1/L2; the full
+/// seq x seq score matrix never exists. q, k, v, out: [seq] rows of `ld` floats, the head's
+/// `d` values first. `key_mask`: nullptr or [seq], 0 = padding.
+inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
+                           std::int64_t ld, const std::int64_t* key_mask, float scale, float* out) {
+    using packed::MR;
+    using packed::NR;
+    using packed::KU;
+    Workspace& ws = thread_workspace();
+    auto grow = [](auto& vec, std::int64_t size) {
+        if (static_cast<std::int64_t>(vec.size()) < size) vec.resize(static_cast<std::size_t>(size));
+    };
+    // Buffers start on a cache line: the micro-kernel's loads are aligned ones, and the
+    // softmax's vector split of a row (Eigen peels to alignment) then does not depend on
+    // which thread's buffer it runs in, so results do not depend on the thread count.
+    auto aligned = [&grow](auto& vec, std::int64_t size) {
+        grow(vec, size + 16);
+        return vec.data() + ((64 - reinterpret_cast<std::uintptr_t>(vec.data()) % 64) % 64) / 4;
+    };
+    // K^T: panel p holds keys [32 p, 32 p + 32) as columns, dims as units (the pack_panel of
+    // a "weight" whose rows are keys); V: panel p holds dims [32 p, 32 p + 32) as columns,
+    // keys as units (V's rows copied as they are, zero past d).
+    const std::int64_t kpanels = (seq + NR - 1) / NR, vpanels = (d + NR - 1) / NR;
+    std::uint32_t* const keys = aligned(ws.keys, kpanels * d * NR);
+    std::uint32_t* const values = aligned(ws.values, vpanels * seq * NR);
+    float* const scores = aligned(ws.scores, MR * seq);
+    const packed::PanelSource ksrc{packed::Source::f32, k, d, nullptr, ld};
+    for (std::int64_t p = 0; p < kpanels; ++p) {
+        const int nr = static_cast<int>(std::min<std::int64_t>(NR, seq - p * NR));
+        for (std::int64_t u0 = 0; u0 < d; u0 += KU)
+            packed::pack_panel(ksrc, p * NR, nr, u0, std::min(KU, d - u0), keys + (p * d + u0) * NR);
+    }
+    for (std::int64_t p = 0; p < vpanels; ++p) {
+        const std::int64_t c0 = p * NR, nc = std::min<std::int64_t>(NR, d - c0);
+        std::uint32_t* dst = values + p * seq * NR;
+        const __mmask16 m0 = static_cast<__mmask16>(nc >= 16 ? 0xFFFF : (1u << nc) - 1);
+        const __mmask16 m1 = static_cast<__mmask16>(nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+        for (std::int64_t j = 0; j < seq; ++j) {  // 32 values of a row of V, zeros past d
+            const float* src = v + j * ld + c0;
+            _mm512_store_si512(dst + j * NR, _mm512_castps_si512(_mm512_maskz_loadu_ps(m0, src)));
+            _mm512_store_si512(dst + j * NR + 16, _mm512_castps_si512(_mm512_maskz_loadu_ps(m1, src + 16)));
+        }
+    }
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+    packed::Epilogue none;
+    for (std::int64_t r0 = 0; r0 < seq; r0 += MR) {
+        const int mr = static_cast<int>(std::min<std::int64_t>(MR, seq - r0));
+        float* const sc = scores;
+        // Scores of rows [r0, r0 + mr) against every key, scaled; masked keys -inf.
+        const packed::PackedX pq = packed::pack_x(q + r0 * ld, mr, d, ld, 1, ws.q, nullptr);
+        for (std::int64_t p = 0; p < kpanels; ++p) {
+            const int nr = static_cast<int>(std::min<std::int64_t>(NR, seq - p * NR));
+            __m512 acc[MR][2];
+            for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+            for (std::int64_t b = 0; b < pq.nblocks; ++b)
+                packed::micro<packed::F32Op>(pq.at(b, 0), keys + (p * d + b * KU) * NR,
+                                             std::min(KU, d - b * KU), acc);
+            const __m512 vs = _mm512_set1_ps(scale);
+            for (int i = 0; i < MR; ++i) acc[i][0] = _mm512_mul_ps(acc[i][0], vs), acc[i][1] = _mm512_mul_ps(acc[i][1], vs);
+            packed::store_tile<packed::F32Op>(acc, true, none, 0, 0, mr, nr, nullptr, 0, sc + p * NR, seq);
+        }
+        if (key_mask != nullptr) {
+            for (std::int64_t j = 0; j < seq; ++j)
+                if (key_mask[j] == 0)
+                    for (int i = 0; i < mr; ++i) sc[i * seq + j] = neg_inf;
+        }
+        softmax_rows(sc, mr, seq);
+        // out rows = probabilities . V
+        const packed::PackedX pp = packed::pack_x(sc, mr, seq, seq, 1, ws.p, nullptr);
+        for (std::int64_t p = 0; p < vpanels; ++p) {
+            const int nr = static_cast<int>(std::min<std::int64_t>(NR, d - p * NR));
+            __m512 acc[MR][2];
+            for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+            for (std::int64_t b = 0; b < pp.nblocks; ++b)
+                packed::micro<packed::F32Op>(pp.at(b, 0), values + (p * seq + b * KU) * NR,
+                                             std::min(KU, seq - b * KU), acc);
+            packed::store_tile<packed::F32Op>(acc, true, none, 0, p * NR, mr, nr, nullptr, 0, out + r0 * ld + p * NR, ld);
+        }
+    }
+}
+
+}  // namespace attention_detail
+#endif
+
 /// Multi-head scaled dot-product attention over a batch of sequences, one task per
 /// (sequence, head). q, k, v, out: [batch * seq, heads * head_dim] row-major (heads side
 /// by side, as the reference's view(..., heads, head_dim)). `key_mask`: nullptr, or
@@ -135,25 +239,29 @@ inline void attention(const float* q, const float* k, const float* v, std::int64
                       ThreadPool* pool) {
     const std::int64_t width = heads * head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
-    using StridedOut = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
     auto task = [&](std::int64_t t) {
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = b * seq * width + h * head_dim;
+        const std::int64_t* mask = key_mask != nullptr ? key_mask + b * seq : nullptr;
+#if defined(__AVX512F__)
+        attention_detail::attention_head(q + off, k + off, v + off, seq, head_dim, width, mask, scale, out + off);
+#else
+        using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+        using StridedOut = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
         Strided Q(q + off, seq, head_dim, Eigen::OuterStride<>(width));
         Strided K(k + off, seq, head_dim, Eigen::OuterStride<>(width));
         Strided V(v + off, seq, head_dim, Eigen::OuterStride<>(width));
         StridedOut O(out + off, seq, head_dim, Eigen::OuterStride<>(width));
         RowMatrix S(seq, seq);
         S.noalias() = (Q * K.transpose()) * scale;
-        if (key_mask != nullptr) {
-            const std::int64_t* m = key_mask + b * seq;
+        if (mask != nullptr) {
             for (std::int64_t j = 0; j < seq; ++j) {
-                if (m[j] == 0) S.col(j).setConstant(-std::numeric_limits<float>::infinity());
+                if (mask[j] == 0) S.col(j).setConstant(-std::numeric_limits<float>::infinity());
             }
         }
         softmax_rows(S.data(), seq, seq);
         O.noalias() = S * V;
+#endif
     };
     if (pool != nullptr) {
         pool->parallel_for(batch * heads, task);
