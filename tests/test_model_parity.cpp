@@ -1,5 +1,6 @@
 // Parity of the towers, the heads and forward() with transformers' AltCLIPModel, on the
 // random test models of tools/make_test_models.py (reference values in tests/data/models/*.ref).
+#include <algorithm>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -88,6 +89,23 @@ TEST_CASE("every module's output equals the reference in float32", "[model][pari
         const auto d = altclip_test::compare(batch.slice(last), alone.data);
         INFO("padded batch vs alone: max abs diff " << d.max_abs);
         CHECK(d.rel() < 1e-5);
+    }
+    SECTION("pooler_output packs the real tokens without padding and equals forward's pooler") {
+        // The reference batch holds texts of different lengths, right-padded.
+        REQUIRE(std::count(tok.mask.begin(), tok.mask.end(), 0) > 0);
+        const auto full = model.text_model.forward(tok.view).pooler_output;
+        const auto packed = model.text_model.pooler_output(tok.view);
+        REQUIRE(packed.shape == full.shape);
+        const auto d = altclip_test::compare(packed.ptr(), full.data);
+        INFO("packed vs padded: max abs diff " << d.max_abs << " at " << d.worst);
+        CHECK(d.rel() < 1e-5);
+        // A mask that is not right padding (a hole in the first text) goes the padded way.
+        auto holed = tok;
+        holed.mask[1] = 0;
+        holed.view.attention_mask = holed.mask.data();
+        holed.view.input_ids = holed.ids.data();
+        const auto via_forward = model.text_model.forward(holed.view).pooler_output;
+        CHECK(model.text_model.pooler_output(holed.view).data == via_forward.data);
     }
     SECTION("a batch of images equals the images one by one") {
         const auto batch = model.get_image_features(px);

@@ -69,7 +69,7 @@ public:
     float logit_scale() const { return logit_scale_; }
 
     /// Projected pooler output of the text tower [batch, projection_dim], not normalised.
-    Tensor get_text_features(const TokenView& tokens) const { return project(text_model.forward(tokens).pooler_output, text_projection); }
+    Tensor get_text_features(const TokenView& tokens) const { return project(text_model.pooler_output(tokens), text_projection); }
     /// Projected pooler output of the vision tower [batch, projection_dim], not normalised.
     Tensor get_image_features(const PixelView& pixels, bool interpolate_pos_encoding = false) const {
         return project(vision_model.forward(pixels, interpolate_pos_encoding).pooler_output, visual_projection);

@@ -96,15 +96,18 @@ struct AltRobertaLayer {
         num_heads = c.num_attention_heads;
     }
 
-    /// h: [batch * seq, hidden], updated in place; mask: [batch, seq] or nullptr.
+    /// h: [batch * seq, hidden], updated in place; mask: [batch, seq] or nullptr. With
+    /// `starts` ([batch + 1]): h holds the sequences packed back to back, sequence b in rows
+    /// [starts[b], starts[b + 1]), without padding (seq and mask unused).
     void forward(float* h, std::int64_t batch, std::int64_t seq, const std::int64_t* mask, kernels::Scratch& scratch,
-                 kernels::ThreadPool* pool) const {
-        const std::int64_t rows = batch * seq, H = attention.self.query.out, I = intermediate.dense.out;
+                 kernels::ThreadPool* pool, const std::int64_t* starts = nullptr) const {
+        const std::int64_t rows = starts != nullptr ? starts[batch] : batch * seq, H = attention.self.query.out,
+                           I = intermediate.dense.out;
         float* ctx = scratch.get(kernels::kSlotCtx, rows * H);
         float* a = scratch.get(kernels::kSlotA, rows * H);
         float* inter = scratch.get(kernels::kSlotInter, rows * I);
         detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
-                               num_heads, mask, ctx, scratch, pool);
+                               num_heads, mask, ctx, scratch, pool, starts);
         const auto& ao = attention.output;
         kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool);
         for (std::int64_t i = 0; i < rows * H; ++i) a[i] += h[i];
@@ -166,24 +169,7 @@ public:
     BaseModelOutputWithPooling forward(const TokenView& tokens, bool output_hidden_states = false) const {
         const auto& c = config_;
         const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
-        if (B <= 0 || L <= 0 || tokens.input_ids == nullptr) throw InvalidArgument("AltCLIPTextModel: empty batch of texts");
-        if (B > kMaxBatchSize) {
-            throw InvalidArgument("AltCLIPTextModel: batch of " + std::to_string(B) + " texts exceeds the limit of " +
-                                  std::to_string(kMaxBatchSize) + " (kMaxBatchSize); split it into several calls");
-        }
-        if (L > c.max_tokens()) {
-            throw InvalidArgument("AltCLIPTextModel: sequence of " + std::to_string(L) + " tokens exceeds the model's " +
-                                  std::to_string(c.max_tokens()) + " (max_position_embeddings - pad_token_id - 1); "
-                                  "tokenize with truncation");
-        }
-        for (std::int64_t i = 0; i < B * L; ++i) {
-            const std::int64_t id = tokens.input_ids[i];
-            if (id < 0 || id >= c.vocab_size) {
-                throw InvalidArgument("AltCLIPTextModel: token id " + std::to_string(id) + " at [" + std::to_string(i / L) +
-                                      ", " + std::to_string(i % L) + "] is outside the vocabulary [0, " +
-                                      std::to_string(c.vocab_size) + ")");
-            }
-        }
+        check(tokens);
         // Pads are recognised by pad_token_id (as the reference's position ids); the
         // attention mask hides them as keys.
         std::vector<std::int64_t> mask(static_cast<std::size_t>(B * L), 1);
@@ -211,11 +197,78 @@ public:
         return out;
     }
 
+    /// pooler_output [batch, project_dim] alone, as forward(tokens).pooler_output, without
+    /// computing padding: when every sequence is right-padded (its mask some 1s, then only
+    /// 0s), the real tokens of all sequences are packed back to back and each attends to its
+    /// own only, so a batch of texts of different lengths costs what its real tokens cost.
+    /// A padded position never changes a real one (its key is masked), so the result equals
+    /// forward's up to float rounding. Other masks go through forward().
+    Tensor pooler_output(const TokenView& tokens) const {
+        const auto& c = config_;
+        const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
+        check(tokens);
+        std::vector<std::int64_t> starts(static_cast<std::size_t>(B + 1), 0);
+        for (std::int64_t b = 0; b < B; ++b) {
+            std::int64_t len = L;
+            if (tokens.attention_mask != nullptr) {
+                const std::int64_t* m = tokens.attention_mask + b * L;
+                len = 0;
+                while (len < L && m[len] == 1) ++len;
+                for (std::int64_t t = len; t < L; ++t)
+                    if (m[t] != 0) len = 0;  // not right padding
+                if (len == 0) return forward(tokens).pooler_output;
+            }
+            starts[static_cast<std::size_t>(b + 1)] = starts[static_cast<std::size_t>(b)] + len;
+        }
+        kernels::ThreadPool* pool = pool_.get();
+        const std::int64_t rows = starts[static_cast<std::size_t>(B)];
+        kernels::Buffer h(rows * H);
+        for (std::int64_t b = 0; b < B; ++b) {
+            const std::int64_t s0 = starts[static_cast<std::size_t>(b)], s1 = starts[static_cast<std::size_t>(b + 1)];
+            roberta.embeddings.forward(tokens.input_ids + b * L, s1 - s0, h.data() + s0 * H, pool);
+        }
+        kernels::Scratch scratch;
+        for (const auto& layer : roberta.encoder.layer) layer.forward(h.data(), B, 0, nullptr, scratch, pool, starts.data());
+        // pre_LN and transformation of each sequence's first token only.
+        kernels::Buffer first(B * H);
+        for (std::int64_t b = 0; b < B; ++b) {
+            const float* src = h.data() + starts[static_cast<std::size_t>(b)] * H;
+            std::copy(src, src + H, first.data() + b * H);
+        }
+        kernels::layer_norm(first.data(), B, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, first.data(), pool);
+        Tensor pooled({B, P});
+        kernels::linear(first.data(), B, H, transformation.weight, transformation.bias, P, pooled.ptr(), pool);
+        return pooled;
+    }
+
     AltRobertaModel roberta;
     detail::LayerNormParams pre_LN;
     detail::LinearParams transformation;
 
 private:
+    void check(const TokenView& tokens) const {
+        const auto& c = config_;
+        const std::int64_t B = tokens.batch, L = tokens.seq;
+        if (B <= 0 || L <= 0 || tokens.input_ids == nullptr) throw InvalidArgument("AltCLIPTextModel: empty batch of texts");
+        if (B > kMaxBatchSize) {
+            throw InvalidArgument("AltCLIPTextModel: batch of " + std::to_string(B) + " texts exceeds the limit of " +
+                                  std::to_string(kMaxBatchSize) + " (kMaxBatchSize); split it into several calls");
+        }
+        if (L > c.max_tokens()) {
+            throw InvalidArgument("AltCLIPTextModel: sequence of " + std::to_string(L) + " tokens exceeds the model's " +
+                                  std::to_string(c.max_tokens()) + " (max_position_embeddings - pad_token_id - 1); "
+                                  "tokenize with truncation");
+        }
+        for (std::int64_t i = 0; i < B * L; ++i) {
+            const std::int64_t id = tokens.input_ids[i];
+            if (id < 0 || id >= c.vocab_size) {
+                throw InvalidArgument("AltCLIPTextModel: token id " + std::to_string(id) + " at [" + std::to_string(i / L) +
+                                      ", " + std::to_string(i % L) + "] is outside the vocabulary [0, " +
+                                      std::to_string(c.vocab_size) + ")");
+            }
+        }
+    }
+
     void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c,
               std::shared_ptr<kernels::ThreadPool> pool) {
         pool_ = std::move(pool);

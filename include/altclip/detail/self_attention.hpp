@@ -15,18 +15,23 @@ namespace altclip::detail {
 
 /// x: [batch * seq, hidden]; key_mask: nullptr or [batch, seq] (1 = attend);
 /// ctx: [batch * seq, hidden], the heads' outputs side by side (before the output projection).
+/// With `starts` ([batch + 1]), the sequences are packed back to back instead, sequence b in
+/// rows [starts[b], starts[b + 1]) (seq and key_mask are then unused).
 inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq, const LinearParams& query,
                            const LinearParams& key, const LinearParams& value, std::int64_t heads,
                            const std::int64_t* key_mask, float* ctx, kernels::Scratch& scratch,
-                           kernels::ThreadPool* pool) {
-    const std::int64_t rows = batch * seq, hidden = query.out;
+                           kernels::ThreadPool* pool, const std::int64_t* starts = nullptr) {
+    const std::int64_t rows = starts != nullptr ? starts[batch] : batch * seq, hidden = query.out;
     float* q = scratch.get(kernels::kSlotQ, rows * hidden);
     float* k = scratch.get(kernels::kSlotK, rows * hidden);
     float* v = scratch.get(kernels::kSlotV, rows * hidden);
     kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q, pool);
     kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k, pool);
     kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v, pool);
-    kernels::attention(q, k, v, batch, seq, heads, hidden / heads, key_mask, ctx, pool);
+    if (starts != nullptr)
+        kernels::attention_packed(q, k, v, starts, batch, heads, hidden / heads, ctx, pool);
+    else
+        kernels::attention(q, k, v, batch, seq, heads, hidden / heads, key_mask, ctx, pool);
 }
 
 }  // namespace altclip::detail

@@ -229,6 +229,32 @@ inline void attention_head(const float* q, const float* k, const float* v, std::
 }  // namespace attention_detail
 #endif
 
+/// Scaled dot-product attention of one (sequence, head): q, k, v, out are [seq] rows of
+/// `ld` floats whose first `d` values are this head's; key_mask: nullptr or [seq], 0 = padding.
+inline void attention_one(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
+                          std::int64_t ld, const std::int64_t* key_mask, float* out) {
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+#if defined(__AVX512F__)
+    attention_detail::attention_head(q, k, v, seq, d, ld, key_mask, scale, out);
+#else
+    using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+    using StridedOut = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+    Strided Q(q, seq, d, Eigen::OuterStride<>(ld));
+    Strided K(k, seq, d, Eigen::OuterStride<>(ld));
+    Strided V(v, seq, d, Eigen::OuterStride<>(ld));
+    StridedOut O(out, seq, d, Eigen::OuterStride<>(ld));
+    RowMatrix S(seq, seq);
+    S.noalias() = (Q * K.transpose()) * scale;
+    if (key_mask != nullptr) {
+        for (std::int64_t j = 0; j < seq; ++j) {
+            if (key_mask[j] == 0) S.col(j).setConstant(-std::numeric_limits<float>::infinity());
+        }
+    }
+    softmax_rows(S.data(), seq, seq);
+    O.noalias() = S * V;
+#endif
+}
+
 /// Multi-head scaled dot-product attention over a batch of sequences, one task per
 /// (sequence, head). q, k, v, out: [batch * seq, heads * head_dim] row-major (heads side
 /// by side, as the reference's view(..., heads, head_dim)). `key_mask`: nullptr, or
@@ -238,30 +264,28 @@ inline void attention(const float* q, const float* k, const float* v, std::int64
                       std::int64_t heads, std::int64_t head_dim, const std::int64_t* key_mask, float* out,
                       ThreadPool* pool) {
     const std::int64_t width = heads * head_dim;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     auto task = [&](std::int64_t t) {
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = b * seq * width + h * head_dim;
-        const std::int64_t* mask = key_mask != nullptr ? key_mask + b * seq : nullptr;
-#if defined(__AVX512F__)
-        attention_detail::attention_head(q + off, k + off, v + off, seq, head_dim, width, mask, scale, out + off);
-#else
-        using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
-        using StridedOut = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
-        Strided Q(q + off, seq, head_dim, Eigen::OuterStride<>(width));
-        Strided K(k + off, seq, head_dim, Eigen::OuterStride<>(width));
-        Strided V(v + off, seq, head_dim, Eigen::OuterStride<>(width));
-        StridedOut O(out + off, seq, head_dim, Eigen::OuterStride<>(width));
-        RowMatrix S(seq, seq);
-        S.noalias() = (Q * K.transpose()) * scale;
-        if (mask != nullptr) {
-            for (std::int64_t j = 0; j < seq; ++j) {
-                if (mask[j] == 0) S.col(j).setConstant(-std::numeric_limits<float>::infinity());
-            }
-        }
-        softmax_rows(S.data(), seq, seq);
-        O.noalias() = S * V;
-#endif
+        attention_one(q + off, k + off, v + off, seq, head_dim, width, key_mask != nullptr ? key_mask + b * seq : nullptr,
+                      out + off);
+    };
+    if (pool != nullptr) {
+        pool->parallel_for(batch * heads, task);
+    } else {
+        for (std::int64_t t = 0; t < batch * heads; ++t) task(t);
+    }
+}
+
+/// The same for sequences of different lengths packed back to back, without padding:
+/// sequence b is rows [starts[b], starts[b + 1]) and attends to its own rows only.
+inline void attention_packed(const float* q, const float* k, const float* v, const std::int64_t* starts,
+                             std::int64_t batch, std::int64_t heads, std::int64_t head_dim, float* out, ThreadPool* pool) {
+    const std::int64_t width = heads * head_dim;
+    auto task = [&](std::int64_t t) {
+        const std::int64_t b = t / heads, h = t % heads;
+        const std::int64_t off = starts[b] * width + h * head_dim;
+        attention_one(q + off, k + off, v + off, starts[b + 1] - starts[b], head_dim, width, nullptr, out + off);
     };
     if (pool != nullptr) {
         pool->parallel_for(batch * heads, task);
