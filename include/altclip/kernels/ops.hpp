@@ -188,39 +188,38 @@ inline void attention_head(const float* q, const float* k, const float* v, std::
             _mm512_store_si512(dst + j * NR + 16, _mm512_castps_si512(_mm512_maskz_loadu_ps(m1, src + 16)));
         }
     }
-    const float neg_inf = -std::numeric_limits<float>::infinity();
-    packed::Epilogue none;
+    // acc = one packed sliver (every k block of it) times a panel whose k block b starts
+    // b * KU * NR units in.
+    auto product = [](const packed::PackedX& x, const std::uint32_t* panel, std::int64_t k, __m512 (&acc)[MR][2]) {
+        for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        for (std::int64_t b = 0; b < x.nblocks; ++b)
+            packed::micro<packed::F32Op>(x.at(b, 0), panel + b * KU * NR, std::min(KU, k - b * KU), acc);
+    };
+    const __m512 vscale = _mm512_set1_ps(scale);
+    const packed::Epilogue none;
     for (std::int64_t r0 = 0; r0 < seq; r0 += MR) {
         const int mr = static_cast<int>(std::min<std::int64_t>(MR, seq - r0));
-        float* const sc = scores;
+        __m512 acc[MR][2];
         // Scores of rows [r0, r0 + mr) against every key, scaled; masked keys -inf.
         const packed::PackedX pq = packed::pack_x(q + r0 * ld, mr, d, ld, 1, ws.q, nullptr);
         for (std::int64_t p = 0; p < kpanels; ++p) {
+            product(pq, keys + p * d * NR, d, acc);
+            for (int i = 0; i < MR; ++i)
+                for (int h = 0; h < 2; ++h) acc[i][h] = _mm512_mul_ps(acc[i][h], vscale);
             const int nr = static_cast<int>(std::min<std::int64_t>(NR, seq - p * NR));
-            __m512 acc[MR][2];
-            for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-            for (std::int64_t b = 0; b < pq.nblocks; ++b)
-                packed::micro<packed::F32Op>(pq.at(b, 0), keys + (p * d + b * KU) * NR,
-                                             std::min(KU, d - b * KU), acc);
-            const __m512 vs = _mm512_set1_ps(scale);
-            for (int i = 0; i < MR; ++i) acc[i][0] = _mm512_mul_ps(acc[i][0], vs), acc[i][1] = _mm512_mul_ps(acc[i][1], vs);
-            packed::store_tile<packed::F32Op>(acc, true, none, 0, 0, mr, nr, nullptr, 0, sc + p * NR, seq);
+            packed::store_tile<packed::F32Op>(acc, true, none, 0, 0, mr, nr, nullptr, 0, scores + p * NR, seq);
         }
         if (key_mask != nullptr) {
             for (std::int64_t j = 0; j < seq; ++j)
                 if (key_mask[j] == 0)
-                    for (int i = 0; i < mr; ++i) sc[i * seq + j] = neg_inf;
+                    for (int i = 0; i < mr; ++i) scores[i * seq + j] = -std::numeric_limits<float>::infinity();
         }
-        softmax_rows(sc, mr, seq);
-        // out rows = probabilities . V
-        const packed::PackedX pp = packed::pack_x(sc, mr, seq, seq, 1, ws.p, nullptr);
+        softmax_rows(scores, mr, seq);
+        // Output rows = probabilities . V
+        const packed::PackedX pp = packed::pack_x(scores, mr, seq, seq, 1, ws.p, nullptr);
         for (std::int64_t p = 0; p < vpanels; ++p) {
+            product(pp, values + p * seq * NR, seq, acc);
             const int nr = static_cast<int>(std::min<std::int64_t>(NR, d - p * NR));
-            __m512 acc[MR][2];
-            for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-            for (std::int64_t b = 0; b < pp.nblocks; ++b)
-                packed::micro<packed::F32Op>(pp.at(b, 0), values + (p * seq + b * KU) * NR,
-                                             std::min(KU, seq - b * KU), acc);
             packed::store_tile<packed::F32Op>(acc, true, none, 0, p * NR, mr, nr, nullptr, 0, out + r0 * ld + p * NR, ld);
         }
     }
