@@ -450,6 +450,16 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
     }
 }
 
+/// At least n elements of a thread's kept buffer (grown as needed, contents left as they
+/// are), starting on a cache line: for aligned vector loads, and so that the vector split of
+/// a row never depends on which thread's buffer holds it.
+template <class T>
+inline T* aligned_at_least(std::vector<T>& v, std::int64_t n) {
+    static_assert(sizeof(T) == 4, "32-bit elements");
+    if (static_cast<std::int64_t>(v.size()) < n + 16) v.resize(static_cast<std::size_t>(n + 16));
+    return v.data() + ((64 - reinterpret_cast<std::uintptr_t>(v.data()) % 64) % 64) / 4;
+}
+
 /// Where a task keeps its tiles' sums between k blocks: [sliver][panel][MR][NR], one per
 /// thread, grown as needed and kept. Contiguous tiles, unlike y's rows (whose stride of
 /// `out` floats, 4 KB for 1024 columns, puts a tile's 12 rows in one L1 set and made the
@@ -472,11 +482,7 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
         // part of x in use stays in L2 while every panel passes over it. Sums of all but the
         // last k block go to the thread's tile buffer; the last block writes y.
         alignas(64) std::uint32_t panels[kPanels][KU * NR];
-        std::vector<float>& sums = thread_tile_sums();
-        if (px.nblocks > 1 && static_cast<std::int64_t>(sums.size()) < px.slivers * kPanels * kTile + 16)
-            sums.resize(static_cast<std::size_t>(px.slivers * kPanels * kTile + 16));
-        float* const sums64 =  // tiles start on a cache line
-            sums.data() + ((64 - reinterpret_cast<std::uintptr_t>(sums.data()) % 64) % 64) / sizeof(float);
+        float* const sums = px.nblocks > 1 ? aligned_at_least(thread_tile_sums(), px.slivers * kPanels * kTile) : nullptr;
         const std::int64_t j0 = t * kTaskCols, j1 = std::min(out, j0 + kTaskCols);
         for (std::int64_t b = 0; b < px.nblocks; ++b) {
             const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
@@ -502,7 +508,7 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                         else if (mr <= 6) micro<Op, 6>(px.at(b, s), panels[p], kus, acc);
                         else if (mr <= 8) micro<Op, 8>(px.at(b, s), panels[p], kus, acc);
                         else micro<Op>(px.at(b, s), panels[p], kus, acc);
-                        float* tile = px.nblocks > 1 ? sums64 + (s * kPanels + p) * kTile : nullptr;
+                        float* tile = sums != nullptr ? sums + (s * kPanels + p) * kTile : nullptr;
                         if (last)
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);
                         else

@@ -154,23 +154,17 @@ inline void attention_head(const float* q, const float* k, const float* v, std::
     using packed::NR;
     using packed::KU;
     Workspace& ws = thread_workspace();
-    auto grow = [](auto& vec, std::int64_t size) {
-        if (static_cast<std::int64_t>(vec.size()) < size) vec.resize(static_cast<std::size_t>(size));
-    };
     // Buffers start on a cache line: the micro-kernel's loads are aligned ones, and the
     // softmax's vector split of a row (Eigen peels to alignment) then does not depend on
     // which thread's buffer it runs in, so results do not depend on the thread count.
-    auto aligned = [&grow](auto& vec, std::int64_t size) {
-        grow(vec, size + 16);
-        return vec.data() + ((64 - reinterpret_cast<std::uintptr_t>(vec.data()) % 64) % 64) / 4;
-    };
+    using packed::aligned_at_least;
     // K^T: panel p holds keys [32 p, 32 p + 32) as columns, dims as units (the pack_panel of
     // a "weight" whose rows are keys); V: panel p holds dims [32 p, 32 p + 32) as columns,
     // keys as units (V's rows copied as they are, zero past d).
     const std::int64_t kpanels = (seq + NR - 1) / NR, vpanels = (d + NR - 1) / NR;
-    std::uint32_t* const keys = aligned(ws.keys, kpanels * d * NR);
-    std::uint32_t* const values = aligned(ws.values, vpanels * seq * NR);
-    float* const scores = aligned(ws.scores, MR * seq);
+    std::uint32_t* const keys = aligned_at_least(ws.keys, kpanels * d * NR);
+    std::uint32_t* const values = aligned_at_least(ws.values, vpanels * seq * NR);
+    float* const scores = aligned_at_least(ws.scores, MR * seq);
     const packed::PanelSource ksrc{packed::Source::f32, k, d, nullptr, ld};
     for (std::int64_t p = 0; p < kpanels; ++p) {
         const int nr = static_cast<int>(std::min<std::int64_t>(NR, seq - p * NR));
