@@ -416,11 +416,7 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
         }
 #endif
     };
-    if (pool == nullptr) {
-        for (std::int64_t b = 0; b < blocks; ++b) run(b);
-    } else {
-        pool->parallel_for(blocks, run);
-    }
+    parallel_for(pool, blocks, run);
 }
 
 /// The same with a float32 weight pointer.

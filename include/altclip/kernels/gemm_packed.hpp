@@ -38,6 +38,15 @@ constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU
 constexpr std::int64_t kTaskCols = 64;  // output columns per task (two panels)
 constexpr std::int64_t kSliverBlock = 24;  // slivers of x per pass over a task's panels: 288 rows, ~150 KB
 
+/// Lane masks of the two 16-lane halves of a 32-value row of which the first n are real.
+struct HalfMasks {
+    __mmask16 lo, hi;
+};
+inline HalfMasks half_masks(std::int64_t n) {
+    return {static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1),
+            static_cast<__mmask16>(n >= 32 ? 0xFFFF : n <= 16 ? 0 : (1u << (n - 16)) - 1)};
+}
+
 /// How units are multiplied and accumulated.
 struct F32Op {  // unit = one float
     static constexpr int G = 1;
@@ -108,9 +117,8 @@ template <class Op>
 inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogue& e, std::int64_t row0,
                        std::int64_t col0, int mr, int nr, const float* prev, std::int64_t ldp, float* dst,
                        std::int64_t ldd) {
-    const __mmask16 m0 = static_cast<__mmask16>(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
-    const __mmask16 m1 = static_cast<__mmask16>(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
-    const __mmask16 mask[2] = {m0, m1};
+    const HalfMasks hm = half_masks(nr);
+    const __mmask16 mask[2] = {hm.lo, hm.hi};
     __m512 bias[2], ws[2];
     for (int h = 0; h < 2; ++h) {
         bias[h] = first && e.bias != nullptr ? _mm512_maskz_loadu_ps(mask[h], e.bias + col0 + 16 * h) : _mm512_setzero_ps();
@@ -169,9 +177,8 @@ inline void round_row_bf16(const float* x, std::int64_t k, std::uint16_t* h) {
 #if defined(__AVX512BF16__)
     for (std::int64_t t = 0; t < k; t += 32) {
         const std::int64_t m = std::min<std::int64_t>(32, k - t);
-        const __mmask16 lo = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1);
-        const __mmask16 hi = static_cast<__mmask16>(m >= 32 ? 0xFFFF : m <= 16 ? 0 : (1u << (m - 16)) - 1);
-        const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + t + 16), _mm512_maskz_loadu_ps(lo, x + t));
+        const HalfMasks hm = half_masks(m);
+        const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hm.hi, x + t + 16), _mm512_maskz_loadu_ps(hm.lo, x + t));
         const __mmask32 mask = m >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << m) - 1);
         _mm512_mask_storeu_epi16(h + t, mask, reinterpret_cast<const __m512i&>(v));
     }
@@ -518,11 +525,7 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             }
         }
     };
-    if (pool == nullptr) {
-        for (std::int64_t t = 0; t < tasks; ++t) task(t);
-    } else {
-        pool->parallel_for(tasks, task);
-    }
+    parallel_for(pool, tasks, task);
 }
 
 /// The whole product for a weight matrix of any stored type (see gemm.hpp's WeightType).

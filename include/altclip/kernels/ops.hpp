@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -174,12 +173,11 @@ inline void attention_head(const float* q, const float* k, const float* v, std::
     for (std::int64_t p = 0; p < vpanels; ++p) {
         const std::int64_t c0 = p * NR, nc = std::min<std::int64_t>(NR, d - c0);
         std::uint32_t* dst = values + p * seq * NR;
-        const __mmask16 m0 = static_cast<__mmask16>(nc >= 16 ? 0xFFFF : (1u << nc) - 1);
-        const __mmask16 m1 = static_cast<__mmask16>(nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+        const packed::HalfMasks hm = packed::half_masks(nc);
         for (std::int64_t j = 0; j < seq; ++j) {  // 32 values of a row of V, zeros past d
             const float* src = v + j * ld + c0;
-            _mm512_store_si512(dst + j * NR, _mm512_castps_si512(_mm512_maskz_loadu_ps(m0, src)));
-            _mm512_store_si512(dst + j * NR + 16, _mm512_castps_si512(_mm512_maskz_loadu_ps(m1, src + 16)));
+            _mm512_store_si512(dst + j * NR, _mm512_castps_si512(_mm512_maskz_loadu_ps(hm.lo, src)));
+            _mm512_store_si512(dst + j * NR + 16, _mm512_castps_si512(_mm512_maskz_loadu_ps(hm.hi, src + 16)));
         }
     }
     // acc = one packed sliver (every k block of it) times a panel whose k block b starts
@@ -263,11 +261,7 @@ inline void attention(const float* q, const float* k, const float* v, std::int64
         attention_one(q + off, k + off, v + off, seq, head_dim, width, key_mask != nullptr ? key_mask + b * seq : nullptr,
                       out + off);
     };
-    if (pool != nullptr) {
-        pool->parallel_for(batch * heads, task);
-    } else {
-        for (std::int64_t t = 0; t < batch * heads; ++t) task(t);
-    }
+    parallel_for(pool, batch * heads, task);
 }
 
 /// The same for sequences of different lengths packed back to back, without padding:
@@ -280,11 +274,7 @@ inline void attention_packed(const float* q, const float* k, const float* v, con
         const std::int64_t off = starts[b] * width + h * head_dim;
         attention_one(q + off, k + off, v + off, starts[b + 1] - starts[b], head_dim, width, nullptr, out + off);
     };
-    if (pool != nullptr) {
-        pool->parallel_for(batch * heads, task);
-    } else {
-        for (std::int64_t t = 0; t < batch * heads; ++t) task(t);
-    }
+    parallel_for(pool, batch * heads, task);
 }
 
 }  // namespace altclip::kernels

@@ -115,6 +115,16 @@ private:
     bool stop_ = false;
 };
 
+/// fn(i) for i in [0, n), on the pool if there is one, else in order on this thread.
+template <class Fn>
+inline void parallel_for(ThreadPool* pool, std::int64_t n, Fn&& fn) {
+    if (pool != nullptr) {
+        pool->parallel_for(n, fn);
+    } else {
+        for (std::int64_t i = 0; i < n; ++i) fn(i);
+    }
+}
+
 /// fn(begin, end) over [0, total) in chunks of at least `grain`, on the pool if there is one.
 template <class Fn>
 inline void parallel_chunks(ThreadPool* pool, std::int64_t total, std::int64_t grain, Fn&& fn) {
