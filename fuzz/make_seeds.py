@@ -19,7 +19,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from altclip_format import Raw, float32_to_bf16_bits, write_container  # noqa: E402
+from altclip_format import Raw, float32_to_bf16_bits, to_panels, write_container  # noqa: E402
 from convert import Q8_SCALE_SUFFIX, expected_tensors, is_q8_matrix, quantize_q8  # noqa: E402
 from sentencepiece import sentencepiece_model_pb2 as spm_pb2  # noqa: E402
 
@@ -76,7 +76,11 @@ def write_models(out: str) -> None:
                     q8[n], q8[n + Q8_SCALE_SUFFIX] = quantize_q8(t)
                 else:
                     q8[n] = t
-            for suffix, ts in (("bf16", bf16), ("q8", q8)):
+            # ... and with the matrices in the kernels' panel layout, as tools/convert.py writes f32 and bf16
+            panels = {n: to_panels("f32", t) if is_q8_matrix(n, t.shape) else t for n, t in tensors.items()}
+            bf16_panels = {n: to_panels("bf16", float32_to_bf16_bits(t)) if is_q8_matrix(n, t.shape) else v
+                           for (n, t), v in zip(tensors.items(), bf16.values())}
+            for suffix, ts in (("bf16", bf16), ("q8", q8), ("panels", panels), ("bf16_panels", bf16_panels)):
                 write_container(os.path.join(out, f"small_l1_{suffix}.altclip"), ts,
                                 blobs={"sentencepiece.bpe.model": spm}, config=cfg,
                                 preprocessor_config=PREPROCESSOR, metadata={"source": "fuzz/make_seeds.py"})

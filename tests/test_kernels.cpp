@@ -157,6 +157,79 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
     }
 }
 
+namespace {
+
+// A [rows, cols] matrix of 32-bit (g = 1) or 16-bit (g = 2) values in the panel layout of
+// docs/format.md: [ceil(rows / 32)][ceil(cols / g)][32] 32-bit units, zero padded, 64-byte
+// aligned like a tensor in a model file. Written here from the format's definition.
+struct Panels {
+    std::vector<std::uint32_t> storage;
+    std::uint32_t* data = nullptr;
+};
+template <class T>
+Panels to_panels(const std::vector<T>& w, std::int64_t rows, std::int64_t cols) {
+    constexpr int g = 4 / sizeof(T);
+    const std::int64_t units = (cols + g - 1) / g, blocks = (rows + 31) / 32;
+    Panels p;
+    p.storage.assign(static_cast<std::size_t>(blocks * units * 32 + 16), 0u);
+    p.data = p.storage.data() + ((64 - reinterpret_cast<std::uintptr_t>(p.storage.data()) % 64) % 64) / 4;
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < cols; ++c) {
+            auto* unit = reinterpret_cast<T*>(p.data + ((r / 32) * units + c / g) * 32 + r % 32);
+            unit[c % g] = w[r * cols + c];
+        }
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("linear on weights stored in panels equals the row-major product", "[kernels]") {
+    ThreadPool pool(2);
+    auto to_bf16 = [](float f) {
+        std::uint32_t b;
+        std::memcpy(&b, &f, 4);
+        return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+    };
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
+             {1, 1, 1}, {1, 17, 3}, {3, 33, 40}, {16, 588, 96}, {16, 1024, 64}, {47, 7, 5}, {48, 300, 70},
+             {61, 515, 33}, {257, 1024, 96}, {100, 1030, 130}}) {
+        INFO("n " << n << " k " << k << " out " << out);
+        const auto x = randn(n * k, 31), w = randn(out * k, 32), b = randn(out, 33);
+        std::vector<std::uint16_t> wb(w.size());
+        for (std::size_t i = 0; i < w.size(); ++i) wb[i] = to_bf16(w[i]);
+        const Panels pf = to_panels(w, out, k), pb = to_panels(wb, out, k);
+        WeightMatrix rows_f32{WeightType::f32, w.data(), out, k}, panels_f32{WeightType::f32, pf.data, out, k};
+        panels_f32.panels = true;
+        std::vector<float> row(k), prow(k);
+        for (std::int64_t r = 0; r < out; ++r) {  // the Eigen path and the embedding lookup read rows so
+            weight_row(rows_f32, r, row.data());
+            weight_row(panels_f32, r, prow.data());
+            REQUIRE(row == prow);
+        }
+        std::vector<float> want(n * out), y(n * out), y1(n * out);
+        linear(x.data(), n, k, rows_f32, b.data(), out, want.data(), &pool);
+        linear(x.data(), n, k, panels_f32, b.data(), out, y.data(), &pool);
+        linear(x.data(), n, k, panels_f32, b.data(), out, y1.data(), nullptr);
+        CHECK(y == y1);  // threads do not change the numbers
+        if (n >= gemm_detail::kPackRows) CHECK(y == want);  // the same kernel, the same order of sums
+        else CHECK(max_rel(y, want) < 1e-5);
+        for (WeightType t : {WeightType::bf16, WeightType::bf16_dot}) {
+            INFO("bf16 type " << static_cast<int>(t));
+            WeightMatrix rows_b{t, wb.data(), out, k}, panels_b{t, pb.data, out, k};
+            panels_b.panels = true;
+            for (std::int64_t r = 0; r < out; ++r) {
+                weight_row(rows_b, r, row.data());
+                weight_row(panels_b, r, prow.data());
+                REQUIRE(row == prow);
+            }
+            linear(x.data(), n, k, rows_b, b.data(), out, want.data(), &pool);
+            linear(x.data(), n, k, panels_b, b.data(), out, y.data(), &pool);
+            if (n >= gemm_detail::kPackRows) CHECK(y == want);
+            else CHECK(max_rel(y, want) < 1e-5);
+        }
+    }
+}
+
 TEST_CASE("layer_norm, gelu, quick_gelu and softmax equal their scalar twins", "[kernels]") {
     ThreadPool pool(2);
     const std::int64_t rows = 37, n = 129;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <altclip/model.hpp>
+#include <altclip/processor.hpp>
 
 #include "parity.hpp"
 
@@ -33,10 +34,10 @@ struct Parts {
         p.data = bytes.substr(start);
         return p;
     }
-    std::string bytes() const {
+    std::string bytes(std::uint32_t version = altclip::format::kVersion) const {
         const std::string h = header.dump();
         std::string out("ALTCLIP\0", 8);
-        const std::uint32_t version = 1, reserved = 0;
+        const std::uint32_t reserved = 0;
         const std::uint64_t n = h.size();
         out.append(reinterpret_cast<const char*>(&version), 4);
         out.append(reinterpret_cast<const char*>(&reserved), 4);
@@ -71,6 +72,40 @@ TEST_CASE("a good model file opens from disk and from memory", "[model_file]") {
     CHECK(reinterpret_cast<std::uintptr_t>(t.data) % 64 == 0);
     REQUIRE_NOTHROW(load(tiny_bytes()));
     REQUIRE_NOTHROW(load(Parts::of(tiny_bytes()).bytes()));  // the test's writer round-trips
+}
+
+TEST_CASE("a version-1 file (every matrix row-major) opens and gives the same numbers", "[model_file]") {
+    // Files written before the panel layout (format version 2) hold every matrix row-major;
+    // they still load, through the kernels that pack the panels per call.
+    const std::string good = tiny_bytes();
+    const auto file = altclip::ModelFile::from_bytes(good, "tiny.altclip");
+    Parts p = Parts::of(good);
+    int matrices = 0;
+    for (auto& item : p.header["tensors"].items()) {
+        if (item.value().value("layout", "rows") != "panels") continue;
+        const std::vector<float> v = file->container().tensor(item.key()).to_f32();  // tiny.altclip is f32
+        p.data.resize((p.data.size() + 63) / 64 * 64, '\0');
+        item.value()["offset"] = p.data.size();
+        item.value()["size"] = v.size() * 4;
+        item.value().erase("layout");
+        p.data.append(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+        ++matrices;
+    }
+    REQUIRE(matrices > 0);
+    const altclip::AltCLIPModel old_model(altclip::ModelFile::from_bytes(p.bytes(1), "old.altclip"));
+    const altclip::AltCLIPModel model(file);
+    const altclip::AltCLIPProcessor processor(*file);
+    const auto tokens = processor(std::vector<std::string>{"a photo of a cat", "ein Foto eines Hundes"});
+    const auto pixels = processor.load_images(std::vector<std::string>{data_path("images/chelsea.png")});
+    auto check_same = [](const char* what, const altclip::Tensor& a, const altclip::Tensor& b) {
+        REQUIRE(a.shape == b.shape);
+        const altclip_test::Diff d = altclip_test::compare(a.ptr(), b.data);
+        INFO(what << ": max abs diff " << d.max_abs << " at " << altclip_test::index_str(d.worst, b.shape)
+                  << ", relative " << d.rel() << ", tolerance 1e-5");
+        CHECK(d.rel() < 1e-5);
+    };
+    check_same("text features", old_model.get_text_features(tokens), model.get_text_features(tokens));
+    check_same("image features", old_model.get_image_features(pixels), model.get_image_features(pixels));
 }
 
 TEST_CASE("a missing file is an IoError naming it", "[model_file]") {
@@ -111,8 +146,10 @@ TEST_CASE("each kind of corruption has its own clear error", "[model_file]") {
     }
     SECTION("unknown version") {
         std::string b = good;
-        b[8] = 2;
-        CHECK_THROWS_WITH(load(b), Contains("format version 2"));
+        b[8] = 3;
+        CHECK_THROWS_WITH(load(b), Contains("format version 3") && Contains("reads versions 1 to 2"));
+        b[8] = 0;
+        CHECK_THROWS_WITH(load(b), Contains("format version 0"));
     }
     SECTION("header length past the end of the file") {
         std::string b = good;
@@ -157,8 +194,24 @@ TEST_CASE("each kind of corruption has its own clear error", "[model_file]") {
         CHECK_THROWS_WITH(load(b), Contains("unknown dtype") && Contains(name));
     }
     SECTION("a wrong shape for the config") {
-        auto b = broken([&](Parts& p) { p.header[T][name]["shape"] = {24, 16}; });  // transposed [16, 24]
+        REQUIRE(Parts::of(good).header[T][name]["layout"] == "panels");
+        auto b = broken([&](Parts& p) {  // transposed [16, 24], its bytes taken as a row-major [24, 16]
+            p.header[T][name]["shape"] = {24, 16};
+            p.header[T][name]["layout"] = "rows";
+            p.header[T][name]["size"] = 24 * 16 * 4;
+        });
         CHECK_THROWS_WITH(load(b), Contains("'" + name + "' has shape [24, 16], the config implies [16, 24]"));
+    }
+    SECTION("a layout that is unknown, or panels of what panels cannot hold") {
+        auto b = broken([&](Parts& p) { p.header[T][name]["layout"] = "diagonal"; });
+        CHECK_THROWS_WITH(load(b), Contains("unknown layout") && Contains(name));
+        auto b2 = broken([&](Parts& p) { p.header[T]["text_model.pre_LN.weight"]["layout"] = "panels"; });
+        CHECK_THROWS_WITH(load(b2), Contains("the panel layout is for f32 and bf16 matrices") &&
+                                        Contains("text_model.pre_LN.weight"));
+        auto b3 = broken([&](Parts& p) {  // padding rows: a [16, 24] matrix takes a whole 32-row panel
+            p.header[T][name]["size"] = 16 * 24 * 4;
+        });
+        CHECK_THROWS_WITH(load(b3), Contains("its shape and dtype need 3072") && Contains(name));
     }
     SECTION("a missing and an extra tensor, both reported") {
         auto b = broken([&](Parts& p) {

@@ -2,7 +2,9 @@
 
 A tensor to write is either a numpy array (float32, float16, int64, int32, uint8) or a
 `Raw(dtype, shape, data)` with `data` a bytes-like object of exactly the right size
-(used for bf16, which numpy has no type for).
+(used for bf16, which numpy has no type for). `to_panels` stores an f32 or bf16 weight
+matrix in the GEMM kernels' panel layout; `read_container` gives every tensor back
+row-major whatever its layout.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from typing import Callable, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 MAGIC = b"ALTCLIP\0"
-VERSION = 1
+VERSION = 2          # written; 2 added the tensors' optional "layout"
+OLDEST_VERSION = 1   # still read
+PANEL_ROWS = 32
 ALIGN = 64
 PREAMBLE = 24  # magic(8) + version(4) + reserved(4) + header size(8)
 
@@ -42,6 +46,42 @@ class Raw:
     dtype: str
     shape: Sequence[int]
     data: bytes
+    layout: str = "rows"  # or "panels" (see to_panels)
+
+
+def panel_nbytes(dtype: str, shape: Sequence[int]) -> int:
+    """Bytes of a [shape[0], prod(shape[1:])] matrix in the panel layout."""
+    g = 4 // DTYPE_SIZES[dtype]
+    rows, cols = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
+    return -(-rows // PANEL_ROWS) * -(-cols // g) * PANEL_ROWS * 4
+
+
+def to_panels(dtype: str, a: np.ndarray) -> Raw:
+    """An f32 matrix (float32 values) or bf16 one (uint16 bit patterns), rank 2 or more, taken
+    as [shape[0], prod(shape[1:])], in the panel layout of docs/format.md: 32-bit units of
+    G = 4 / dtype size consecutive values of a row (lower column first), stored as
+    [ceil(rows / 32)][ceil(cols / G)][32] units, zero padded."""
+    if dtype not in ("f32", "bf16") or a.ndim < 2:
+        raise FormatError(f"the panel layout holds f32 or bf16 matrices, not {dtype} of rank {a.ndim}")
+    g = 4 // DTYPE_SIZES[dtype]
+    rows = a.shape[0]
+    m = np.ascontiguousarray(a).reshape(rows, -1)
+    cols = m.shape[1]
+    units, blocks = -(-cols // g), -(-rows // PANEL_ROWS)
+    padded = np.zeros((blocks * PANEL_ROWS, units * g), dtype=m.dtype.newbyteorder("<"))
+    padded[:rows, :cols] = m
+    u32 = padded.view("<u4").reshape(blocks, PANEL_ROWS, units).transpose(0, 2, 1)
+    return Raw(dtype, a.shape, np.ascontiguousarray(u32).reshape(-1).view(np.uint8), "panels")
+
+
+def from_panels(dtype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
+    """The row-major array (bf16 as uint16 bits) of a tensor stored by to_panels."""
+    g = 4 // DTYPE_SIZES[dtype]
+    rows, cols = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
+    units, blocks = -(-cols // g), -(-rows // PANEL_ROWS)
+    u32 = np.frombuffer(raw, dtype="<u4").reshape(blocks, units, PANEL_ROWS).transpose(0, 2, 1)
+    values = np.ascontiguousarray(u32).view(READ_DTYPES[dtype]).reshape(blocks * PANEL_ROWS, units * g)
+    return np.ascontiguousarray(values[:rows, :cols]).reshape(shape)
 
 
 def align_up(n: int, a: int = ALIGN) -> int:
@@ -69,16 +109,21 @@ def to_float32(dtype: str, arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _describe(value) -> tuple[str, list[int], memoryview]:
+def _describe(value) -> tuple[str, list[int], memoryview, str]:
     if isinstance(value, Raw):
         if value.dtype not in DTYPE_SIZES:
             raise FormatError(f"unknown dtype {value.dtype!r}")
+        if value.layout not in ("rows", "panels"):
+            raise FormatError(f"unknown layout {value.layout!r}")
         shape = [int(d) for d in value.shape]
-        nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[value.dtype]
+        if value.layout == "panels":
+            nbytes = panel_nbytes(value.dtype, shape)
+        else:
+            nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[value.dtype]
         data = memoryview(value.data).cast("B")
         if len(data) != nbytes:
             raise FormatError(f"raw tensor has {len(data)} bytes, shape {shape} x {value.dtype} needs {nbytes}")
-        return value.dtype, shape, data
+        return value.dtype, shape, data, value.layout
     arr = np.asarray(value)
     if arr.dtype == np.float64:
         raise FormatError("float64 tensors are not part of the format; cast to float32 first")
@@ -87,7 +132,7 @@ def _describe(value) -> tuple[str, list[int], memoryview]:
         raise FormatError(f"numpy dtype {arr.dtype} has no altclip dtype")
     shape = list(arr.shape)  # before ascontiguousarray, which turns 0-rank arrays into shape [1]
     arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
-    return dt, shape, memoryview(arr.reshape(-1).view(np.uint8))
+    return dt, shape, memoryview(arr.reshape(-1).view(np.uint8)), "rows"
 
 
 def write_container(
@@ -125,8 +170,10 @@ def write_container(
         header["blobs"][name] = {"offset": offset, "size": len(data)}
         order.append(memoryview(data).cast("B"))
         offset = align_up(offset + len(data))
-    for name, (dt, shape, data) in described.items():
+    for name, (dt, shape, data, layout) in described.items():
         header["tensors"][name] = {"dtype": dt, "shape": shape, "offset": offset, "size": len(data)}
+        if layout != "rows":
+            header["tensors"][name]["layout"] = layout
         order.append(data)
         offset = align_up(offset + len(data))
 
@@ -170,7 +217,7 @@ def write_container(
 @dataclass
 class Container:
     header: dict
-    tensors: Dict[str, tuple]  # name -> (dtype, numpy array: bf16 as uint16 bits)
+    tensors: Dict[str, tuple]  # name -> (dtype, row-major numpy array: bf16 as uint16 bits)
     blobs: Dict[str, bytes]
 
     def f32(self, name: str) -> np.ndarray:
@@ -187,8 +234,8 @@ def read_container(path: str) -> Container:
     if buf[:8] != MAGIC:
         raise FormatError(f"{path}: bad magic {buf[:8]!r}")
     version, _, n = struct.unpack("<IIQ", buf[8:24])
-    if version != VERSION:
-        raise FormatError(f"{path}: version {version}, expected {VERSION}")
+    if not OLDEST_VERSION <= version <= VERSION:
+        raise FormatError(f"{path}: version {version}, expected {OLDEST_VERSION} to {VERSION}")
     if PREAMBLE + n > len(buf):
         raise FormatError(f"{path}: header of {n} bytes runs past the end of the file ({len(buf)} bytes)")
     header = json.loads(buf[PREAMBLE:PREAMBLE + n].decode("utf-8"))
@@ -210,6 +257,16 @@ def read_container(path: str) -> Container:
                 dt, shape = item["dtype"], item["shape"]
                 if dt not in DTYPE_SIZES:
                     raise FormatError(f"{path}: tensor {name} has unknown dtype {dt}")
+                layout = item.get("layout", "rows")
+                if layout == "panels":
+                    if dt not in ("f32", "bf16") or len(shape) < 2:
+                        raise FormatError(f"{path}: tensor {name}: panels hold f32 or bf16 matrices")
+                    if panel_nbytes(dt, shape) != size:
+                        raise FormatError(f"{path}: tensor {name} size {size} does not match panels of {shape} x {dt}")
+                    tensors[name] = (dt, from_panels(dt, shape, raw))
+                    continue
+                if layout != "rows":
+                    raise FormatError(f"{path}: tensor {name} has unknown layout {layout!r}")
                 if int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[dt] != size:
                     raise FormatError(f"{path}: tensor {name} size {size} does not match shape {shape} x {dt}")
                 tensors[name] = (dt, np.frombuffer(raw, dtype=READ_DTYPES[dt]).reshape(shape))

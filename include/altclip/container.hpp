@@ -24,7 +24,9 @@ namespace altclip {
 
 namespace format {
 inline constexpr unsigned char kMagic[8] = {'A', 'L', 'T', 'C', 'L', 'I', 'P', 0};
-inline constexpr std::uint32_t kVersion = 1;
+/// Version written; 1 (no "layout" field: every tensor row-major) is still read.
+inline constexpr std::uint32_t kVersion = 2;
+inline constexpr std::uint32_t kOldestVersion = 1;
 inline constexpr std::size_t kPreamble = 24;
 inline constexpr std::size_t kAlign = 64;
 /// Largest header accepted; the real model's is under 100 kB.
@@ -145,9 +147,10 @@ private:
                  "checkpoint with tools/convert.py first.");
         }
         const std::uint32_t version = detail::read_u32le(data_ + 8);
-        if (version != kVersion) {
-            fail("format version " + std::to_string(version) + ", this library reads version " +
-                 std::to_string(kVersion) + ". Re-convert with the tools/convert.py of this release.");
+        if (version < kOldestVersion || version > kVersion) {
+            fail("format version " + std::to_string(version) + ", this library reads versions " +
+                 std::to_string(kOldestVersion) + " to " + std::to_string(kVersion) +
+                 ". Re-convert with the tools/convert.py of this release.");
         }
         const std::uint64_t header_size = detail::read_u64le(data_ + 16);
         if (header_size > kMaxHeaderBytes) {
@@ -237,6 +240,30 @@ private:
             std::uint64_t nbytes;
             if (detail::mul_overflow(count, dtype_size(v.dtype), nbytes)) {
                 fail(what + ": its byte size overflows 64 bits." + hint);
+            }
+            if (auto lay = it->find("layout"); lay != it->end()) {
+                if (!lay->is_string() || (*lay != "panels" && *lay != "rows")) {
+                    fail(what + ": unknown layout (known: rows, panels)." + hint);
+                }
+                v.panels = *lay == "panels";
+            }
+            if (v.panels) {  // [ceil(rows / 32)][ceil(cols / G)][32] 32-bit units (tensor.hpp, panel_layout)
+                if (!panel_layout::allowed(v.dtype) || v.shape.size() < 2) {
+                    fail(what + ": the panel layout is for f32 and bf16 matrices (rank 2 or more), not " +
+                         dtype_name(v.dtype) + " of rank " + std::to_string(v.shape.size()) + "." + hint);
+                }
+                std::uint64_t cols = 1;  // cannot overflow: a factor of count, or count is 0
+                for (std::size_t i = 1; i < v.shape.size(); ++i) {
+                    if (detail::mul_overflow(cols, static_cast<std::uint64_t>(v.shape[i]), cols)) {
+                        fail(what + ": the product of its dimensions overflows 64 bits." + hint);
+                    }
+                }
+                const std::uint64_t g = static_cast<std::uint64_t>(panel_layout::group(v.dtype));
+                const std::uint64_t units = cols / g + (cols % g != 0);
+                const std::uint64_t blocks = static_cast<std::uint64_t>(v.shape[0]) / 32 + (v.shape[0] % 32 != 0);
+                if (detail::mul_overflow(blocks, units, nbytes) || detail::mul_overflow(nbytes, 32 * 4, nbytes)) {
+                    fail(what + ": its byte size overflows 64 bits." + hint);
+                }
             }
             auto [off, sz] = place(*it, what, nbytes, true);
             v.data = data_ + data_start + off;

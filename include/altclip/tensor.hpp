@@ -92,6 +92,27 @@ inline float bf16_to_float(std::uint16_t b) {
     return f;
 }
 
+/// The "panels" layout of a weight matrix (docs/format.md): the layout the GEMM kernels
+/// multiply with, stored so at conversion so that no call repacks the weights. The matrix is
+/// [rows, cols] with rows = shape[0] and cols the product of the other dimensions; its values
+/// are grouped into 32-bit units of G = 4 / dtype size consecutive values of a row (f32: 1,
+/// bf16: 2, the lower k first) and stored as [ceil(rows / 32)][ceil(cols / G)][32] units:
+/// for each block of 32 rows, unit by unit along the row, the 32 rows' units side by side.
+/// Rows past `rows` and values past `cols` are zero.
+namespace panel_layout {
+inline constexpr std::int64_t kRows = 32;
+/// Whether a dtype can be stored in panels (f32 and bf16).
+inline bool allowed(DType t) { return t == DType::f32 || t == DType::bf16; }
+inline std::int64_t group(DType t) { return 4 / static_cast<std::int64_t>(dtype_size(t)); }
+inline std::int64_t units(std::int64_t cols, DType t) { return (cols + group(t) - 1) / group(t); }
+inline std::int64_t row_blocks(std::int64_t rows) { return (rows + kRows - 1) / kRows; }
+/// Byte offset of value (r, c).
+inline std::size_t offset(std::int64_t r, std::int64_t c, std::int64_t cols, DType t) {
+    const std::int64_t unit = ((r / kRows) * units(cols, t) + c / group(t)) * kRows + r % kRows;
+    return static_cast<std::size_t>(unit * 4 + (c % group(t)) * static_cast<std::int64_t>(dtype_size(t)));
+}
+}  // namespace panel_layout
+
 /// A tensor as stored in a mapped file: dtype, shape, and a pointer into the mapping.
 /// Valid as long as the file object that produced it is alive.
 struct TensorView {
@@ -100,6 +121,15 @@ struct TensorView {
     std::vector<std::int64_t> shape;
     const void* data = nullptr;
     std::size_t nbytes = 0;
+    bool panels = false;  // stored in the panel layout (a weight matrix), else row-major
+
+    /// Rows and columns of the matrix a panel-layout tensor holds (shape[0], the rest).
+    std::int64_t matrix_rows() const { return shape.empty() ? 1 : shape[0]; }
+    std::int64_t matrix_cols() const {
+        std::int64_t n = 1;
+        for (std::size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+        return n;
+    }
 
     std::int64_t numel() const {
         std::int64_t n = 1;
@@ -116,11 +146,29 @@ struct TensorView {
         return s + "]";
     }
 
-    /// Copies the values widened to float (f32, f16, bf16 tensors only).
+    /// Copies the values widened to float (f32, f16, bf16 tensors only), row-major whatever
+    /// the stored layout.
     std::vector<float> to_f32() const {
         const auto n = static_cast<std::size_t>(numel());
         std::vector<float> out(n);
         const auto* p = static_cast<const unsigned char*>(data);
+        if (panels) {
+            const std::int64_t rows = matrix_rows(), cols = matrix_cols();
+            for (std::int64_t r = 0; r < rows; ++r) {
+                for (std::int64_t c = 0; c < cols; ++c) {
+                    const unsigned char* q = p + panel_layout::offset(r, c, cols, dtype);
+                    float& v = out[static_cast<std::size_t>(r * cols + c)];
+                    if (dtype == DType::f32) {
+                        std::memcpy(&v, q, 4);
+                    } else {
+                        std::uint16_t h;
+                        std::memcpy(&h, q, 2);
+                        v = bf16_to_float(h);
+                    }
+                }
+            }
+            return out;
+        }
         switch (dtype) {
             case DType::f32:
                 std::memcpy(out.data(), p, n * 4);

@@ -25,7 +25,8 @@ struct WeightStorage {
     std::vector<std::vector<float>> widened;         // f16/bf16 tensors widened to f32
 };
 
-/// nn.Linear: weight [out, in] row-major (in place for f32 and bf16 files), optional bias [out].
+/// nn.Linear: weight [out, in] (in place for f32, bf16 and q8 files; row-major or in the
+/// kernels' panel layout, as stored), optional bias [out].
 struct LinearParams {
     kernels::WeightMatrix weight;
     const float* bias = nullptr;  // nullptr when the layer has no bias
@@ -73,8 +74,8 @@ public:
                                 ", expected f32, f16 or bf16");
             return nullptr;
         }
-        if (t.dtype == DType::f32) return static_cast<const float*>(t.data);
-        storage_->widened.push_back(t.to_f32());
+        if (t.dtype == DType::f32 && !t.panels) return static_cast<const float*>(t.data);
+        storage_->widened.push_back(t.to_f32());  // f16, bf16, or a matrix stored in panels: row-major f32
         return storage_->widened.back().data();
     }
 
@@ -125,14 +126,19 @@ public:
         m.rows = shape[0];
         m.cols = cols;
         const auto& c = file_->container();
-        if (c.has_tensor(name) && c.tensor(name).shape == shape && c.tensor(name).dtype == DType::bf16) {
-            // bf16 used in place; every other dtype goes through get() (f32 in place, f16 widened).
+        const bool found = c.has_tensor(name) && c.tensor(name).shape == shape;
+        if (found && (c.tensor(name).dtype == DType::bf16 || (c.tensor(name).dtype == DType::f32 && c.tensor(name).panels))) {
+            // bf16, and f32 in the kernels' panel layout, used in place; every other dtype goes
+            // through get() (row-major f32 in place, f16 widened).
             used_.insert(name);
-            m.type = bf16_dot_ && kernels::kHaveBf16Dot ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
-            m.data = c.tensor(name).data;
+            const TensorView& t = c.tensor(name);
+            if (t.dtype == DType::bf16)
+                m.type = bf16_dot_ && kernels::kHaveBf16Dot ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
+            m.data = t.data;
+            m.panels = t.panels;
             return m;
         }
-        if (c.has_tensor(name) && c.tensor(name).shape == shape && c.tensor(name).dtype == DType::i8) {
+        if (found && c.tensor(name).dtype == DType::i8) {
             // q8 (tools/convert.py --dtype q8): int8 in place, with its per-row scales. The
             // text tower does not round its activations to int8: its post-LN layers lose three
             // times more accuracy that way than the ViT (text cosine against f32 0.9985 instead

@@ -46,6 +46,17 @@ inline constexpr bool kHaveQ8Dot =
 
 /// Row r of w widened to float32.
 inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
+    if (w.panels) {  // f32 or bf16 units of a 32-row panel: value c of row r in unit c / g, lane r % 32
+        const int g = w.type == WeightType::f32 ? 1 : 2;
+        const std::int64_t units = (w.cols + g - 1) / g;
+        const auto* lane = static_cast<const std::uint32_t*>(w.data) + (r / 32) * units * 32 + r % 32;
+        for (std::int64_t c = 0; c < w.cols; ++c) {
+            const std::uint32_t unit = lane[c / g * 32];
+            const std::uint32_t bits = g == 1 ? unit : (c % 2 == 0 ? unit << 16 : unit & 0xFFFF0000u);
+            std::memcpy(out + c, &bits, 4);
+        }
+        return;
+    }
     if (w.type == WeightType::f32) {
         const float* p = static_cast<const float*>(w.data) + r * w.cols;
         std::copy(p, p + w.cols, out);
@@ -341,7 +352,10 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
                    std::int64_t out, float* y, ThreadPool* pool) {
     if (n <= 0 || out <= 0) return;
 #if defined(__AVX512F__)
-    if (n >= gemm_detail::kPackRows) {
+    // Weights stored in panels go through the packed kernel for any number of rows: with no
+    // panel to pack, it reads them once as a short input needs (measured as fast as the dot
+    // products on a 16-token text, or faster).
+    if (n >= gemm_detail::kPackRows || w.panels) {
         packed::linear(x, n, k, w, bias, out, y, pool);
         return;
     }
@@ -407,7 +421,7 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
                 break;
         }
 #else
-        if (w.type == WeightType::f32) {
+        if (w.type == WeightType::f32 && !w.panels) {
             gemm_detail::block_eigen(x, n, k, static_cast<const float*>(w.data) + j0 * k, bias, out, j0, j1, y);
         } else {  // widen this block's rows of W, then the same product
             std::vector<float> wf(static_cast<std::size_t>((j1 - j0) * k));

@@ -329,6 +329,8 @@ enum class Source {
     bf16_widen,   // bfloat16 widened to float32 units (F32Op)
     i8_widen,     // int8 times its row scale, as float32 units (F32Op)
     i8_bf16,      // int8 widened (exactly) to bfloat16, two per unit (Bf16Op; the row scale in the epilogue)
+    panels,       // stored at conversion as the Op's units in panels: [ceil(out / NR)][units][NR], used in place
+    bf16_panels_widen,  // bfloat16 panels (two per unit) widened to float32 units (F32Op)
 };
 struct PanelSource {
     Source kind = Source::f32;
@@ -379,6 +381,9 @@ inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t 
             }
             break;
         }
+        case Source::panels:
+        case Source::bf16_panels_widen:
+            break;  // not packed unit by unit (used in place, or widened by widen_bf16_panel)
     }
     return r;
 }
@@ -429,8 +434,28 @@ inline __m512i load_units16(const PanelSource& w, std::int64_t r, std::int64_t t
         }
 #endif
             break;
+        case Source::panels:
+        case Source::bf16_panels_widen:
+            break;  // not packed unit by unit
     }
     return _mm512_setzero_si512();  // not reached: vector_units is 0 where there is no loader
+}
+
+/// The float32 units [u0, u0 + kus) of rows [j, j + NR) from a bfloat16 panel layout (pairs of
+/// values per unit): value u is the low half of pair u / 2 for even u, the high half for odd u.
+/// j is a multiple of NR and u0 even; rows past the matrix are stored as zero.
+inline void widen_bf16_panel(const PanelSource& w, std::int64_t j, std::int64_t u0, std::int64_t kus,
+                             std::uint32_t* panel) {
+    const std::uint32_t* src = static_cast<const std::uint32_t*>(w.data) + (j / NR) * units(w.k, 2) * NR;
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (std::int64_t u = 0; u < kus; u += 2) {
+        const std::uint32_t* pair = src + (u0 + u) / 2 * NR;
+        for (int h = 0; h < 2; ++h) {
+            const __m512i v = _mm512_load_si512(pair + 16 * h);
+            _mm512_store_si512(panel + u * NR + 16 * h, _mm512_slli_epi32(v, 16));
+            if (u + 1 < kus) _mm512_store_si512(panel + (u + 1) * NR + 16 * h, _mm512_and_si512(v, high));
+        }
+    }
 }
 
 /// Packs W rows [j, j + nr) (nr <= NR), units [u0, u0 + kus), into panel[unit][NR];
@@ -438,6 +463,10 @@ inline __m512i load_units16(const PanelSource& w, std::int64_t r, std::int64_t t
 /// transposed; the rest (a row's last partial units) one unit at a time.
 inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_t u0, std::int64_t kus,
                        std::uint32_t* panel) {
+    if (w.kind == Source::bf16_panels_widen) {
+        widen_bf16_panel(w, j, u0, kus, panel);
+        return;
+    }
     const std::int64_t full = vector_units(w);
     std::int64_t u = 0;
     for (; u + 16 <= kus && u0 + u + 16 <= full; u += 16) {
@@ -484,7 +513,8 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
     constexpr int kPanels = static_cast<int>(kTaskCols / NR);
     constexpr std::int64_t kTile = MR * NR;
     auto task = [&](std::int64_t t) {
-        // The task's panels of this k block are packed once (32 KB) and then run over the
+        // The task's panels of this k block are packed once (32 KB; used in place when W is
+        // stored in panels) and then run over the
         // slivers of x kSliverBlock at a time, so that for many rows (a batch of images) the
         // part of x in use stays in L2 while every panel passes over it. Sums of all but the
         // last k block go to the thread's tile buffer; the last block writes y.
@@ -500,21 +530,41 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             e.xscale = px.xscale;
             e.xsum = px.xsum != nullptr ? px.xsum + b * px.slivers * MR : nullptr;
             int np = 0;
-            for (std::int64_t j = j0; j < j1; j += NR, ++np)
-                pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
+            const std::uint32_t* panel_at[kPanels];
+            for (std::int64_t j = j0; j < j1; j += NR, ++np) {
+                if (w.kind == Source::panels) {  // W's units are x's units: px.ku of them per row
+                    panel_at[np] = static_cast<const std::uint32_t*>(w.data) + ((j / NR) * px.ku + u0) * NR;
+                } else {
+                    pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
+                    panel_at[np] = panels[np];
+                }
+            }
+            // Panels used in place come from the mapped file, from memory on first use: the
+            // next k block's are fetched a few lines per micro-tile of this block's first pass.
+            std::int64_t next_lines = 0, per_tile = 0, fetched = 0;
+            if (w.kind == Source::panels && !last) {
+                next_lines = (std::min(px.ku, u0 + 2 * KU) - (u0 + KU)) * NR * 4 / 64;
+                const std::int64_t tiles = np * std::min(px.slivers, kSliverBlock);
+                per_tile = (np * next_lines + tiles - 1) / tiles;
+            }
             for (std::int64_t s0 = 0; s0 < px.slivers; s0 += kSliverBlock) {
                 const std::int64_t s1 = std::min(px.slivers, s0 + kSliverBlock);
                 for (int p = 0; p < np; ++p) {
                     const std::int64_t j = j0 + p * NR;
                     const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
                     for (std::int64_t s = s0; s < s1; ++s) {
+                        for (std::int64_t f = 0; f < per_tile && fetched < np * next_lines; ++f, ++fetched) {
+                            const auto* line = reinterpret_cast<const char*>(panel_at[fetched / next_lines] + KU * NR) +
+                                               (fetched % next_lines) * 64;
+                            _mm_prefetch(line, _MM_HINT_T1);
+                        }
                         typename Op::Acc acc[MR][2];
                         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
                         const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
-                        if (mr <= 4) micro<Op, 4>(px.at(b, s), panels[p], kus, acc);
-                        else if (mr <= 6) micro<Op, 6>(px.at(b, s), panels[p], kus, acc);
-                        else if (mr <= 8) micro<Op, 8>(px.at(b, s), panels[p], kus, acc);
-                        else micro<Op>(px.at(b, s), panels[p], kus, acc);
+                        if (mr <= 4) micro<Op, 4>(px.at(b, s), panel_at[p], kus, acc);
+                        else if (mr <= 6) micro<Op, 6>(px.at(b, s), panel_at[p], kus, acc);
+                        else if (mr <= 8) micro<Op, 8>(px.at(b, s), panel_at[p], kus, acc);
+                        else micro<Op>(px.at(b, s), panel_at[p], kus, acc);
                         float* tile = sums != nullptr ? sums + (s * kPanels + p) * kTile : nullptr;
                         if (last)
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);
@@ -535,16 +585,17 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     Workspace& ws = thread_workspace();
     switch (w.type) {
         case WeightType::f32:
+            if (w.panels) src.kind = Source::panels;
             run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
             return;
         case WeightType::bf16_dot:
 #if defined(__AVX512BF16__)
-            src.kind = Source::bf16_pairs;
+            src.kind = w.panels ? Source::panels : Source::bf16_pairs;
             run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool);
             return;
 #endif
         case WeightType::bf16:
-            src.kind = Source::bf16_widen;
+            src.kind = w.panels ? Source::bf16_panels_widen : Source::bf16_widen;
             run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
             return;
         case WeightType::q8_dot:

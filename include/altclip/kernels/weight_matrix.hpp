@@ -17,12 +17,15 @@ enum class WeightType {
                // AVX512_BF16) as q8; the row scale applied to the float32 sums
 };
 
-/// A [rows, cols] row-major weight matrix (torch's Linear [out, in]), not owned.
+/// A [rows, cols] weight matrix (torch's Linear [out, in]), not owned: row-major, or (f32,
+/// bf16, bf16_dot) in panels of 32 rows, [ceil(rows / 32)][units][32] 32-bit units of one
+/// float32 or two bfloat16 along a row (panel_layout in tensor.hpp, docs/format.md).
 struct WeightMatrix {
     WeightType type = WeightType::f32;
     const void* data = nullptr;
     std::int64_t rows = 0, cols = 0;
     const float* scale = nullptr;  // q8, q8_dot: [rows]
+    bool panels = false;
 };
 
 }  // namespace altclip::kernels
