@@ -1,5 +1,6 @@
 // altclip_gemm_bench: the machine's measured arithmetic peaks and the speed of
-// kernels::linear on AltCLIP's matrix shapes, as a fraction of those peaks.
+// kernels::linear on AltCLIP's matrix shapes, as a fraction of those peaks (f32 and bf16
+// weights in the panel layout model files store them in, q8 row-major).
 //
 //   altclip_gemm_bench [--threads N] [--seconds S] [--json]
 //
@@ -90,6 +91,20 @@ struct Shape {
     std::int64_t n, k, out;
 };
 
+// A [rows, cols] matrix of 32-bit (f32) or 16-bit (bf16) values in the panel layout that
+// tools/convert.py writes (docs/format.md), 64-byte aligned as in a model file.
+template <class T>
+std::vector<std::uint32_t> to_panels(const std::vector<T>& w, std::int64_t rows, std::int64_t cols, std::uint32_t*& data) {
+    constexpr int g = 4 / sizeof(T);
+    const std::int64_t units = (cols + g - 1) / g, blocks = (rows + 31) / 32;
+    std::vector<std::uint32_t> storage(static_cast<std::size_t>(blocks * units * 32 + 16), 0u);
+    data = storage.data() + ((64 - reinterpret_cast<std::uintptr_t>(storage.data()) % 64) % 64) / 4;
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < cols; ++c)
+            reinterpret_cast<T*>(data + ((r / 32) * units + c / g) * 32 + r % 32)[c % g] = w[r * cols + c];
+    return storage;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -157,13 +172,16 @@ int main(int argc, char** argv) {
             wb[i] = static_cast<std::uint16_t>(u >> 16);
             wq[i] = static_cast<std::int8_t>(std::clamp(wf[i] * 100.0f, -127.0f, 127.0f));
         }
+        // f32 and bf16 as model files hold them (panels), q8 row-major.
+        std::uint32_t *pf = nullptr, *pb = nullptr;
+        const auto pf_storage = to_panels(wf, sh.out, sh.k, pf), pb_storage = to_panels(wb, sh.out, sh.k, pb);
         struct Variant {
             const char* name;
             WeightMatrix w;
             double peak;
         } variants[] = {
-            {"f32", {WeightType::f32, wf.data(), sh.out, sh.k, nullptr}, f32_peak},
-            {"bf16", {WeightType::bf16_dot, wb.data(), sh.out, sh.k, nullptr}, bf16_peak},
+            {"f32", {WeightType::f32, pf, sh.out, sh.k, nullptr, true}, f32_peak},
+            {"bf16", {WeightType::bf16_dot, pb, sh.out, sh.k, nullptr, true}, bf16_peak},
             {"q8", {WeightType::q8_dot, wq.data(), sh.out, sh.k, scale.data()}, i8_peak},
             {"q8 w/f32", {WeightType::q8, wq.data(), sh.out, sh.k, scale.data()}, f32_peak},
         };
