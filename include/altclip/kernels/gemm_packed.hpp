@@ -87,10 +87,17 @@ struct I8Op {  // unit = four int8 (k .. k + 3); x signed, W stored + 128 (unsig
 #endif
 
 /// acc[i][h] += sum over kus units of a[unit][i] * b[unit][16 h + lane], for rows i < R
-/// (R < MR for the last sliver of x, whose other rows are padding).
+/// (R < MR for the last sliver of x, whose other rows are padding). With `fetch`, the first
+/// `nfetch` (<= kus) steps each also prefetch one unit row (NR units, 128 bytes) of fetch[unit][NR]
+/// into L2: spread over the steps, the next panel streams in while this one computes.
 template <class Op, int R = MR>
-inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, typename Op::Acc (&acc)[MR][2]) {
+inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, typename Op::Acc (&acc)[MR][2],
+                  const std::uint32_t* fetch = nullptr, std::int64_t nfetch = 0) {
     for (std::int64_t u = 0; u < kus; ++u) {
+        if (u < nfetch) {
+            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * NR), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * NR + 16), _MM_HINT_T1);
+        }
         const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
         for (int i = 0; i < R; ++i) {
             const __m512i ai = Op::bcast(a + i);
@@ -539,32 +546,30 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                     panel_at[np] = panels[np];
                 }
             }
-            // Panels used in place come from the mapped file, from memory on first use: the
-            // next k block's are fetched a few lines per micro-tile of this block's first pass.
-            std::int64_t next_lines = 0, per_tile = 0, fetched = 0;
-            if (w.kind == Source::panels && !last) {
-                next_lines = (std::min(px.ku, u0 + 2 * KU) - (u0 + KU)) * NR * 4 / 64;
-                const std::int64_t tiles = np * std::min(px.slivers, kSliverBlock);
-                per_tile = (np * next_lines + tiles - 1) / tiles;
-            }
+            // Panels used in place come from the mapped file, from memory on first use (and
+            // the hardware prefetchers stop at each 4 KB page): each panel's next k block is
+            // prefetched over the micro-tiles of its first pass, a unit row per step, so that
+            // it streams in while this block computes (a 16-token text's products 1.4x faster;
+            // the next task's first block fetched the same way measured slower).
+            const std::int64_t next_units = w.kind == Source::panels && !last ? std::min(px.ku, u0 + 2 * KU) - (u0 + KU) : 0;
+            const std::int64_t first_pass = std::min(px.slivers, kSliverBlock);
+            const std::int64_t per_tile = (next_units + first_pass - 1) / first_pass;  // <= KU = kus
             for (std::int64_t s0 = 0; s0 < px.slivers; s0 += kSliverBlock) {
                 const std::int64_t s1 = std::min(px.slivers, s0 + kSliverBlock);
                 for (int p = 0; p < np; ++p) {
                     const std::int64_t j = j0 + p * NR;
                     const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
                     for (std::int64_t s = s0; s < s1; ++s) {
-                        for (std::int64_t f = 0; f < per_tile && fetched < np * next_lines; ++f, ++fetched) {
-                            const auto* line = reinterpret_cast<const char*>(panel_at[fetched / next_lines] + KU * NR) +
-                                               (fetched % next_lines) * 64;
-                            _mm_prefetch(line, _MM_HINT_T1);
-                        }
+                        const std::int64_t f0 = std::min(next_units, s * per_tile);
+                        const std::int64_t nf = s0 == 0 ? std::min(next_units, f0 + per_tile) - f0 : 0;
+                        const std::uint32_t* fetch = nf > 0 ? panel_at[p] + (KU + f0) * NR : nullptr;
                         typename Op::Acc acc[MR][2];
                         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
                         const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
-                        if (mr <= 4) micro<Op, 4>(px.at(b, s), panel_at[p], kus, acc);
-                        else if (mr <= 6) micro<Op, 6>(px.at(b, s), panel_at[p], kus, acc);
-                        else if (mr <= 8) micro<Op, 8>(px.at(b, s), panel_at[p], kus, acc);
-                        else micro<Op>(px.at(b, s), panel_at[p], kus, acc);
+                        if (mr <= 4) micro<Op, 4>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
+                        else if (mr <= 6) micro<Op, 6>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
+                        else if (mr <= 8) micro<Op, 8>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
+                        else micro<Op>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
                         float* tile = sums != nullptr ? sums + (s * kPanels + p) * kTile : nullptr;
                         if (last)
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);
