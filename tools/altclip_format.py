@@ -117,6 +117,8 @@ def _describe(value) -> tuple[str, list[int], memoryview, str]:
             raise FormatError(f"unknown layout {value.layout!r}")
         shape = [int(d) for d in value.shape]
         if value.layout == "panels":
+            if value.dtype not in ("f32", "bf16") or len(shape) < 2:
+                raise FormatError(f"the panel layout holds f32 or bf16 matrices, not {value.dtype} of rank {len(shape)}")
             nbytes = panel_nbytes(value.dtype, shape)
         else:
             nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[value.dtype]

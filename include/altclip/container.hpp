@@ -252,7 +252,7 @@ private:
                     fail(what + ": the panel layout is for f32 and bf16 matrices (rank 2 or more), not " +
                          dtype_name(v.dtype) + " of rank " + std::to_string(v.shape.size()) + "." + hint);
                 }
-                std::uint64_t cols = 1;  // cannot overflow: a factor of count, or count is 0
+                std::uint64_t cols = 1;  // a factor of count, but count is 0 when shape[0] is
                 for (std::size_t i = 1; i < v.shape.size(); ++i) {
                     if (detail::mul_overflow(cols, static_cast<std::uint64_t>(v.shape[i]), cols)) {
                         fail(what + ": the product of its dimensions overflows 64 bits." + hint);
@@ -260,8 +260,9 @@ private:
                 }
                 const std::uint64_t g = static_cast<std::uint64_t>(panel_layout::group(v.dtype));
                 const std::uint64_t units = cols / g + (cols % g != 0);
-                const std::uint64_t blocks = static_cast<std::uint64_t>(v.shape[0]) / 32 + (v.shape[0] % 32 != 0);
-                if (detail::mul_overflow(blocks, units, nbytes) || detail::mul_overflow(nbytes, 32 * 4, nbytes)) {
+                const auto blocks = static_cast<std::uint64_t>(panel_layout::row_blocks(v.shape[0]));
+                if (detail::mul_overflow(blocks, units, nbytes) ||
+                    detail::mul_overflow(nbytes, static_cast<std::uint64_t>(panel_layout::kRows) * 4, nbytes)) {
                     fail(what + ": its byte size overflows 64 bits." + hint);
                 }
             }

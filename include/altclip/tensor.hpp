@@ -105,7 +105,7 @@ inline constexpr std::int64_t kRows = 32;
 inline bool allowed(DType t) { return t == DType::f32 || t == DType::bf16; }
 inline std::int64_t group(DType t) { return 4 / static_cast<std::int64_t>(dtype_size(t)); }
 inline std::int64_t units(std::int64_t cols, DType t) { return (cols + group(t) - 1) / group(t); }
-inline std::int64_t row_blocks(std::int64_t rows) { return (rows + kRows - 1) / kRows; }
+inline std::int64_t row_blocks(std::int64_t rows) { return rows / kRows + (rows % kRows != 0); }  // no overflow
 /// Byte offset of value (r, c).
 inline std::size_t offset(std::int64_t r, std::int64_t c, std::int64_t cols, DType t) {
     const std::int64_t unit = ((r / kRows) * units(cols, t) + c / group(t)) * kRows + r % kRows;
