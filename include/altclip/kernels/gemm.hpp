@@ -1,13 +1,14 @@
 // y[n, out] = x[n, k] . W[out, k]^T (+ bias[out]): torch.nn.functional.linear with the
-// weight read from its stored [out, in] layout (a mapped file's weights are never copied
-// whole; at most a 16 KB panel at a time).
+// weight read from its stored layout, [out, in] row-major or in panels of 32 rows (what
+// tools/convert.py writes for f32 and bf16; WeightMatrix::panels). A mapped file's weights
+// are never copied whole; at most a 16 KB panel at a time.
 //
-// With AVX-512, inputs of kPackRows rows or more (an image, a batch of labels) go through
-// the packed outer-product kernel of gemm_packed.hpp. Shorter ones (a 16-token text) are
-// computed here as MR x NR dot products at a time, each a 16-lane accumulator along k,
-// reduced once per tile, with W read in place. The work is split over blocks of output
-// columns (rows of W), so short inputs keep every thread busy too. Without AVX-512, Eigen
-// computes each column block.
+// With AVX-512, weights in panels and inputs of kPackRows rows or more (an image, a batch of
+// labels) go through the packed outer-product kernel of gemm_packed.hpp. Shorter inputs
+// with row-major weights (a 16-token text on a q8 file) are computed here as MR x NR dot
+// products at a time, each a 16-lane accumulator along k, reduced once per tile, with W
+// read in place. The work is split over blocks of output columns (rows of W), so short
+// inputs keep every thread busy too. Without AVX-512, Eigen computes each column block.
 #pragma once
 
 #include <algorithm>

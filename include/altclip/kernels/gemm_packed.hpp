@@ -1,4 +1,5 @@
-// The packed GEMM for inputs with many rows (an image's 257 tokens, a batch of labels):
+// The packed GEMM for inputs with many rows (an image's 257 tokens, a batch of labels), and
+// for any input when W is stored in panels:
 // y[n, out] = x[n, k] . W[out, k]^T (+ bias), BLIS-style.
 //
 // Both operands are repacked into 32-bit "units" so that one micro-kernel serves every
@@ -8,8 +9,10 @@
 //     threads (for int8 it is first quantized per row, as the dot-product path does), in a
 //     buffer the calling thread keeps for its next call (Workspace);
 //   - each task owns 64 output columns; for each k block it packs their two panels of W
-//     ([unit][NR], 16 KB each) and runs the MR x NR micro-kernel with each panel over the
-//     slivers of x, 24 slivers at a time (a panel stays in L1, those slivers in L2).
+//     ([unit][NR], 16 KB each), or takes them in place when the model file stores W so
+//     (Source::panels, prefetching the next block's meanwhile), and runs the MR x NR
+//     micro-kernel with each panel over the slivers of x, 24 slivers at a time (a panel
+//     stays in L1, those slivers in L2).
 // The micro-kernel broadcasts one unit of x per row and multiplies it with two 16-lane
 // vectors of W: 24 accumulators, 2 loads and 12 broadcasts per 24 multiply-adds.
 // Sums over k run in the same order whatever the number of threads.
