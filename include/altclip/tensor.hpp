@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "errors.hpp"
+#include "kernels/weight_matrix.hpp"
 
 namespace altclip {
 
@@ -100,15 +101,14 @@ inline float bf16_to_float(std::uint16_t b) {
 /// for each block of 32 rows, unit by unit along the row, the 32 rows' units side by side.
 /// Rows past `rows` and values past `cols` are zero.
 namespace panel_layout {
-inline constexpr std::int64_t kRows = 32;
+inline constexpr std::int64_t kRows = kernels::kPanelRows;
 /// Whether a dtype can be stored in panels (f32 and bf16).
 inline bool allowed(DType t) { return t == DType::f32 || t == DType::bf16; }
 inline std::int64_t group(DType t) { return 4 / static_cast<std::int64_t>(dtype_size(t)); }
-inline std::int64_t units(std::int64_t cols, DType t) { return (cols + group(t) - 1) / group(t); }
 inline std::int64_t row_blocks(std::int64_t rows) { return rows / kRows + (rows % kRows != 0); }  // no overflow
 /// Byte offset of value (r, c).
 inline std::size_t offset(std::int64_t r, std::int64_t c, std::int64_t cols, DType t) {
-    const std::int64_t unit = ((r / kRows) * units(cols, t) + c / group(t)) * kRows + r % kRows;
+    const std::int64_t unit = kernels::panel_unit(r, c, cols, group(t));
     return static_cast<std::size_t>(unit * 4 + (c % group(t)) * static_cast<std::int64_t>(dtype_size(t)));
 }
 }  // namespace panel_layout

@@ -47,12 +47,11 @@ inline constexpr bool kHaveQ8Dot =
 
 /// Row r of w widened to float32.
 inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
-    if (w.panels) {  // f32 or bf16 units of a 32-row panel: value c of row r in unit c / g, lane r % 32
+    if (w.panels) {  // f32 or bf16 units of 32-row panels (panel_unit)
         const int g = w.type == WeightType::f32 ? 1 : 2;
-        const std::int64_t units = (w.cols + g - 1) / g;
-        const auto* lane = static_cast<const std::uint32_t*>(w.data) + (r / 32) * units * 32 + r % 32;
+        const auto* units = static_cast<const std::uint32_t*>(w.data);
         for (std::int64_t c = 0; c < w.cols; ++c) {
-            const std::uint32_t unit = lane[c / g * 32];
+            const std::uint32_t unit = units[panel_unit(r, c, w.cols, g)];
             const std::uint32_t bits = g == 1 ? unit : (c % 2 == 0 ? unit << 16 : unit & 0xFFFF0000u);
             std::memcpy(out + c, &bits, 4);
         }

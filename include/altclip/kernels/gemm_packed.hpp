@@ -37,6 +37,7 @@ namespace altclip::kernels::packed {
 
 constexpr int MR = 12;                  // rows of x per micro-tile
 constexpr int NR = 32;                  // output columns per micro-tile (two 16-lane vectors)
+static_assert(NR == kPanelRows, "a stored panel (weight_matrix.hpp) is one micro-tile's columns");
 constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU * NR * 4 = 16 KB
 constexpr std::int64_t kTaskCols = 64;  // output columns per task (two panels)
 constexpr std::int64_t kSliverBlock = 24;  // slivers of x per pass over a task's panels: 288 rows, ~150 KB
