@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <altclip/isa.hpp>
+#include <altclip/kernels/cpu.hpp>
 #include <altclip/options.hpp>
 
 namespace cli {
@@ -66,12 +68,32 @@ inline long parse_positive(const std::string& program, const std::string& name, 
     return v;
 }
 
-/// ModelOptions from --threads N and --exact.
+/// ModelOptions from --threads N, --exact and --max-isa LEVEL.
 inline altclip::ModelOptions model_options(const Args& a, const std::string& program) {
     altclip::ModelOptions o;
     if (!a.one("threads").empty()) o.num_threads = static_cast<int>(parse_positive(program, "threads", a.one("threads")));
     o.exact = a.has("exact");
+    if (!a.one("max-isa").empty()) {
+        try {
+            o.max_isa = altclip::kernels::parse_isa(a.one("max-isa"), "--max-isa");
+        } catch (const altclip::Error& e) {
+            fail(program, e.what());
+        }
+    }
     return o;
+}
+
+/// --verbose: which CPU this is and which kernels the loaded model runs, on stderr.
+template <class Model>
+inline void describe(const Model& model, const Args& a, const std::string& program) {
+    if (!a.has("verbose")) return;
+    std::cerr << program << ": CPU: " << altclip::cpu_info().describe() << "\n"
+              << program << ": model: " << model.num_threads() << " threads, kernels " << altclip::isa_name(model.isa())
+              << (model.isa() >= altclip::Isa::avx512_bf16 ? " (bf16 files: bfloat16 dot products; q8: int8 dot products)"
+                  : model.isa() >= altclip::Isa::avx512_vnni ? " (bf16 files widened to float32; q8: int8 dot products)"
+                  : model.isa() >= altclip::Isa::avx512 ? " (bf16 and q8 files widened to float32)"
+                                                        : " (Eigen; bf16 and q8 files widened to float32)")
+              << (a.has("exact") ? "; --exact: float32 math" : "") << "\n";
 }
 
 }  // namespace cli

@@ -23,7 +23,9 @@ const char* kUsage =
     "usage: embed --model FILE [--image PATH]... [--text TEXT]... [--normalize] [--with-inputs]\n"
     "             [--threads N] [--exact]\n"
     "Prints {\"image_embeds\": [[...], ...], \"text_embeds\": [[...], ...]} as JSON.\n"
-    "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n";
+    "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n"
+    "--max-isa LEVEL: cap the kernels (portable, avx2, avx512, avx512_vnni, avx512_bf16, amx; default: the best\n"
+    "this CPU allows). --verbose: print the CPU and the kernels that run, on stderr.\n";
 
 nlohmann::json rows(const altclip::Tensor& t) {
     nlohmann::json out = nlohmann::json::array();
@@ -35,7 +37,7 @@ nlohmann::json rows(const altclip::Tensor& t) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const auto args = cli::parse(argc, argv, "embed", {"model", "image", "text", "threads"}, {"normalize", "with-inputs", "exact"}, kUsage);
+    const auto args = cli::parse(argc, argv, "embed", {"model", "image", "text", "threads", "max-isa"}, {"verbose", "normalize", "with-inputs", "exact"}, kUsage);
     const std::string model_path = args.one("model");
     if (model_path.empty()) cli::fail("embed", "--model FILE is required (a file made by tools/convert.py)\n" + std::string(kUsage));
     const auto& images = args.all("image");
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
     try {
         const auto file = altclip::ModelFile::open(model_path);
         const altclip::AltCLIPModel model(file, cli::model_options(args, "embed"));
+        cli::describe(model, args, "embed");
         const altclip::AltCLIPProcessor processor(*file);
         nlohmann::json out = nlohmann::json::object();
         if (!images.empty()) {

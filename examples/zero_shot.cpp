@@ -28,7 +28,9 @@ const char* kUsage =
     "usage: zero_shot --model FILE --image PATH [--image PATH]... --label TEXT [--label TEXT]...\n"
     "                 [--template \"a photo of a {}\"]... [--top-k K] [--json] [--threads N] [--exact]\n"
     "Ranks the labels for each image with their probabilities.\n"
-    "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n";
+    "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n"
+    "--max-isa LEVEL: cap the kernels (portable, avx2, avx512, avx512_vnni, avx512_bf16, amx; default: the best\n"
+    "this CPU allows). --verbose: print the CPU and the kernels that run, on stderr.\n";
 
 std::string fill(const std::string& tmpl, const std::string& label) {
     const auto at = tmpl.find("{}");
@@ -71,7 +73,7 @@ altclip::Tensor label_embeddings(const altclip::AltCLIPModel& model, const altcl
 }  // namespace
 
 int main(int argc, char** argv) {
-    const auto args = cli::parse(argc, argv, "zero_shot", {"model", "image", "label", "template", "top-k", "threads"}, {"json", "exact"}, kUsage);
+    const auto args = cli::parse(argc, argv, "zero_shot", {"model", "image", "label", "template", "top-k", "threads", "max-isa"}, {"verbose", "json", "exact"}, kUsage);
     const std::string model_path = args.one("model");
     const auto& images = args.all("image");
     const auto& labels = args.all("label");
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
     try {
         const auto file = altclip::ModelFile::open(model_path);
         const altclip::AltCLIPModel model(file, cli::model_options(args, "zero_shot"));
+        cli::describe(model, args, "zero_shot");
         const altclip::AltCLIPProcessor processor(*file);
         const auto pixels = processor.load_images(images);
         auto image_embeds = model.get_image_features(pixels);

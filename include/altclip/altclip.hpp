@@ -8,6 +8,8 @@
 #include "errors.hpp"
 #include "image.hpp"
 #include "image_processor.hpp"
+#include "isa.hpp"
+#include "kernels/cpu.hpp"  // cpu_info()
 #include "model.hpp"
 #include "model_file.hpp"
 #include "options.hpp"

@@ -20,4 +20,9 @@ inline constexpr std::size_t kMaxTextBytes = std::size_t(1) << 20;
 /// far from overflowing.
 inline constexpr std::int64_t kMaxBatchSize = std::int64_t(1) << 16;
 
+/// Most threads a model's pool may have (ModelOptions::num_threads): 1,024, far above the
+/// cores of any machine this runs on; past it, a typo (100000) is an error, not an attempt
+/// to start that many threads.
+inline constexpr int kMaxThreads = 1024;
+
 }  // namespace altclip

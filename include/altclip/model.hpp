@@ -58,10 +58,11 @@ public:
     }
 
     explicit AltCLIPModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {})
-        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(),
-                       std::make_shared<kernels::ThreadPool>(options.num_threads), !options.exact) {}
+        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(), detail::make_pool(options), !options.exact) {}
 
     int num_threads() const { return pool_->size(); }
+    /// The instruction-set level this model's kernels run (cpu_info(), ModelOptions::max_isa).
+    Isa isa() const { return pool_->isa(); }
 
     const AltCLIPConfig& config() const { return file_->config(); }
     const ModelFile& file() const { return *file_; }
@@ -105,7 +106,7 @@ public:
 private:
     AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
                  std::shared_ptr<kernels::ThreadPool> pool, bool bf16_dot)
-        : AltCLIPModel(file, storage, pool, detail::WeightLoader(file, storage, "", bf16_dot)) {}
+        : AltCLIPModel(file, storage, pool, detail::WeightLoader(file, storage, "", bf16_dot, pool->isa())) {}
     AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
                  std::shared_ptr<kernels::ThreadPool> pool, detail::WeightLoader&& w)
         : text_model(w, "text_model.", file->config().text_config, pool),

@@ -1,6 +1,8 @@
 // Options for loading a model.
 #pragma once
 
+#include "isa.hpp"
+
 namespace altclip {
 
 struct ModelOptions {
@@ -12,6 +14,10 @@ struct ModelOptions {
     /// inside the kernels, so results equal the reference run on the same rounded weights.
     /// f32 and f16 files always compute in float32.
     bool exact = false;
+    /// The highest instruction-set level the kernels may use (isa.hpp); the default, best,
+    /// takes what the CPU allows. Lower levels give the same results within rounding: for
+    /// tests and comparisons. The environment variable ALTCLIP_MAX_ISA caps it further.
+    Isa max_isa = Isa::best;
 };
 
 }  // namespace altclip

@@ -151,8 +151,9 @@ public:
     }
     explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
         auto storage = std::make_shared<detail::WeightStorage>();
-        detail::WeightLoader w(file, storage, "text_model.", !options.exact);
-        load(w, "text_model.", file->config().text_config, std::make_shared<kernels::ThreadPool>(options.num_threads));
+        auto pool = detail::make_pool(options);
+        detail::WeightLoader w(file, storage, "text_model.", !options.exact, pool->isa());
+        load(w, "text_model.", file->config().text_config, std::move(pool));
         w.finish();
     }
     /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.
@@ -162,6 +163,8 @@ public:
     }
 
     const AltCLIPTextConfig& config() const { return config_; }
+    /// The instruction-set level this tower's kernels run (cpu_info(), ModelOptions::max_isa).
+    Isa isa() const { return pool_->isa(); }
 
     /// last_hidden_state [batch, seq, project_dim] (after pre_LN and transformation),
     /// pooler_output [batch, project_dim] (token 0). hidden_states: the embeddings output,

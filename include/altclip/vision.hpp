@@ -172,8 +172,9 @@ public:
     }
     explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
         auto storage = std::make_shared<detail::WeightStorage>();
-        detail::WeightLoader w(file, storage, "vision_model.", !options.exact);
-        load(w, "vision_model.", file->config().vision_config, std::make_shared<kernels::ThreadPool>(options.num_threads));
+        auto pool = detail::make_pool(options);
+        detail::WeightLoader w(file, storage, "vision_model.", !options.exact, pool->isa());
+        load(w, "vision_model.", file->config().vision_config, std::move(pool));
         w.finish();
     }
     /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.
@@ -183,6 +184,8 @@ public:
     }
 
     const AltCLIPVisionConfig& config() const { return config_; }
+    /// The instruction-set level this tower's kernels run (cpu_info(), ModelOptions::max_isa).
+    Isa isa() const { return pool_->isa(); }
 
     /// pixel_values [batch, channels, height, width]. Other sizes than the config's
     /// image_size need interpolate_pos_encoding, as in the reference.

@@ -16,6 +16,7 @@
 
 #include "../kernels/gemm.hpp"
 #include "../model_file.hpp"
+#include "../options.hpp"
 
 namespace altclip::detail {
 
@@ -41,15 +42,27 @@ struct LayerNormParams {
     float eps = 0;
 };
 
+/// A model's compute context: its threads and its kernels' instruction-set level.
+inline std::shared_ptr<kernels::ThreadPool> make_pool(const ModelOptions& options) {
+    return std::make_shared<kernels::ThreadPool>(options.num_threads, cpu_info().effective(options.max_isa));
+}
+
 class WeightLoader {
 public:
     /// `scope`: the key prefix this loader owns ("" for the whole model, "text_model." for
     /// the text tower alone); tensors outside it are neither used nor reported as unexpected.
     /// bf16_dot: bf16 and int8 matrices multiply with activations of their own precision
-    /// (AVX512_BF16, AVX512_VNNI) instead of being widened to float32 in the kernel.
+    /// where `isa` has the instructions (AVX512_BF16, AVX512_VNNI) instead of being widened
+    /// to float32 in the kernel. The one place where a file's dtype and the kernels' level
+    /// decide how each matrix is multiplied.
     WeightLoader(std::shared_ptr<const ModelFile> file, std::shared_ptr<WeightStorage> storage,
-                 std::string scope = "", bool bf16_dot = false)
-        : file_(std::move(file)), storage_(std::move(storage)), scope_(std::move(scope)), bf16_dot_(bf16_dot) {
+                 std::string scope = "", bool bf16_dot = false, Isa isa = Isa::portable)
+        : file_(std::move(file)),
+          storage_(std::move(storage)),
+          scope_(std::move(scope)),
+          bf16_dot_(bf16_dot),
+          bf16_ok_(isa >= Isa::avx512_bf16),
+          vnni_ok_(isa >= Isa::avx512_vnni) {
         storage_->file = file_;
     }
 
@@ -133,7 +146,7 @@ public:
             used_.insert(name);
             const TensorView& t = c.tensor(name);
             if (t.dtype == DType::bf16)
-                m.type = bf16_dot_ && kernels::kHaveBf16Dot ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
+                m.type = bf16_dot_ && bf16_ok_ ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
             m.data = t.data;
             m.panels = t.panels;
             return m;
@@ -149,9 +162,9 @@ public:
             if (!bf16_dot_) {
                 m.type = kernels::WeightType::q8;
             } else if (text) {
-                m.type = kernels::WeightType::q8_bf16;
+                m.type = bf16_ok_ ? kernels::WeightType::q8_bf16 : kernels::WeightType::q8;
             } else {
-                m.type = kernels::kHaveQ8Dot ? kernels::WeightType::q8_dot : kernels::WeightType::q8;
+                m.type = vnni_ok_ ? kernels::WeightType::q8_dot : kernels::WeightType::q8;
             }
             m.data = c.tensor(name).data;
             m.scale = get(name + "_scale", {shape[0]});
@@ -174,6 +187,7 @@ private:
     std::set<std::string> used_;
     std::vector<std::string> problems_;
     bool bf16_dot_ = false;
+    bool bf16_ok_ = false, vnni_ok_ = false;
 };
 
 }  // namespace altclip::detail

@@ -3,12 +3,15 @@
 // tools/convert.py writes for f32 and bf16; WeightMatrix::panels). A mapped file's weights
 // are never copied whole; at most a 16 KB panel at a time.
 //
-// With AVX-512, weights in panels and inputs of kPackRows rows or more (an image, a batch of
-// labels) go through the packed outer-product kernel of gemm_packed.hpp. Shorter inputs
-// with row-major weights (a 16-token text on a q8 file) are computed here as MR x NR dot
-// products at a time, each a 16-lane accumulator along k, reduced once per tile, with W
-// read in place. The work is split over blocks of output columns (rows of W), so short
-// inputs keep every thread busy too. Without AVX-512, Eigen computes each column block.
+// linear() is where the instruction set is chosen for every matrix product: the pool's Isa
+// (cpu.hpp), and the weight type the loader chose for it (weights.hpp), lowered to what that
+// Isa can run. At Isa::avx512 and above, weights in panels and inputs of kPackRows rows or
+// more (an image, a batch of labels) go through the packed outer-product kernel of
+// gemm_packed.hpp. Shorter inputs with row-major weights (a 16-token text on a q8 file) are
+// computed here as MR x NR dot products at a time, each a 16-lane accumulator along k,
+// reduced once per tile, with W read in place. The work is split over blocks of output
+// columns (rows of W), so short inputs keep every thread busy too. Below Isa::avx512,
+// Eigen computes each column block.
 #pragma once
 
 #include <algorithm>
@@ -19,31 +22,23 @@
 
 #include <Eigen/Core>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
+#include "cpu.hpp"
 #include "gemm_packed.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 
 namespace altclip::kernels {
 
-/// Whether this build can run WeightType::bf16_dot (compiled with AVX512_BF16).
-inline constexpr bool kHaveBf16Dot =
-#if defined(__AVX512BF16__)
-    true;
-#else
-    false;
-#endif
-
-/// Whether this build can run WeightType::q8_dot (compiled with AVX512_VNNI).
-inline constexpr bool kHaveQ8Dot =
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    true;
-#else
-    false;
-#endif
+/// The instructions a weight type's products need; a weight of a type the Isa cannot run is
+/// multiplied as its widened twin (float32 math), never with an instruction the CPU lacks.
+inline WeightType runnable(WeightType t, Isa isa) {
+    switch (t) {
+        case WeightType::bf16_dot: return isa >= Isa::avx512_bf16 ? t : WeightType::bf16;
+        case WeightType::q8_dot: return isa >= Isa::avx512_vnni ? t : WeightType::q8;
+        case WeightType::q8_bf16: return isa >= Isa::avx512_bf16 ? t : WeightType::q8;
+        default: return t;
+    }
+}
 
 /// Row r of w widened to float32.
 inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
@@ -92,7 +87,13 @@ inline void block_eigen(const float* x, std::int64_t n, std::int64_t k, const fl
     if (bias != nullptr) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias + j0, j1 - j0);
 }
 
-#if defined(__AVX512F__)
+}  // namespace gemm_detail
+}  // namespace altclip::kernels
+
+#if ALTCLIP_X86
+ALTCLIP_AVX512_BEGIN
+namespace altclip::kernels {
+namespace gemm_detail {
 
 /// Sums of four 16-lane vectors -> one 4-lane vector [sum a, sum b, sum c, sum d].
 inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
@@ -122,7 +123,6 @@ struct Bf16WidenLoads : F32Loads {  // x float32, W bfloat16 widened to float32
     static __m512 w(const std::uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
     static __m512 w(const std::uint16_t* p, int m) { return widen(_mm256_maskz_loadu_epi16(mask16(m), p)); }
 };
-#if defined(__AVX512BF16__)
 struct Bf16DotLoads {  // x and W bfloat16, pairs multiplied and summed in float32 (vdpbf16ps)
     static constexpr int kStep = 32;
     using X = std::uint16_t;
@@ -136,7 +136,6 @@ struct Bf16DotLoads {  // x and W bfloat16, pairs multiplied and summed in float
         return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(x), reinterpret_cast<__m512bh&>(w));
     }
 };
-#endif
 
 struct Q8WidenLoads : F32Loads {  // x float32, W int8 widened to float32 (its row scale applied after)
     using W = std::int8_t;
@@ -215,7 +214,6 @@ inline void micro_cols(int nr, const typename L::X* x, std::int64_t ldx, const t
     }
 }
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 /// int8 x int8 with VNNI: vpdpbusd multiplies unsigned by signed bytes, so W's bytes are
 /// offset by 128 (sign bit flipped) and sum_k 128 * x[i][k] is subtracted at the end:
 /// y = (acc - 128 * xsum[i]) * xscale[i] * wscale[j] + bias[j].
@@ -313,7 +311,6 @@ inline void block_q8(const QuantizedRows& xq, std::int64_t n, std::int64_t k, co
                              bj, y + i * out + j, out);
     }
 }
-#endif
 
 /// Short inputs (fewer than kPackRows rows, e.g. a 16-token text), columns [j0, j1): W read
 /// in place, each tile of NR rows of W multiplied with every MR rows of x before moving on,
@@ -343,25 +340,17 @@ inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t 
     }
 }
 
-#endif  // __AVX512F__
-
-}  // namespace gemm_detail
-
-/// y[n, out] = x[n, k] . w[out, k]^T (+ bias). `pool` may be nullptr (single thread).
-inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w, const float* bias,
-                   std::int64_t out, float* y, ThreadPool* pool) {
-    if (n <= 0 || out <= 0) return;
-#if defined(__AVX512F__)
+/// linear() at Isa::avx512 and above, w.type runnable there.
+ALTCLIP_KERNEL_ENTRY inline void linear_avx512(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
+                                               const float* bias, std::int64_t out, float* y, ThreadPool* pool) {
     // Weights stored in panels go through the packed kernel for any number of rows: with no
     // panel to pack, it reads them once as a short input needs (measured as fast as the dot
     // products on a 16-token text, or faster).
-    if (n >= gemm_detail::kPackRows || w.panels) {
+    if (n >= kPackRows || w.panels) {
         packed::linear(x, n, k, w, bias, out, y, pool);
         return;
     }
-#endif
-    const std::int64_t blocks = (out + gemm_detail::kColumnBlock - 1) / gemm_detail::kColumnBlock;
-#if defined(__AVX512BF16__)
+    const std::int64_t blocks = (out + kColumnBlock - 1) / kColumnBlock;
     // bf16_dot: the activations are rounded to bfloat16 once per call (round to nearest even).
     std::vector<std::uint16_t> xb;
     if (w.type == WeightType::bf16_dot) {
@@ -370,65 +359,84 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
             for (std::int64_t r = r0; r < r1; ++r) packed::round_row_bf16(x + r * k, k, xb.data() + r * k);
         });
     }
+    QuantizedRows xq;
+    if (w.type == WeightType::q8_dot) xq = quantize_rows(x, n, k, pool);
+    auto run = [&](std::int64_t b) {
+        const std::int64_t j0 = b * kColumnBlock;
+        const std::int64_t j1 = std::min(out, j0 + kColumnBlock);
+        switch (w.type) {
+            case WeightType::q8:
+            case WeightType::q8_bf16:  // few rows: as q8
+                // int8 weights widened in the kernel, the row scale and bias applied after.
+                block_avx512<Q8WidenLoads>(x, k, n, k, static_cast<const std::int8_t*>(w.data), nullptr, out, j0, j1, y);
+                for (std::int64_t i = 0; i < n; ++i)
+                    for (std::int64_t j = j0; j < j1; ++j)
+                        y[i * out + j] = y[i * out + j] * w.scale[j] + (bias != nullptr ? bias[j] : 0.0f);
+                break;
+            case WeightType::q8_dot:
+                block_q8(xq, n, k, w, bias, out, j0, j1, y);
+                break;
+            case WeightType::f32:
+                block_avx512<F32Loads>(x, k, n, k, static_cast<const float*>(w.data), bias, out, j0, j1, y);
+                break;
+            case WeightType::bf16_dot:
+                block_avx512<Bf16DotLoads>(xb.data(), k, n, k, static_cast<const std::uint16_t*>(w.data), bias, out,
+                                           j0, j1, y);
+                break;
+            case WeightType::bf16:  // widened in the kernel
+                block_avx512<Bf16WidenLoads>(x, k, n, k, static_cast<const std::uint16_t*>(w.data), bias, out, j0, j1,
+                                             y);
+                break;
+        }
+    };
+    parallel_for(pool, blocks, run);
+}
+
+}  // namespace gemm_detail
+}  // namespace altclip::kernels
+ALTCLIP_AVX512_END
+#endif  // ALTCLIP_X86
+
+namespace altclip::kernels {
+
+/// y[n, out] = x[n, k] . w[out, k]^T (+ bias). `pool` may be nullptr (single thread, the
+/// best Isa this CPU allows).
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
+                   std::int64_t out, float* y, ThreadPool* pool) {
+    if (n <= 0 || out <= 0) return;
+    const Isa isa = isa_of(pool);
+    WeightMatrix w = weights;
+    w.type = runnable(w.type, isa);
+#if ALTCLIP_X86
+    if (isa >= Isa::avx512) {
+        gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool);
+        return;
+    }
 #endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    gemm_detail::QuantizedRows xq;
-    if (w.type == WeightType::q8_dot) xq = gemm_detail::quantize_rows(x, n, k, pool);
-#endif
+    // Portable: Eigen per block of columns; weights other than row-major f32 widened first.
+    const std::int64_t blocks = (out + gemm_detail::kColumnBlock - 1) / gemm_detail::kColumnBlock;
+    const bool q8 = w.type == WeightType::q8 || w.type == WeightType::q8_dot || w.type == WeightType::q8_bf16;
     auto run = [&](std::int64_t b) {
         const std::int64_t j0 = b * gemm_detail::kColumnBlock;
         const std::int64_t j1 = std::min(out, j0 + gemm_detail::kColumnBlock);
-        if (w.type == WeightType::q8 || w.type == WeightType::q8_bf16 || (w.type == WeightType::q8_dot && !kHaveQ8Dot)) {
-            // int8 weights widened in the kernel, the row scale and bias applied after.
-#if defined(__AVX512F__)
-            gemm_detail::block_avx512<gemm_detail::Q8WidenLoads>(x, k, n, k, static_cast<const std::int8_t*>(w.data),
-                                                                 nullptr, out, j0, j1, y);
-#else
-            std::vector<float> wf(static_cast<std::size_t>((j1 - j0) * k));
+        if (w.type == WeightType::f32 && !w.panels) {
+            gemm_detail::block_eigen(x, n, k, static_cast<const float*>(w.data) + j0 * k, bias, out, j0, j1, y);
+            return;
+        }
+        std::vector<float> wf(static_cast<std::size_t>((j1 - j0) * k));
+        if (q8) {  // int8 values as they are; the row scale and bias applied after, as the AVX-512 path does
             for (std::int64_t r = j0; r < j1; ++r) {
                 const auto* p = static_cast<const std::int8_t*>(w.data) + r * k;
                 for (std::int64_t t = 0; t < k; ++t) wf[(r - j0) * k + t] = p[t];
             }
             gemm_detail::block_eigen(x, n, k, wf.data(), nullptr, out, j0, j1, y);
-#endif
             for (std::int64_t i = 0; i < n; ++i)
                 for (std::int64_t j = j0; j < j1; ++j)
                     y[i * out + j] = y[i * out + j] * w.scale[j] + (bias != nullptr ? bias[j] : 0.0f);
             return;
         }
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-        if (w.type == WeightType::q8_dot) {
-            gemm_detail::block_q8(xq, n, k, w, bias, out, j0, j1, y);
-            return;
-        }
-#endif
-#if defined(__AVX512F__)
-        switch (w.type) {
-            case WeightType::f32:
-                gemm_detail::block_avx512<gemm_detail::F32Loads>(x, k, n, k, static_cast<const float*>(w.data), bias,
-                                                                  out, j0, j1, y);
-                break;
-#if defined(__AVX512BF16__)
-            case WeightType::bf16_dot:
-                gemm_detail::block_avx512<gemm_detail::Bf16DotLoads>(xb.data(), k, n, k,
-                                                                      static_cast<const std::uint16_t*>(w.data), bias,
-                                                                      out, j0, j1, y);
-                break;
-#endif
-            default:  // bf16 (and bf16_dot on a build without AVX512_BF16): widened in the kernel
-                gemm_detail::block_avx512<gemm_detail::Bf16WidenLoads>(
-                    x, k, n, k, static_cast<const std::uint16_t*>(w.data), bias, out, j0, j1, y);
-                break;
-        }
-#else
-        if (w.type == WeightType::f32 && !w.panels) {
-            gemm_detail::block_eigen(x, n, k, static_cast<const float*>(w.data) + j0 * k, bias, out, j0, j1, y);
-        } else {  // widen this block's rows of W, then the same product
-            std::vector<float> wf(static_cast<std::size_t>((j1 - j0) * k));
-            for (std::int64_t r = j0; r < j1; ++r) weight_row(w, r, wf.data() + (r - j0) * k);
-            gemm_detail::block_eigen(x, n, k, wf.data(), bias, out, j0, j1, y);
-        }
-#endif
+        for (std::int64_t r = j0; r < j1; ++r) weight_row(w, r, wf.data() + (r - j0) * k);
+        gemm_detail::block_eigen(x, n, k, wf.data(), bias, out, j0, j1, y);
     };
     parallel_for(pool, blocks, run);
 }

@@ -24,16 +24,13 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
+#include "cpu.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 
+#if ALTCLIP_X86
+ALTCLIP_AVX512_BEGIN
 namespace altclip::kernels::packed {
-
-#if defined(__AVX512F__)
 
 constexpr int MR = 12;                  // rows of x per micro-tile
 constexpr int NR = 32;                  // output columns per micro-tile (two 16-lane vectors)
@@ -62,7 +59,6 @@ struct F32Op {  // unit = one float
         return _mm512_fmadd_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), acc);
     }
 };
-#if defined(__AVX512BF16__)
 struct Bf16Op {  // unit = two bfloat16 (k, k + 1)
     static constexpr int G = 2;
     static constexpr bool kInt = false;
@@ -73,8 +69,6 @@ struct Bf16Op {  // unit = two bfloat16 (k, k + 1)
         return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
     }
 };
-#endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 struct I8Op {  // unit = four int8 (k .. k + 3); x signed, W stored + 128 (unsigned)
     static constexpr int G = 4;
     static constexpr bool kInt = true;
@@ -88,7 +82,6 @@ struct I8Op {  // unit = four int8 (k .. k + 3); x signed, W stored + 128 (unsig
         return acc;
     }
 };
-#endif
 
 /// acc[i][h] += sum over kus units of a[unit][i] * b[unit][16 h + lane], for rows i < R
 /// (R < MR for the last sliver of x, whose other rows are padding). With `fetch`, the first
@@ -185,7 +178,6 @@ inline Workspace& thread_workspace() {
 /// A row of x rounded to bfloat16 (vcvtne2ps2bf16: nearest even), every element through the
 /// same instruction (the tail masked) so the result does not depend on its position.
 inline void round_row_bf16(const float* x, std::int64_t k, std::uint16_t* h) {
-#if defined(__AVX512BF16__)
     for (std::int64_t t = 0; t < k; t += 32) {
         const std::int64_t m = std::min<std::int64_t>(32, k - t);
         const HalfMasks hm = half_masks(m);
@@ -193,13 +185,6 @@ inline void round_row_bf16(const float* x, std::int64_t k, std::uint16_t* h) {
         const __mmask32 mask = m >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << m) - 1);
         _mm512_mask_storeu_epi16(h + t, mask, reinterpret_cast<const __m512i&>(v));
     }
-#else
-    for (std::int64_t t = 0; t < k; ++t) {  // round to nearest even (finite values)
-        std::uint32_t b;
-        std::memcpy(&b, x + t, 4);
-        h[t] = static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-    }
-#endif
 }
 
 /// A row of x quantized to int8: symmetric scale max|x| / 127 (1 for an all-zero row), round
@@ -405,11 +390,7 @@ inline std::int64_t vector_units(const PanelSource& w) {
     switch (w.kind) {
         case Source::bf16_pairs: return w.k / 2;
         case Source::i8_quads: return w.k / 4;
-#if defined(__AVX512BF16__)
         case Source::i8_bf16: return w.k / 2;
-#else
-        case Source::i8_bf16: return 0;
-#endif
         default: return w.k;
     }
 }
@@ -434,17 +415,13 @@ inline __m512i load_units16(const PanelSource& w, std::int64_t r, std::int64_t t
             const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
             return _mm512_castps_si512(_mm512_mul_ps(f, _mm512_set1_ps(w.scale[r])));
         }
-        case Source::i8_bf16:
-#if defined(__AVX512BF16__)
-        {
+        case Source::i8_bf16: {
             const auto* p = static_cast<const std::int8_t*>(w.data) + r * w.stride() + 2 * t;
             const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
             const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
             const __m512bh v = _mm512_cvtne2ps_pbh(hi, lo);
             return reinterpret_cast<const __m512i&>(v);
         }
-#endif
-            break;
         case Source::panels:
         case Source::bf16_panels_widen:
             break;  // not packed unit by unit
@@ -588,8 +565,9 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
 }
 
 /// The whole product for a weight matrix of any stored type (see gemm.hpp's WeightType).
-inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w, const float* bias,
-                   std::int64_t out, float* y, ThreadPool* pool) {
+/// Called by kernels::linear only, which has checked the CPU for the weight type's instructions.
+ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
+                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool) {
     PanelSource src{Source::f32, w.data, k, nullptr};
     Workspace& ws = thread_workspace();
     switch (w.type) {
@@ -598,27 +576,21 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
             run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
             return;
         case WeightType::bf16_dot:
-#if defined(__AVX512BF16__)
             src.kind = w.panels ? Source::panels : Source::bf16_pairs;
             run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool);
             return;
-#endif
         case WeightType::bf16:
             src.kind = w.panels ? Source::bf16_panels_widen : Source::bf16_widen;
             run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
             return;
         case WeightType::q8_dot:
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
             src.kind = Source::i8_quads;
             run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool);
             return;
-#endif
         case WeightType::q8_bf16:
-#if defined(__AVX512BF16__)
             src.kind = Source::i8_bf16;
             run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, w.scale, y, pool);
             return;
-#endif
         case WeightType::q8:
             src.kind = Source::i8_widen;
             src.scale = w.scale;
@@ -627,6 +599,6 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     }
 }
 
-#endif  // __AVX512F__
-
 }  // namespace altclip::kernels::packed
+ALTCLIP_AVX512_END
+#endif  // ALTCLIP_X86

@@ -8,13 +8,10 @@
 #include <limits>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 
+#include "cpu.hpp"
 #include "gemm_packed.hpp"
 #include "thread_pool.hpp"
 
@@ -22,61 +19,185 @@ namespace altclip::kernels {
 
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+namespace ops_detail {
+
+/// LayerNorm of rows [r0, r1), portable: double sums in order, float normalise with fma.
+inline void layer_norm_rows(const float* x, std::int64_t r0, std::int64_t r1, std::int64_t n, const float* gamma,
+                            const float* beta, float eps, float* y) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        double sum = 0, sq = 0;
+        for (std::int64_t i = 0; i < n; ++i) sum += xr[i];
+        const double mean = sum / static_cast<double>(n);
+        for (std::int64_t i = 0; i < n; ++i) {
+            const double d = xr[i] - mean;
+            sq += d * d;
+        }
+        const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + static_cast<double>(eps));
+        for (std::int64_t i = 0; i < n; ++i) {
+            const float t = (xr[i] - static_cast<float>(mean)) * static_cast<float>(rstd);
+            yr[i] = std::fma(t, gamma[i], beta[i]);
+        }
+    }
+}
+
+#if ALTCLIP_X86
+ALTCLIP_AVX512_BEGIN
+/// The same with AVX-512: 16 double sums at a time (then in order for the tail).
+ALTCLIP_KERNEL_ENTRY inline void layer_norm_rows_avx512(const float* x, std::int64_t r0, std::int64_t r1,
+                                                        std::int64_t n, const float* gamma, const float* beta,
+                                                        float eps, float* y) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        std::int64_t i = 0;
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (; i + 16 <= n; i += 16) {
+            const __m512 v = _mm512_loadu_ps(xr + i);
+            s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+            s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+        }
+        double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+        for (; i < n; ++i) sum += xr[i];
+        const double mean = sum / static_cast<double>(n);
+        i = 0;
+        const __m512d vm = _mm512_set1_pd(mean);
+        s0 = _mm512_setzero_pd();
+        s1 = _mm512_setzero_pd();
+        for (; i + 16 <= n; i += 16) {
+            const __m512 v = _mm512_loadu_ps(xr + i);
+            const __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), vm);
+            const __m512d d1 =
+                _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), vm);
+            s0 = _mm512_fmadd_pd(d0, d0, s0);
+            s1 = _mm512_fmadd_pd(d1, d1, s1);
+        }
+        double sq = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+        for (; i < n; ++i) {
+            const double d = xr[i] - mean;
+            sq += d * d;
+        }
+        const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + static_cast<double>(eps));
+        i = 0;
+        const __m512 fm = _mm512_set1_ps(static_cast<float>(mean)), fr = _mm512_set1_ps(static_cast<float>(rstd));
+        for (; i + 16 <= n; i += 16) {
+            const __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), fm), fr);
+            _mm512_storeu_ps(yr + i, _mm512_fmadd_ps(t, _mm512_loadu_ps(gamma + i), _mm512_loadu_ps(beta + i)));
+        }
+        for (; i < n; ++i) {
+            const float t = (xr[i] - static_cast<float>(mean)) * static_cast<float>(rstd);
+            yr[i] = std::fma(t, gamma[i], beta[i]);
+        }
+    }
+}
+
+/// e^x for 16 floats: x = m ln 2 + r, |r| <= ln 2 / 2, e^r by a degree-6 polynomial (Taylor
+/// terms; the error of the truncation is below float rounding for |r| <= 0.35), times 2^m
+/// (vscalefps). x is clamped to [-104, 88.7]: below, the result is 0 or a denormal; -inf
+/// gives 0-like values, never NaN.
+inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
+    const __m512 m = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(0.693359375f), x);  // ln 2 in two parts: exact product first
+    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, m);
+}
+
+/// GELU(x) = x Phi(x) = 0.5 x erfc(-x / sqrt 2) for 16 floats, with erfc(z) for z >= 0 as
+/// t P(t) e^{-z^2}, t = 1 / (1 + p z) (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7), and
+/// erfc(-z) = 2 - erfc(z): no cancellation on either side.
+inline __m512 gelu16(__m512 x) {
+    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    const __m512 erfc_z = _mm512_mul_ps(_mm512_mul_ps(p, t), exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
+    const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __m512 phi2 = _mm512_mask_sub_ps(erfc_z, pos, _mm512_set1_ps(2.0f), erfc_z);  // 2 Phi(x)
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), phi2);
+}
+
+/// x * sigmoid(1.702 x) for 16 floats.
+inline __m512 quick_gelu16(__m512 x) {
+    const __m512 e = exp16(_mm512_mul_ps(x, _mm512_set1_ps(-1.702f)));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/// f applied to x[0, count) in place, 16 at a time (the tail masked: every element takes the
+/// same path whatever its position).
+template <class F>
+inline void map16(float* x, std::int64_t count, F f) {
+    std::int64_t i = 0;
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(x + i, f(_mm512_loadu_ps(x + i)));
+    if (i < count) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (count - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, m, f(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+ALTCLIP_KERNEL_ENTRY inline void gelu_erf_avx512(float* x, std::int64_t count) { map16(x, count, gelu16); }
+ALTCLIP_KERNEL_ENTRY inline void quick_gelu_avx512(float* x, std::int64_t count) { map16(x, count, quick_gelu16); }
+
+/// Softmax of each row of [rows, n], in place: max, e^(x - max), times 1 / sum (sums in a
+/// fixed order: 16 lanes, then the lanes added). A row of only -inf becomes zeros.
+ALTCLIP_KERNEL_ENTRY inline void softmax_rows_avx512(float* x, std::int64_t rows, std::int64_t n) {
+    const std::int64_t full = n / 16 * 16;
+    const __mmask16 tail = static_cast<__mmask16>((1u << (n - full)) - 1);
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (std::int64_t r = 0; r < rows; ++r) {
+        float* a = x + r * n;
+        __m512 vmax = ninf;
+        for (std::int64_t i = 0; i < full; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(a + i));
+        if (tail) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(ninf, tail, a + full));
+        const float m = _mm512_reduce_max_ps(vmax);
+        if (m == -std::numeric_limits<float>::infinity()) {
+            std::fill(a, a + n, 0.0f);
+            continue;
+        }
+        const __m512 vm = _mm512_set1_ps(m);
+        __m512 vsum = _mm512_setzero_ps();
+        for (std::int64_t i = 0; i < full; i += 16) {
+            const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(a + i), vm));
+            _mm512_storeu_ps(a + i, e);
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        if (tail) {
+            const __m512 e = _mm512_maskz_mov_ps(tail, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, a + full), vm)));
+            _mm512_mask_storeu_ps(a + full, tail, e);
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+        for (std::int64_t i = 0; i < full; i += 16) _mm512_storeu_ps(a + i, _mm512_mul_ps(_mm512_loadu_ps(a + i), inv));
+        if (tail) _mm512_mask_storeu_ps(a + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, a + full), inv));
+    }
+}
+ALTCLIP_AVX512_END
+#endif  // ALTCLIP_X86
+
+}  // namespace ops_detail
+
 /// LayerNorm over the last dimension (biased variance, eps inside the sqrt), as
 /// torch.nn.LayerNorm. Statistics are accumulated in double, in a fixed order (the same
 /// whatever the buffer's address or the thread split). `y` may alias `x`.
 inline void layer_norm(const float* x, std::int64_t rows, std::int64_t n, const float* gamma, const float* beta,
                        float eps, float* y, ThreadPool* pool = nullptr) {
+    const bool avx512 = ALTCLIP_X86 && isa_of(pool) >= Isa::avx512;
     parallel_chunks(pool, rows, 16, [&](std::int64_t r0, std::int64_t r1) {
-        for (std::int64_t r = r0; r < r1; ++r) {
-            const float* xr = x + r * n;
-            float* yr = y + r * n;
-            std::int64_t i = 0;
-            double sum = 0, sq = 0;
-#if defined(__AVX512F__)
-            __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-            for (; i + 16 <= n; i += 16) {
-                const __m512 v = _mm512_loadu_ps(xr + i);
-                s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-                s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-            }
-            sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+#if ALTCLIP_X86
+        if (avx512) return ops_detail::layer_norm_rows_avx512(x, r0, r1, n, gamma, beta, eps, y);
 #endif
-            for (; i < n; ++i) sum += xr[i];
-            const double mean = sum / static_cast<double>(n);
-            i = 0;
-#if defined(__AVX512F__)
-            const __m512d vm = _mm512_set1_pd(mean);
-            s0 = _mm512_setzero_pd();
-            s1 = _mm512_setzero_pd();
-            for (; i + 16 <= n; i += 16) {
-                const __m512 v = _mm512_loadu_ps(xr + i);
-                const __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), vm);
-                const __m512d d1 = _mm512_sub_pd(
-                    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), vm);
-                s0 = _mm512_fmadd_pd(d0, d0, s0);
-                s1 = _mm512_fmadd_pd(d1, d1, s1);
-            }
-            sq = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-#endif
-            for (; i < n; ++i) {
-                const double d = xr[i] - mean;
-                sq += d * d;
-            }
-            const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + static_cast<double>(eps));
-            i = 0;
-#if defined(__AVX512F__)
-            const __m512 fm = _mm512_set1_ps(static_cast<float>(mean)), fr = _mm512_set1_ps(static_cast<float>(rstd));
-            for (; i + 16 <= n; i += 16) {
-                const __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), fm), fr);
-                _mm512_storeu_ps(yr + i, _mm512_fmadd_ps(t, _mm512_loadu_ps(gamma + i), _mm512_loadu_ps(beta + i)));
-            }
-#endif
-            for (; i < n; ++i) {
-                const float t = (xr[i] - static_cast<float>(mean)) * static_cast<float>(rstd);
-                yr[i] = std::fma(t, gamma[i], beta[i]);
-            }
-        }
+        ops_detail::layer_norm_rows(x, r0, r1, n, gamma, beta, eps, y);
     });
 }
 
@@ -103,12 +224,29 @@ inline void map_elementwise(float* x, std::int64_t count, ThreadPool* pool, F f)
 
 /// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (torch's default "gelu"), in place.
 /// Eigen's vectorised erf (unsupported/SpecialFunctions) is accurate to a few ulp.
+/// At Isa::avx512, ops_detail::gelu16 (|error| of Phi below 1.5e-7).
 inline void gelu_erf(float* x, std::int64_t count, ThreadPool* pool = nullptr) {
+#if ALTCLIP_X86
+    if (isa_of(pool) >= Isa::avx512) {
+        constexpr std::int64_t kChunk = 4096;
+        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
+            ops_detail::gelu_erf_avx512(x + c * kChunk, std::min(kChunk, count - c * kChunk));
+        });
+    }
+#endif
     map_elementwise(x, count, pool, [](const auto& a) { return 0.5f * a * (1.0f + (a * 0.70710678118654752f).erf()); });
 }
 
 /// CLIP's quick_gelu, x * sigmoid(1.702 x), in place (vectorised exp).
 inline void quick_gelu(float* x, std::int64_t count, ThreadPool* pool = nullptr) {
+#if ALTCLIP_X86
+    if (isa_of(pool) >= Isa::avx512) {
+        constexpr std::int64_t kChunk = 4096;
+        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
+            ops_detail::quick_gelu_avx512(x + c * kChunk, std::min(kChunk, count - c * kChunk));
+        });
+    }
+#endif
     map_elementwise(x, count, pool, [](const auto& a) { return a / (1.0f + (-1.702f * a).exp()); });
 }
 
@@ -127,7 +265,8 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
     }
 }
 
-#if defined(__AVX512F__)
+#if ALTCLIP_X86
+ALTCLIP_AVX512_BEGIN
 namespace attention_detail {
 
 /// One thread's buffers for attention_head (kept between calls, grown as needed).
@@ -147,7 +286,7 @@ inline Workspace& thread_workspace() {
 /// panels, softmaxed in place and multiplied by V panels while still in L1/L2; the full
 /// seq x seq score matrix never exists. q, k, v, out: [seq] rows of `ld` floats, the head's
 /// `d` values first. `key_mask`: nullptr or [seq], 0 = padding.
-inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
+ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
                            std::int64_t ld, const std::int64_t* key_mask, float scale, float* out) {
     using packed::MR;
     using packed::NR;
@@ -206,7 +345,7 @@ inline void attention_head(const float* q, const float* k, const float* v, std::
                 if (key_mask[j] == 0)
                     for (int i = 0; i < mr; ++i) scores[i * seq + j] = -std::numeric_limits<float>::infinity();
         }
-        softmax_rows(scores, mr, seq);
+        ops_detail::softmax_rows_avx512(scores, mr, seq);
         // Output rows = probabilities . V
         const packed::PackedX pp = packed::pack_x(scores, mr, seq, seq, 1, ws.p, nullptr);
         for (std::int64_t p = 0; p < vpanels; ++p) {
@@ -218,16 +357,17 @@ inline void attention_head(const float* q, const float* k, const float* v, std::
 }
 
 }  // namespace attention_detail
-#endif
+ALTCLIP_AVX512_END
+#endif  // ALTCLIP_X86
 
 /// Scaled dot-product attention of one (sequence, head): q, k, v, out are [seq] rows of
 /// `ld` floats whose first `d` values are this head's; key_mask: nullptr or [seq], 0 = padding.
 inline void attention_one(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
-                          std::int64_t ld, const std::int64_t* key_mask, float* out) {
+                          std::int64_t ld, const std::int64_t* key_mask, float* out, Isa isa) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-#if defined(__AVX512F__)
-    attention_detail::attention_head(q, k, v, seq, d, ld, key_mask, scale, out);
-#else
+#if ALTCLIP_X86
+    if (isa >= Isa::avx512) return attention_detail::attention_head(q, k, v, seq, d, ld, key_mask, scale, out);
+#endif
     using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
     using StridedOut = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
     Strided Q(q, seq, d, Eigen::OuterStride<>(ld));
@@ -243,7 +383,6 @@ inline void attention_one(const float* q, const float* k, const float* v, std::i
     }
     softmax_rows(S.data(), seq, seq);
     O.noalias() = S * V;
-#endif
 }
 
 /// Multi-head scaled dot-product attention over a batch of sequences, one task per
@@ -255,11 +394,12 @@ inline void attention(const float* q, const float* k, const float* v, std::int64
                       std::int64_t heads, std::int64_t head_dim, const std::int64_t* key_mask, float* out,
                       ThreadPool* pool) {
     const std::int64_t width = heads * head_dim;
+    const Isa isa = isa_of(pool);
     auto task = [&](std::int64_t t) {
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = b * seq * width + h * head_dim;
         attention_one(q + off, k + off, v + off, seq, head_dim, width, key_mask != nullptr ? key_mask + b * seq : nullptr,
-                      out + off);
+                      out + off, isa);
     };
     parallel_for(pool, batch * heads, task);
 }
@@ -269,10 +409,11 @@ inline void attention(const float* q, const float* k, const float* v, std::int64
 inline void attention_packed(const float* q, const float* k, const float* v, const std::int64_t* starts,
                              std::int64_t batch, std::int64_t heads, std::int64_t head_dim, float* out, ThreadPool* pool) {
     const std::int64_t width = heads * head_dim;
+    const Isa isa = isa_of(pool);
     auto task = [&](std::int64_t t) {
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = starts[b] * width + h * head_dim;
-        attention_one(q + off, k + off, v + off, starts[b + 1] - starts[b], head_dim, width, nullptr, out + off);
+        attention_one(q + off, k + off, v + off, starts[b + 1] - starts[b], head_dim, width, nullptr, out + off, isa);
     };
     parallel_for(pool, batch * heads, task);
 }

@@ -4,6 +4,9 @@
 // thread, and returns when all are done. Several threads may call parallel_for on the same
 // pool at once (a model shared between threads): their tasks interleave in one queue and
 // each caller waits only for its own. Exceptions thrown by fn are rethrown in the caller.
+//
+// The pool is a model's compute context: its threads, and the instruction-set level (Isa)
+// its kernels run, chosen once when the model is loaded (isa_of).
 #pragma once
 
 #include <algorithm>
@@ -15,31 +18,46 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
+
+#include "../errors.hpp"
+#include "../limits.hpp"
+#include "cpu.hpp"
 
 namespace altclip::kernels {
 
 class ThreadPool {
 public:
-    /// num_threads: total threads doing work, the caller included (0 = all cores).
-    explicit ThreadPool(int num_threads = 0) {
+    /// num_threads: total threads doing work, the caller included (0 = all cores), at most
+    /// kMaxThreads. isa: the kernels' level (cpu_info().effective(cap) for a model). Throws
+    /// InvalidArgument when the system cannot start that many threads.
+    explicit ThreadPool(int num_threads = 0, Isa isa = cpu_info().effective()) : isa_(isa) {
+        if (num_threads > kMaxThreads) {
+            throw InvalidArgument("num_threads = " + std::to_string(num_threads) + " exceeds the limit of " +
+                                  std::to_string(kMaxThreads) + " (kMaxThreads); use 0 for one thread per core");
+        }
         if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
         size_ = num_threads;
-        for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { work(); });
+        try {
+            for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { work(); });
+        } catch (const std::system_error& e) {
+            const std::size_t started = workers_.size();
+            stop_workers();
+            throw InvalidArgument("num_threads = " + std::to_string(num_threads) + ": the system could start only " +
+                                  std::to_string(started + 1) + " threads (" + e.what() +
+                                  "); ask for fewer, or 0 for one thread per core");
+        }
     }
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
-    ~ThreadPool() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            stop_ = true;
-        }
-        wake_.notify_all();
-        for (auto& w : workers_) w.join();
-    }
+    ~ThreadPool() { stop_workers(); }
 
     int size() const { return size_; }
+    /// The instruction-set level of the kernels run with this pool.
+    Isa isa() const { return isa_; }
 
     template <class Fn>
     void parallel_for(std::int64_t n, Fn&& fn) {
@@ -107,6 +125,17 @@ private:
         }
     }
 
+    void stop_workers() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+        for (auto& w : workers_) w.join();
+        workers_.clear();
+    }
+
+    Isa isa_;
     int size_ = 1;
     std::vector<std::thread> workers_;
     std::deque<std::shared_ptr<Job>> queue_;
@@ -114,6 +143,10 @@ private:
     std::condition_variable wake_;
     bool stop_ = false;
 };
+
+/// The kernels' level for calls with this pool; without one, the best this CPU allows
+/// (under ALTCLIP_MAX_ISA).
+inline Isa isa_of(const ThreadPool* pool) { return pool != nullptr ? pool->isa() : cpu_info().effective(); }
 
 /// fn(i) for i in [0, n), on the pool if there is one, else in order on this thread.
 template <class Fn>

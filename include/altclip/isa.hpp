@@ -1,0 +1,61 @@
+// The instruction sets altclip's kernels are written for, and what this CPU has.
+//
+// The kernels are chosen when a model is loaded, for the CPU the program runs on, whatever
+// flags the program was compiled with: a build without -march runs the AVX-512 kernels on a
+// CPU that has AVX-512. ModelOptions::max_isa and the environment variable ALTCLIP_MAX_ISA
+// (portable, avx2, avx512, avx512_vnni, avx512_bf16, amx) cap the choice, so that every
+// lower path can be run and tested on one machine.
+#pragma once
+
+#include <string>
+
+namespace altclip {
+
+/// Kernel levels, each including the ones before it.
+enum class Isa : int {
+    portable = 0,     // any CPU: Eigen, compiled for the program's own target
+    avx2 = 1,         // AVX2 + FMA (no kernels of its own yet: runs the portable path)
+    avx512 = 2,       // AVX-512 F/BW/DQ/VL: float32 kernels; bf16 and int8 weights widened
+    avx512_vnni = 3,  // + AVX512_VNNI: int8 x int8 dot products for q8 files
+    avx512_bf16 = 4,  // + AVX512_BF16: bfloat16 dot products for bf16 files (and q8 text)
+    amx = 5,          // + AMX-BF16/INT8 tiles (no kernels of their own yet: run avx512_bf16)
+    best = amx,       // no cap: the best the CPU allows
+};
+
+inline const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::portable: return "portable";
+        case Isa::avx2: return "avx2";
+        case Isa::avx512: return "avx512";
+        case Isa::avx512_vnni: return "avx512_vnni";
+        case Isa::avx512_bf16: return "avx512_bf16";
+        case Isa::amx: return "amx";
+    }
+    return "?";
+}
+
+/// What the CPU under this program offers (cpuid and the OS's saved register state).
+struct CpuInfo {
+    std::string brand;        // e.g. "AMD EPYC 9R14"; empty where the CPU does not say
+    std::string features;     // the instruction sets that matter here, space-separated
+    Isa supported = Isa::portable;  // the best level the CPU and OS allow
+    Isa env_cap = Isa::best;        // ALTCLIP_MAX_ISA, or best when unset
+    /// The level a model loaded with this cap runs (min of supported, env_cap and cap).
+    Isa effective(Isa cap = Isa::best) const {
+        Isa e = supported;
+        if (env_cap < e) e = env_cap;
+        if (cap < e) e = cap;
+        return e;
+    }
+    /// One line for logs: brand, features, and the level that runs without a cap.
+    std::string describe() const {
+        std::string s = brand.empty() ? "unknown CPU" : brand;
+        s += " [" + features + "]; kernels: ";
+        s += isa_name(effective());
+        if (effective() != supported) s += std::string(" (capped by ALTCLIP_MAX_ISA; the CPU allows ") + isa_name(supported) + ")";
+        if (effective() == Isa::amx) s += " (no AMX kernels yet: the avx512_bf16 ones run)";
+        return s;
+    }
+};
+
+}  // namespace altclip
