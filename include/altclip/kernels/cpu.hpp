@@ -32,8 +32,20 @@
 #define ALTCLIP_X86 0
 #endif
 
+// GCC 12's false "'__Y' is (may be) used uninitialized" in its own intrinsics headers, off
+// in the regions and in the thread pool's loops (into which -march=native inlines a
+// region's lambdas).
+#if defined(__GNUC__) && !defined(__clang__)
+#define ALTCLIP_INTRINSIC_WARNINGS_OFF                                                         \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
+        _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC diagnostic pop")
+#else
+#define ALTCLIP_INTRINSIC_WARNINGS_OFF
+#define ALTCLIP_INTRINSIC_WARNINGS_ON
+#endif
+
 #if ALTCLIP_X86
-#define ALTCLIP_AVX512_TARGETS "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2"
 #if defined(__clang__)
 #define ALTCLIP_AVX512_BEGIN                                                                                      \
     _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2\"))), apply_to = function)")
@@ -42,8 +54,8 @@
 #define ALTCLIP_AVX512_BEGIN                                                                              \
     _Pragma("GCC push_options")                                                                           \
     _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2\")") \
-    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
-#define ALTCLIP_AVX512_END _Pragma("GCC diagnostic pop") _Pragma("GCC pop_options")
+    ALTCLIP_INTRINSIC_WARNINGS_OFF
+#define ALTCLIP_AVX512_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
 #endif
 #define ALTCLIP_KERNEL_ENTRY __attribute__((noinline))
 #else
@@ -89,7 +101,7 @@ inline CpuInfo detect() {
     CpuInfo info;
 #if ALTCLIP_X86
     unsigned a = 0, b = 0, c = 0, d = 0;
-    unsigned max_leaf = __get_cpuid_max(0, nullptr);
+    const unsigned max_leaf = static_cast<unsigned>(__get_cpuid_max(0, nullptr));
     bool fma = false, avx = false, osxsave = false, avx2 = false, f = false, dq = false, bw = false, vl = false,
          vnni = false, bf16 = false, amx_tile = false, amx_bf16 = false, amx_int8 = false;
     if (max_leaf >= 1 && __get_cpuid(1, &a, &b, &c, &d)) {
@@ -138,7 +150,7 @@ inline CpuInfo detect() {
     if (info.supported == Isa::avx512_vnni && bf16) info.supported = Isa::avx512_bf16;
     if (info.supported == Isa::avx512_bf16 && amx_tile && amx_bf16 && amx_int8 && os_amx && request_amx())
         info.supported = Isa::amx;
-    if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
+    if (static_cast<unsigned>(__get_cpuid_max(0x80000000u, nullptr)) >= 0x80000004u) {
         char brand[49] = {};
         for (unsigned i = 0; i < 3; ++i) {
             __get_cpuid(0x80000002u + i, &a, &b, &c, &d);

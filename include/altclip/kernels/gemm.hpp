@@ -20,9 +20,8 @@
 #include <cstring>
 #include <vector>
 
-#include <Eigen/Core>
-
 #include "cpu.hpp"
+#include "eigen.hpp"
 #include "gemm_packed.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"

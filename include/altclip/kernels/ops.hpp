@@ -8,10 +8,8 @@
 #include <limits>
 #include <vector>
 
-#include <Eigen/Core>
-#include <unsupported/Eigen/SpecialFunctions>
-
 #include "cpu.hpp"
+#include "eigen.hpp"
 #include "gemm_packed.hpp"
 #include "thread_pool.hpp"
 

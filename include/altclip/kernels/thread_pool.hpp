@@ -27,6 +27,7 @@
 #include "../limits.hpp"
 #include "cpu.hpp"
 
+ALTCLIP_INTRINSIC_WARNINGS_OFF
 namespace altclip::kernels {
 
 class ThreadPool {
@@ -174,3 +175,4 @@ inline void parallel_chunks(ThreadPool* pool, std::int64_t total, std::int64_t g
 }
 
 }  // namespace altclip::kernels
+ALTCLIP_INTRINSIC_WARNINGS_ON
