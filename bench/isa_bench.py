@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Kernels chosen at run time, measured: a consumer build (no -march flag) against the
+project's -march=native build, each kernel level this CPU has (ALTCLIP_MAX_ISA), and the
+alternatives a user would pick instead, PyTorch float32 and bfloat16 (model.to(torch.bfloat16)),
+all in one run, alternating in rounds.
+
+    python3 bench/isa_bench.py                 # 3 rounds; writes bench/isa_results.json, prints a table
+    python3 bench/isa_bench.py --rounds 1 --repeat 1 --text-repeat 3   # a quick check
+
+Times one image at batch 1 and one 16-token caption (bench/bench.cpp, bench/bench_torch.py, the
+same inputs), medians of the samples pooled over rounds. The CPU, its instruction sets and
+the level each altclip run took are printed with the table; so are this CPU's measured
+peaks (bench/gemm_bench.cpp, the native build).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import make_bench_model  # noqa: E402
+
+BUILDS = {"native": ("build-bench", "ON"), "consumer": ("build-bench-consumer", "OFF")}
+
+
+def log(msg: str) -> None:
+    print(f"[isa_bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def build(jobs: int) -> None:
+    for name, (folder, native) in BUILDS.items():
+        log(f"building altclip_bench ({name}: Release, ALTCLIP_NATIVE={native}) in {folder}")
+        subprocess.run(["cmake", "-S", ROOT, "-B", os.path.join(ROOT, folder), "-DCMAKE_BUILD_TYPE=Release",
+                        "-DALTCLIP_BUILD_BENCH=ON", "-DALTCLIP_BUILD_TESTS=OFF", "-DALTCLIP_BUILD_EXAMPLES=OFF",
+                        f"-DALTCLIP_NATIVE={native}"], check=True, stdout=subprocess.DEVNULL)
+        targets = ["altclip_bench"] + (["altclip_gemm_bench"] if name == "native" else [])
+        subprocess.run(["cmake", "--build", os.path.join(ROOT, folder), "--target", *targets, "-j", str(jobs)],
+                       check=True, stdout=subprocess.DEVNULL)
+
+
+def binary(build_name: str, prog: str = "altclip_bench") -> str:
+    return os.path.join(ROOT, BUILDS[build_name][0], "bench", prog)
+
+
+def run_json(cmd: list, env_extra: dict, what: str) -> dict:
+    env = dict(os.environ, **env_extra)
+    log(f"{what}: {' '.join(cmd[:2])} ...")
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env=env, text=True).stdout
+    return json.loads(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="batch-1 image runs per round and side")
+    ap.add_argument("--text-repeat", type=int, default=10, help="16-token caption runs per round and side")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--output", default=os.path.join(HERE, "isa_results.json"))
+    a = ap.parse_args(argv)
+
+    if not a.no_build:
+        build(max(1, os.cpu_count() or 1))
+    model = make_bench_model.ensure(dtypes=["f32", "bf16", "q8"])
+    probe = run_json([binary("consumer"), "--model", model["files"]["f32"], "--accuracy-only", "--labels", "0"], {},
+                     "probe")
+    cpu, best = probe["cpu"], probe["isa"]
+    levels = ["portable", "avx512", "avx512_vnni", "avx512_bf16"]
+    order = ["portable", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"]
+    here = [lv for lv in levels if order.index(lv) <= order.index(best)]
+    inputs = os.path.join(HERE, ".cache", "isa-inputs")
+    os.makedirs(inputs, exist_ok=True)
+    run_json([binary("consumer"), "--model", model["files"]["f32"], "--accuracy-only", "--labels", "64",
+              "--write-inputs", inputs], {}, "inputs")
+
+    # Sides: (name, command, env)
+    common = ["--threads", str(a.threads), "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
+              "--batch-repeat", "0", "--labels", "0", "--warmup", "1"]
+    sides = []
+    for dtype in ["f32", "bf16", "q8"]:
+        for b in ["consumer", "native"]:
+            sides.append((f"altclip {dtype} {b}", [binary(b), "--model", model["files"][dtype], *common], {}))
+        for lv in here:
+            if lv == best:
+                continue
+            if dtype == "f32" and lv not in ("portable", "avx512"):
+                continue  # f32 runs the same kernels from avx512 on
+            sides.append((f"altclip {dtype} consumer @{lv}", [binary("consumer"), "--model", model["files"][dtype],
+                                                               *common], {"ALTCLIP_MAX_ISA": lv}))
+    if not a.no_torch:
+        for dt in ["float32", "bfloat16"]:
+            sides.append((f"pytorch {dt}", [sys.executable, os.path.join(HERE, "bench_torch.py"), "--folder",
+                                            model["hub"], "--inputs", inputs, "--threads", str(a.threads),
+                                            "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
+                                            "--batch-repeat", "0", "--labels", "0", "--dtype", dt], {}))
+    samples = {name: {"image": [], "text": [], "isa": None} for name, _, _ in sides}
+    for r in range(a.rounds):
+        seq = sides if r % 2 == 0 else list(reversed(sides))
+        for name, cmd, env in seq:
+            res = run_json(cmd, env, f"{name} (round {r + 1}/{a.rounds})")
+            samples[name]["image"] += res["image_b1_s"]["samples"]
+            samples[name]["text"] += res["text16_s"]["samples"]
+            samples[name]["isa"] = res.get("isa", "torch")
+    peaks = run_json([binary("native", "altclip_gemm_bench"), "--threads", str(a.threads), "--json"], {}, "peaks")
+
+    med = {n: {"image_s": statistics.median(s["image"]), "text_s": statistics.median(s["text"]), "isa": s["isa"],
+               "image_samples": len(s["image"])} for n, s in samples.items()}
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "threads": a.threads, "rounds": a.rounds,
+              "peaks": {k: v for k, v in peaks.items() if "peak" in k or "bandwidth" in k}, "sides": med}
+    with open(a.output, "w") as f:
+        json.dump(result, f, indent=2)
+
+    print(f"CPU: {cpu}; {a.threads} threads; {a.rounds} rounds, medians")
+    print("| side | kernels | one image | 16-token text | image vs PyTorch f32 | vs PyTorch bf16 |")
+    print("|---|---|---:|---:|---:|---:|")
+    t32 = med.get("pytorch float32", {}).get("image_s")
+    t16 = med.get("pytorch bfloat16", {}).get("image_s")
+    for n, m in med.items():
+        r32 = f"{t32 / m['image_s']:.2f}x" if t32 else ""
+        r16 = f"{t16 / m['image_s']:.2f}x" if t16 else ""
+        print(f"| {n} | {m['isa']} | {m['image_s'] * 1e3:.0f} ms | {m['text_s'] * 1e3:.1f} ms | {r32} | {r16} |")
+    print()
+    for dtype in ["f32", "bf16", "q8"]:
+        c, nat = med[f"altclip {dtype} consumer"], med[f"altclip {dtype} native"]
+        print(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
+              f"text {c['text_s'] / nat['text_s']:.3f}")
+    print("peaks:", json.dumps(result["peaks"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
