@@ -14,7 +14,7 @@ namespace altclip {
 /// Kernel levels, each including the ones before it.
 enum class Isa : int {
     portable = 0,     // any CPU: Eigen, compiled for the program's own target
-    avx2 = 1,         // AVX2 + FMA (no kernels of its own yet: runs the portable path)
+    avx2 = 1,         // AVX2 + FMA: float32 kernels (kernels/avx2.hpp); bf16 and int8 weights widened
     avx512 = 2,       // AVX-512 F/BW/DQ/VL: float32 kernels; bf16 and int8 weights widened
     avx512_vnni = 3,  // + AVX512_VNNI: int8 x int8 dot products for q8 files
     avx512_bf16 = 4,  // + AVX512_BF16: bfloat16 dot products for bf16 files (and q8 text)

@@ -4,7 +4,7 @@
 // uses and entered only after the check.
 //
 // A target region (ALTCLIP_AVX512_BEGIN ... ALTCLIP_AVX512_END) compiles the functions
-// defined in it for AVX-512 (with BF16 and VNNI). Rules that keep that safe:
+// defined in it for AVX-512 (with BF16 and VNNI); ALTCLIP_AVX2_BEGIN ... END for AVX2 + FMA. Rules that keep that safe:
 //   - every header is included before a region opens (a standard function first defined
 //     inside one would be compiled for AVX-512 and could run on a CPU without it);
 //   - a region's code runs only behind a check of the model's Isa (kernels::isa_of(pool));
@@ -57,8 +57,19 @@
     ALTCLIP_INTRINSIC_WARNINGS_OFF
 #define ALTCLIP_AVX512_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
 #endif
+#if defined(__clang__)
+#define ALTCLIP_AVX2_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c,bmi,bmi2\"))), apply_to = function)")
+#define ALTCLIP_AVX2_END _Pragma("clang attribute pop")
+#else
+#define ALTCLIP_AVX2_BEGIN                                                   \
+    _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c,bmi,bmi2\")") \
+        ALTCLIP_INTRINSIC_WARNINGS_OFF
+#define ALTCLIP_AVX2_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
+#endif
 #define ALTCLIP_KERNEL_ENTRY __attribute__((noinline))
 #else
+#define ALTCLIP_AVX2_BEGIN
+#define ALTCLIP_AVX2_END
 #define ALTCLIP_AVX512_BEGIN
 #define ALTCLIP_AVX512_END
 #define ALTCLIP_KERNEL_ENTRY

@@ -10,8 +10,8 @@
 // gemm_packed.hpp. Shorter inputs with row-major weights (a 16-token text on a q8 file) are
 // computed here as MR x NR dot products at a time, each a 16-lane accumulator along k,
 // reduced once per tile, with W read in place. The work is split over blocks of output
-// columns (rows of W), so short inputs keep every thread busy too. Below Isa::avx512,
-// Eigen computes each column block.
+// columns (rows of W), so short inputs keep every thread busy too. At Isa::avx2, the float32
+// kernels of avx2.hpp; below, Eigen computes each column block.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "avx2.hpp"
 #include "cpu.hpp"
 #include "eigen.hpp"
 #include "gemm_packed.hpp"
@@ -409,6 +410,10 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
 #if ALTCLIP_X86
     if (isa >= Isa::avx512) {
         gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool);
+        return;
+    }
+    if (isa >= Isa::avx2) {
+        avx2::linear(x, n, k, w, bias, out, y, pool);
         return;
     }
 #endif

@@ -28,16 +28,145 @@
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 
-#if ALTCLIP_X86
-ALTCLIP_AVX512_BEGIN
 namespace altclip::kernels::packed {
 
+// The layout and bookkeeping, shared by every instruction set's kernels (no intrinsics).
 constexpr int MR = 12;                  // rows of x per micro-tile
 constexpr int NR = 32;                  // output columns per micro-tile (two 16-lane vectors)
 static_assert(NR == kPanelRows, "a stored panel (weight_matrix.hpp) is one micro-tile's columns");
 constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU * NR * 4 = 16 KB
 constexpr std::int64_t kTaskCols = 64;  // output columns per task (two panels)
 constexpr std::int64_t kSliverBlock = 24;  // slivers of x per pass over a task's panels: 288 rows, ~150 KB
+
+/// What the epilogue adds to the micro-tile's sums.
+struct Epilogue {
+    const float* bias = nullptr;     // [out] or nullptr; added with the first k block
+    const float* wscale = nullptr;   // int8: [out]
+    const float* xscale = nullptr;   // int8: [rows]
+    const std::int32_t* xsum = nullptr;  // int8: [rows] of this k block (sum of x's int8 values)
+};
+
+/// Units of k for `k` values of G per unit, and blocks of KU units.
+inline std::int64_t units(std::int64_t k, int g) { return (k + g - 1) / g; }
+inline std::int64_t blocks(std::int64_t ku) { return (ku + KU - 1) / KU; }
+
+/// x packed: data[block][sliver][unit][MR] (32-bit units; rows past n are 0, units past k
+/// in a partly filled unit are 0; whole units past the last one are never read).
+struct PackedX {
+    const std::uint32_t* data = nullptr;
+    const std::int32_t* xsum = nullptr;  // int8: [block][rows rounded up to MR]
+    const float* xscale = nullptr;       // int8: [n]
+    std::int64_t n = 0, ku = 0, slivers = 0, nblocks = 0;
+    std::int64_t sliver_stride() const { return KU * MR; }
+    std::int64_t block_stride() const { return slivers * KU * MR; }
+    const std::uint32_t* at(std::int64_t b, std::int64_t s) const { return data + b * block_stride() + s * sliver_stride(); }
+};
+
+/// Where pack_x puts x: one per calling thread, grown as needed and kept, so that a forward
+/// pass does not allocate (and fault in) a fresh megabyte for every product. Only the
+/// thread that called linear() writes it; the pool's threads read it during that call.
+struct Workspace {
+    std::vector<std::uint32_t> units;
+    std::vector<std::int32_t> xsum;
+    std::vector<float> xscale;
+};
+inline Workspace& thread_workspace() {
+    thread_local Workspace w;
+    return w;
+}
+
+/// Where a W panel comes from: the stored [out, k] matrix and how its units are made.
+enum class Source {
+    f32,          // float32 units
+    bf16_pairs,   // bfloat16, two per unit (Bf16Op)
+    i8_quads,     // int8, four per unit, stored + 128 (I8Op)
+    bf16_widen,   // bfloat16 widened to float32 units (F32Op)
+    i8_widen,     // int8 times its row scale, as float32 units (F32Op)
+    i8_bf16,      // int8 widened (exactly) to bfloat16, two per unit (Bf16Op; the row scale in the epilogue)
+    panels,       // stored at conversion as the Op's units in panels: [ceil(out / NR)][units][NR], used in place
+    bf16_panels_widen,  // bfloat16 panels (two per unit) widened to float32 units (F32Op)
+};
+struct PanelSource {
+    Source kind = Source::f32;
+    const void* data = nullptr;
+    std::int64_t k = 0;
+    const float* scale = nullptr;  // i8_widen: [out]
+    std::int64_t ld = 0;           // values from one row to the next (0: k, rows stored back to back)
+    std::int64_t stride() const { return ld != 0 ? ld : k; }
+};
+
+/// Unit u of W's row j, zero past k (the scalar path, for tails).
+inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t u) {
+    std::uint32_t r = 0;
+    switch (w.kind) {
+        case Source::f32:
+            std::memcpy(&r, static_cast<const float*>(w.data) + j * w.stride() + u, 4);
+            break;
+        case Source::bf16_pairs: {
+            const auto* p = static_cast<const std::uint16_t*>(w.data) + j * w.stride();
+            r = p[2 * u];
+            if (2 * u + 1 < w.k) r |= static_cast<std::uint32_t>(p[2 * u + 1]) << 16;
+            break;
+        }
+        case Source::i8_quads: {
+            const auto* p = static_cast<const std::uint8_t*>(w.data) + j * w.stride();
+            for (int b = 0; b < 4; ++b) {
+                const std::uint32_t v = 4 * u + b < w.k ? p[4 * u + b] : 0u;
+                r |= (v ^ 0x80u) << (8 * b);
+            }
+            break;
+        }
+        case Source::bf16_widen:
+            r = static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(w.data)[j * w.stride() + u]) << 16;
+            break;
+        case Source::i8_widen: {
+            const float f = static_cast<float>(static_cast<const std::int8_t*>(w.data)[j * w.stride() + u]) * w.scale[j];
+            std::memcpy(&r, &f, 4);
+            break;
+        }
+        case Source::i8_bf16: {  // |q| <= 127 has at most 8 significant bits: bfloat16 holds it exactly
+            const auto* p = static_cast<const std::int8_t*>(w.data) + j * w.stride();
+            for (int h = 0; h < 2; ++h) {
+                if (2 * u + h >= w.k) break;
+                const float f = static_cast<float>(p[2 * u + h]);
+                std::uint32_t bits;
+                std::memcpy(&bits, &f, 4);
+                r |= (bits >> 16) << (16 * h);
+            }
+            break;
+        }
+        case Source::panels:
+        case Source::bf16_panels_widen:
+            break;  // not packed unit by unit (used in place, or widened by widen_bf16_panel)
+    }
+    return r;
+}
+
+/// At least n elements of a thread's kept buffer (grown as needed, contents left as they
+/// are), starting on a cache line: for aligned vector loads, and so that the vector split of
+/// a row never depends on which thread's buffer holds it.
+template <class T>
+inline T* aligned_at_least(std::vector<T>& v, std::int64_t n) {
+    static_assert(sizeof(T) == 4, "32-bit elements");
+    if (static_cast<std::int64_t>(v.size()) < n + 16) v.resize(static_cast<std::size_t>(n + 16));
+    return v.data() + ((64 - reinterpret_cast<std::uintptr_t>(v.data()) % 64) % 64) / 4;
+}
+
+/// Where a task keeps its tiles' sums between k blocks: [sliver][panel][MR][NR], one per
+/// thread, grown as needed and kept. Contiguous tiles, unlike y's rows (whose stride of
+/// `out` floats, 4 KB for 1024 columns, puts a tile's 12 rows in one L1 set and made the
+/// read-add-write of partial sums cost as much as a sixth of the product).
+inline std::vector<float>& thread_tile_sums() {
+    thread_local std::vector<float> c;
+    return c;
+}
+
+}  // namespace altclip::kernels::packed
+
+#if ALTCLIP_X86
+ALTCLIP_AVX512_BEGIN
+namespace altclip::kernels::packed {
+
 
 /// Lane masks of the two 16-lane halves of a 32-value row of which the first n are real.
 struct HalfMasks {
@@ -106,13 +235,6 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t k
     }
 }
 
-/// What the epilogue adds to the micro-tile's sums.
-struct Epilogue {
-    const float* bias = nullptr;     // [out] or nullptr; added with the first k block
-    const float* wscale = nullptr;   // int8: [out]
-    const float* xscale = nullptr;   // int8: [rows]
-    const std::int32_t* xsum = nullptr;  // int8: [rows] of this k block (sum of x's int8 values)
-};
 
 /// Finishes one k block of an MR x NR tile: v = acc (scaled, for int8 corrected by the
 /// block's x sums) + (first k block ? bias : the sums so far, read from `prev`), written to
@@ -146,34 +268,6 @@ inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogu
     }
 }
 
-/// Units of k for `k` values of G per unit, and blocks of KU units.
-inline std::int64_t units(std::int64_t k, int g) { return (k + g - 1) / g; }
-inline std::int64_t blocks(std::int64_t ku) { return (ku + KU - 1) / KU; }
-
-/// x packed: data[block][sliver][unit][MR] (32-bit units; rows past n are 0, units past k
-/// in a partly filled unit are 0; whole units past the last one are never read).
-struct PackedX {
-    const std::uint32_t* data = nullptr;
-    const std::int32_t* xsum = nullptr;  // int8: [block][rows rounded up to MR]
-    const float* xscale = nullptr;       // int8: [n]
-    std::int64_t n = 0, ku = 0, slivers = 0, nblocks = 0;
-    std::int64_t sliver_stride() const { return KU * MR; }
-    std::int64_t block_stride() const { return slivers * KU * MR; }
-    const std::uint32_t* at(std::int64_t b, std::int64_t s) const { return data + b * block_stride() + s * sliver_stride(); }
-};
-
-/// Where pack_x puts x: one per calling thread, grown as needed and kept, so that a forward
-/// pass does not allocate (and fault in) a fresh megabyte for every product. Only the
-/// thread that called linear() writes it; the pool's threads read it during that call.
-struct Workspace {
-    std::vector<std::uint32_t> units;
-    std::vector<std::int32_t> xsum;
-    std::vector<float> xscale;
-};
-inline Workspace& thread_workspace() {
-    thread_local Workspace w;
-    return w;
-}
 
 /// A row of x rounded to bfloat16 (vcvtne2ps2bf16: nearest even), every element through the
 /// same instruction (the tail masked) so the result does not depend on its position.
@@ -317,72 +411,6 @@ inline PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64
     return p;
 }
 
-/// Where a W panel comes from: the stored [out, k] matrix and how its units are made.
-enum class Source {
-    f32,          // float32 units
-    bf16_pairs,   // bfloat16, two per unit (Bf16Op)
-    i8_quads,     // int8, four per unit, stored + 128 (I8Op)
-    bf16_widen,   // bfloat16 widened to float32 units (F32Op)
-    i8_widen,     // int8 times its row scale, as float32 units (F32Op)
-    i8_bf16,      // int8 widened (exactly) to bfloat16, two per unit (Bf16Op; the row scale in the epilogue)
-    panels,       // stored at conversion as the Op's units in panels: [ceil(out / NR)][units][NR], used in place
-    bf16_panels_widen,  // bfloat16 panels (two per unit) widened to float32 units (F32Op)
-};
-struct PanelSource {
-    Source kind = Source::f32;
-    const void* data = nullptr;
-    std::int64_t k = 0;
-    const float* scale = nullptr;  // i8_widen: [out]
-    std::int64_t ld = 0;           // values from one row to the next (0: k, rows stored back to back)
-    std::int64_t stride() const { return ld != 0 ? ld : k; }
-};
-
-/// Unit u of W's row j, zero past k (the scalar path, for tails).
-inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t u) {
-    std::uint32_t r = 0;
-    switch (w.kind) {
-        case Source::f32:
-            std::memcpy(&r, static_cast<const float*>(w.data) + j * w.stride() + u, 4);
-            break;
-        case Source::bf16_pairs: {
-            const auto* p = static_cast<const std::uint16_t*>(w.data) + j * w.stride();
-            r = p[2 * u];
-            if (2 * u + 1 < w.k) r |= static_cast<std::uint32_t>(p[2 * u + 1]) << 16;
-            break;
-        }
-        case Source::i8_quads: {
-            const auto* p = static_cast<const std::uint8_t*>(w.data) + j * w.stride();
-            for (int b = 0; b < 4; ++b) {
-                const std::uint32_t v = 4 * u + b < w.k ? p[4 * u + b] : 0u;
-                r |= (v ^ 0x80u) << (8 * b);
-            }
-            break;
-        }
-        case Source::bf16_widen:
-            r = static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(w.data)[j * w.stride() + u]) << 16;
-            break;
-        case Source::i8_widen: {
-            const float f = static_cast<float>(static_cast<const std::int8_t*>(w.data)[j * w.stride() + u]) * w.scale[j];
-            std::memcpy(&r, &f, 4);
-            break;
-        }
-        case Source::i8_bf16: {  // |q| <= 127 has at most 8 significant bits: bfloat16 holds it exactly
-            const auto* p = static_cast<const std::int8_t*>(w.data) + j * w.stride();
-            for (int h = 0; h < 2; ++h) {
-                if (2 * u + h >= w.k) break;
-                const float f = static_cast<float>(p[2 * u + h]);
-                std::uint32_t bits;
-                std::memcpy(&bits, &f, 4);
-                r |= (bits >> 16) << (16 * h);
-            }
-            break;
-        }
-        case Source::panels:
-        case Source::bf16_panels_widen:
-            break;  // not packed unit by unit (used in place, or widened by widen_bf16_panel)
-    }
-    return r;
-}
 
 /// Units of a row that load_units16 may read: those whose values all lie inside the row
 /// (0 for a kind this build has no vector loader for).
@@ -474,24 +502,6 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
     }
 }
 
-/// At least n elements of a thread's kept buffer (grown as needed, contents left as they
-/// are), starting on a cache line: for aligned vector loads, and so that the vector split of
-/// a row never depends on which thread's buffer holds it.
-template <class T>
-inline T* aligned_at_least(std::vector<T>& v, std::int64_t n) {
-    static_assert(sizeof(T) == 4, "32-bit elements");
-    if (static_cast<std::int64_t>(v.size()) < n + 16) v.resize(static_cast<std::size_t>(n + 16));
-    return v.data() + ((64 - reinterpret_cast<std::uintptr_t>(v.data()) % 64) % 64) / 4;
-}
-
-/// Where a task keeps its tiles' sums between k blocks: [sliver][panel][MR][NR], one per
-/// thread, grown as needed and kept. Contiguous tiles, unlike y's rows (whose stride of
-/// `out` floats, 4 KB for 1024 columns, puts a tile's 12 rows in one L1 set and made the
-/// read-add-write of partial sums cost as much as a sixth of the product).
-inline std::vector<float>& thread_tile_sums() {
-    thread_local std::vector<float> c;
-    return c;
-}
 
 /// y = x . W^T (+ bias) through the packed kernel with the x already packed.
 template <class Op>

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "avx2.hpp"
 #include "cpu.hpp"
 #include "eigen.hpp"
 #include "gemm_packed.hpp"
@@ -231,6 +232,12 @@ inline void gelu_erf(float* x, std::int64_t count, ThreadPool* pool = nullptr) {
             ops_detail::gelu_erf_avx512(x + c * kChunk, std::min(kChunk, count - c * kChunk));
         });
     }
+    if (isa_of(pool) >= Isa::avx2) {
+        constexpr std::int64_t kChunk = 4096;
+        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
+            avx2::gelu_erf(x + c * kChunk, std::min(kChunk, count - c * kChunk));
+        });
+    }
 #endif
     map_elementwise(x, count, pool, [](const auto& a) { return 0.5f * a * (1.0f + (a * 0.70710678118654752f).erf()); });
 }
@@ -242,6 +249,12 @@ inline void quick_gelu(float* x, std::int64_t count, ThreadPool* pool = nullptr)
         constexpr std::int64_t kChunk = 4096;
         return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
             ops_detail::quick_gelu_avx512(x + c * kChunk, std::min(kChunk, count - c * kChunk));
+        });
+    }
+    if (isa_of(pool) >= Isa::avx2) {
+        constexpr std::int64_t kChunk = 4096;
+        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
+            avx2::quick_gelu(x + c * kChunk, std::min(kChunk, count - c * kChunk));
         });
     }
 #endif
@@ -365,6 +378,7 @@ inline void attention_one(const float* q, const float* k, const float* v, std::i
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 #if ALTCLIP_X86
     if (isa >= Isa::avx512) return attention_detail::attention_head(q, k, v, seq, d, ld, key_mask, scale, out);
+    if (isa >= Isa::avx2) return avx2::attention_head(q, k, v, seq, d, ld, key_mask, scale, out);
 #endif
     using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
     using StridedOut = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;

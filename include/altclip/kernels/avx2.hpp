@@ -1,0 +1,254 @@
+// The kernels of Isa::avx2 (AVX2 + FMA: most laptops and older servers): float32 math on
+// the packed layout of gemm_packed.hpp (x in slivers of MR rows, W in panels of NR columns,
+// used in place when the file stores them so), a 6 x 16 micro-kernel run four times over
+// each MR x NR tile (12 accumulators of 8 lanes fit AVX2's 16 registers), and 8-lane exp,
+// GELU and softmax. bf16 and int8 weights are widened to float32 units as panels are packed.
+// Compiled in an AVX2 target region (cpu.hpp); entered only at Isa::avx2 and above.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "cpu.hpp"
+#include "gemm_packed.hpp"
+#include "thread_pool.hpp"
+#include "weight_matrix.hpp"
+
+#if ALTCLIP_X86
+ALTCLIP_AVX2_BEGIN
+namespace altclip::kernels::avx2 {
+
+using packed::KU;
+using packed::MR;
+using packed::NR;
+
+/// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR].
+inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, packed::Workspace& ws,
+                              ThreadPool* pool) {
+    packed::PackedX p;
+    p.n = n;
+    p.ku = k;
+    p.slivers = (n + MR - 1) / MR;
+    p.nblocks = packed::blocks(k);
+    const std::int64_t size = p.nblocks * p.block_stride();
+    if (static_cast<std::int64_t>(ws.units.size()) < size) ws.units.resize(static_cast<std::size_t>(size));
+    std::uint32_t* data = ws.units.data();
+    p.data = data;
+    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
+        for (std::int64_t s = s0; s < s1; ++s)
+            for (std::int64_t b = 0; b < p.nblocks; ++b) {
+                std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride();
+                const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0;
+                for (int i = 0; i < MR; ++i) {
+                    const std::int64_t r = s * MR + i;
+                    if (r >= n) {
+                        for (std::int64_t u = 0; u < kus; ++u) dst[u * MR + i] = 0;
+                    } else {
+                        const float* xr = x + r * ldx + u0;
+                        for (std::int64_t u = 0; u < kus; ++u) std::memcpy(dst + u * MR + i, xr + u, 4);
+                    }
+                }
+            }
+    });
+    return p;
+}
+
+/// W rows [j, j + nr), units [u0, u0 + kus) as float32 units in panel[unit][NR] (zero past nr).
+inline void pack_panel(const packed::PanelSource& w, std::int64_t j, int nr, std::int64_t u0, std::int64_t kus,
+                       std::uint32_t* panel) {
+    if (w.kind == packed::Source::bf16_panels_widen) {  // bfloat16 pairs in panels: halves widened
+        const std::uint32_t* src = static_cast<const std::uint32_t*>(w.data) + (j / NR) * packed::units(w.k, 2) * NR;
+        for (std::int64_t u = 0; u < kus; ++u) {
+            const std::int64_t c = u0 + u;
+            const std::uint32_t* pair = src + (c / 2) * NR;
+            for (int jj = 0; jj < NR; ++jj) panel[u * NR + jj] = c % 2 == 0 ? pair[jj] << 16 : pair[jj] & 0xFFFF0000u;
+        }
+        return;
+    }
+    for (std::int64_t u = 0; u < kus; ++u)
+        for (int jj = 0; jj < NR; ++jj) panel[u * NR + jj] = jj < nr ? packed::unit_of(w, j + jj, u0 + u) : 0u;
+}
+
+/// tile[i][c] = sum over kus units of a[unit][i] * b[unit][c] for the 12 x 32 tile, as four
+/// 6 x 16 register blocks.
+inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, float* tile) {
+    const float* af = reinterpret_cast<const float*>(a);
+    const float* bf = reinterpret_cast<const float*>(b);
+    for (int r0 = 0; r0 < MR; r0 += 6)
+        for (int c0 = 0; c0 < NR; c0 += 16) {
+            __m256 acc[6][2];
+            for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+            for (std::int64_t u = 0; u < kus; ++u) {
+                const __m256 b0 = _mm256_loadu_ps(bf + u * NR + c0), b1 = _mm256_loadu_ps(bf + u * NR + c0 + 8);
+                for (int i = 0; i < 6; ++i) {
+                    const __m256 ai = _mm256_broadcast_ss(af + u * MR + r0 + i);
+                    acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+                    acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+                }
+            }
+            for (int i = 0; i < 6; ++i) {
+                _mm256_storeu_ps(tile + (r0 + i) * NR + c0, acc[i][0]);
+                _mm256_storeu_ps(tile + (r0 + i) * NR + c0 + 8, acc[i][1]);
+            }
+        }
+}
+
+/// y[n, out] (row stride ldy) = x . W^T (+ bias), W given as float32 units.
+inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::int64_t out, const float* bias, float* y,
+                std::int64_t ldy, ThreadPool* pool) {
+    const std::int64_t tasks = (out + NR - 1) / NR;
+    auto task = [&](std::int64_t t) {
+        alignas(32) std::uint32_t panel[KU * NR];
+        alignas(32) float tile[MR * NR];
+        const std::int64_t j = t * NR;
+        const int nr = static_cast<int>(std::min<std::int64_t>(NR, out - j));
+        for (std::int64_t b = 0; b < px.nblocks; ++b) {
+            const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
+            const std::uint32_t* pan = panel;
+            if (w.kind == packed::Source::panels)
+                pan = static_cast<const std::uint32_t*>(w.data) + ((j / NR) * px.ku + u0) * NR;
+            else
+                avx2::pack_panel(w, j, nr, u0, kus, panel);
+            for (std::int64_t s = 0; s < px.slivers; ++s) {
+                micro(px.at(b, s), pan, kus, tile);
+                const std::int64_t mr = std::min<std::int64_t>(MR, px.n - s * MR);
+                for (std::int64_t i = 0; i < mr; ++i) {
+                    float* yr = y + (s * MR + i) * ldy + j;
+                    const float* tr = tile + i * NR;
+                    if (b == 0)
+                        for (int c = 0; c < nr; ++c) yr[c] = tr[c] + (bias != nullptr ? bias[j + c] : 0.0f);
+                    else
+                        for (int c = 0; c < nr; ++c) yr[c] += tr[c];
+                }
+            }
+        }
+    };
+    parallel_for(pool, tasks, task);
+}
+
+/// kernels::linear at Isa::avx2: every weight type multiplied in float32.
+ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
+                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool) {
+    packed::PanelSource src{packed::Source::f32, w.data, k, nullptr};
+    switch (w.type) {
+        case WeightType::f32: src.kind = w.panels ? packed::Source::panels : packed::Source::f32; break;
+        case WeightType::bf16:
+        case WeightType::bf16_dot:
+            src.kind = w.panels ? packed::Source::bf16_panels_widen : packed::Source::bf16_widen;
+            break;
+        case WeightType::q8:
+        case WeightType::q8_dot:
+        case WeightType::q8_bf16:
+            src.kind = packed::Source::i8_widen;
+            src.scale = w.scale;
+            break;
+    }
+    avx2::run(avx2::pack_x(x, n, k, k, packed::thread_workspace(), pool), src, out, bias, y, out, pool);
+}
+
+/// e^x for 8 floats (as exp16 in ops.hpp: x = m ln 2 + r, degree-6 polynomial), 2^m made in
+/// the exponent bits; x clamped to [-87.3, 88.7] (so e^-inf is 1e-38, not 0).
+inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    const __m256 m = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(m, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(m, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    // 2^m: m in [-126, 128] here; 2^128 overflows to inf only for x near 88.7 (as e^x would).
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(m), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/// GELU (erf) for 8 floats: 0.5 x erfc(-x / sqrt 2), erfc as in ops.hpp's gelu16.
+inline __m256 gelu8(__m256 x) {
+    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(0.70710678118654752f));
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(z, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    const __m256 erfc_z = _mm256_mul_ps(_mm256_mul_ps(p, t), exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
+    const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
+    const __m256 phi2 = _mm256_blendv_ps(erfc_z, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_z), pos);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), phi2);
+}
+
+inline __m256 quick_gelu8(__m256 x) {
+    const __m256 e = exp8(_mm256_mul_ps(x, _mm256_set1_ps(-1.702f)));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+/// f over x[0, count) in place, 8 at a time; the tail through a zero-padded block, so every
+/// element takes the same path.
+template <class F>
+inline void map8(float* x, std::int64_t count, F f) {
+    std::int64_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i)));
+    if (i < count) {
+        alignas(32) float buf[8] = {};
+        std::copy(x + i, x + count, buf);
+        _mm256_store_ps(buf, f(_mm256_load_ps(buf)));
+        std::copy(buf, buf + (count - i), x + i);
+    }
+}
+ALTCLIP_KERNEL_ENTRY inline void gelu_erf(float* x, std::int64_t count) { map8(x, count, gelu8); }
+ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map8(x, count, quick_gelu8); }
+
+/// Softmax of each row of [rows, n] in place; a row of only -inf becomes zeros.
+inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+        float* a = x + r * n;
+        const float m = *std::max_element(a, a + n);
+        if (m == -std::numeric_limits<float>::infinity()) {
+            std::fill(a, a + n, 0.0f);
+            continue;
+        }
+        for (std::int64_t i = 0; i < n; ++i) a[i] -= m;
+        map8(a, n, exp8);
+        double sum = 0;
+        for (std::int64_t i = 0; i < n; ++i)
+            if (std::isinf(a[i] + m) && a[i] + m < 0) a[i] = 0;  // masked keys: exactly 0, as the reference
+        for (std::int64_t i = 0; i < n; ++i) sum += a[i];
+        const float inv = static_cast<float>(1.0 / sum);
+        for (std::int64_t i = 0; i < n; ++i) a[i] *= inv;
+    }
+}
+
+/// One (sequence, head) of attention: scores = Q K^T * scale through the packed product
+/// (K's rows are the "weights"), masked, softmaxed, times V (transposed into a buffer).
+ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq,
+                                                std::int64_t d, std::int64_t ld, const std::int64_t* key_mask,
+                                                float scale, float* out) {
+    std::vector<float> scores(static_cast<std::size_t>(seq * seq)), vt(static_cast<std::size_t>(d * seq)),
+        o(static_cast<std::size_t>(seq * d));
+    packed::Workspace ws;
+    avx2::run(avx2::pack_x(q, seq, d, ld, ws, nullptr), packed::PanelSource{packed::Source::f32, k, d, nullptr, ld}, seq, nullptr,
+        scores.data(), seq, nullptr);
+    for (std::int64_t i = 0; i < seq; ++i)
+        for (std::int64_t j = 0; j < seq; ++j) {
+            float& s = scores[static_cast<std::size_t>(i * seq + j)];
+            s = key_mask != nullptr && key_mask[j] == 0 ? -std::numeric_limits<float>::infinity() : s * scale;
+        }
+    avx2::softmax_rows(scores.data(), seq, seq);
+    for (std::int64_t t = 0; t < seq; ++t)
+        for (std::int64_t c = 0; c < d; ++c) vt[static_cast<std::size_t>(c * seq + t)] = v[t * ld + c];
+    avx2::run(avx2::pack_x(scores.data(), seq, seq, seq, ws, nullptr), packed::PanelSource{packed::Source::f32, vt.data(), seq, nullptr},
+        d, nullptr, o.data(), d, nullptr);
+    for (std::int64_t t = 0; t < seq; ++t) std::copy(o.data() + t * d, o.data() + (t + 1) * d, out + t * ld);
+}
+
+}  // namespace altclip::kernels::avx2
+ALTCLIP_AVX2_END
+#endif  // ALTCLIP_X86
