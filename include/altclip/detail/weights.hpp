@@ -41,6 +41,15 @@ struct LayerNormParams {
     float eps = 0;
 };
 
+/// When set (tests/list_weights.cpp), every loader adds the names its modules asked for to
+/// this set as it finishes, before it reports any problem: the keys the C++ side binds, which
+/// tools/tests/test_schema.py compares with the converter's schema. Not synchronised; nullptr
+/// (nothing recorded) unless a test program sets it.
+inline std::set<std::string>*& requested_tensor_log() {
+    static std::set<std::string>* log = nullptr;
+    return log;
+}
+
 class WeightLoader {
 public:
     /// `scope`: the key prefix this loader owns ("" for the whole model, "text_model." for
@@ -100,6 +109,7 @@ public:
     /// Throws one FormatError listing every problem found, including tensors in scope that
     /// no module asked for.
     void finish() const {
+        if (std::set<std::string>* log = requested_tensor_log()) log->insert(used_.begin(), used_.end());
         std::vector<std::string> all = problems_;
         for (const auto& kv : file_->container().tensors()) {
             if (kv.first.compare(0, scope_.size(), scope_) == 0 && !used_.count(kv.first)) {
