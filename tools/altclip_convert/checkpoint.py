@@ -85,7 +85,8 @@ def _read_json(path: str) -> dict:
 
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SMALL_FILES = ["config.json", "preprocessor_config.json", "sentencepiece.bpe.model"]
+# processor_config.json: the image processor's settings as transformers 5 saves them.
+_SMALL_FILES = ["config.json", "preprocessor_config.json", "processor_config.json", "sentencepiece.bpe.model"]
 
 
 def resolve_input(input: str, revision: Optional[str] = None) -> str:
@@ -120,19 +121,40 @@ def resolve_input(input: str, revision: Optional[str] = None) -> str:
 
 
 def read_small_files(folder: str) -> Tuple[dict, dict, dict, bytes]:
-    """config.json (as found, and resolved), preprocessor_config.json and the SentencePiece
-    model of `folder`."""
+    """config.json (as found, and resolved), the image processor's settings and the
+    SentencePiece model of `folder`.
+
+    The image processor's settings are preprocessor_config.json, or (as transformers 5 saves
+    an AltCLIPProcessor) the "image_processor" object of processor_config.json."""
     hf_config = _read_json(os.path.join(folder, "config.json"))
     config = resolve_config(hf_config)
-    preprocessor = _read_json(os.path.join(folder, "preprocessor_config.json"))
-    if not isinstance(preprocessor, dict):
-        raise ConvertError("preprocessor_config.json must hold a JSON object")
+    pre_path = os.path.join(folder, "preprocessor_config.json")
+    proc_path = os.path.join(folder, "processor_config.json")
+    if not os.path.exists(pre_path) and not os.path.exists(proc_path):
+        raise ConvertError(f"{pre_path}: not found (nor processor_config.json, as transformers 5 saves an "
+                           f"AltCLIPProcessor): the image processor's settings are required")
+    if os.path.exists(pre_path):
+        preprocessor = _read_json(pre_path)
+        if not isinstance(preprocessor, dict):
+            raise ConvertError("preprocessor_config.json must hold a JSON object")
+    else:
+        preprocessor = _read_json(proc_path)
+        preprocessor = preprocessor.get("image_processor") if isinstance(preprocessor, dict) else None
+        if not isinstance(preprocessor, dict):
+            raise ConvertError(f"{proc_path}: no \"image_processor\" object (and no preprocessor_config.json)")
     spm_path = os.path.join(folder, "sentencepiece.bpe.model")
     try:
         with open(spm_path, "rb") as f:
             spm = f.read()
     except FileNotFoundError:
-        raise ConvertError(f"{spm_path}: not found (the tokenizer model is required)") from None
+        has_json = os.path.exists(os.path.join(folder, "tokenizer.json"))
+        raise ConvertError(
+            f"{spm_path}: not found; the altclip tokenizer needs this SentencePiece model"
+            + (" (tokenizer.json, which transformers 5's save_pretrained writes instead, cannot stand in for it)"
+               if has_json else "")
+            + f". Copy sentencepiece.bpe.model from the checkpoint the tokenizer came from into {folder}; for "
+            f"BAAI/AltCLIP: `huggingface-cli download BAAI/AltCLIP sentencepiece.bpe.model --local-dir {folder}`, "
+            f"or https://huggingface.co/BAAI/AltCLIP/resolve/main/sentencepiece.bpe.model") from None
     return hf_config, config, preprocessor, spm
 
 
