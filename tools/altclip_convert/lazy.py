@@ -115,7 +115,8 @@ class LazyTensor:
         if not self.shape:
             return self.offset, self.offset + 1
         lo = self.offset + r0 * self.strides[0]
-        return lo, lo + (r1 - r0 - 1) * self.strides[0] + sum((n - 1) * s for n, s in zip(self.shape[1:], self.strides[1:])) + 1
+        last = lo + (r1 - r0 - 1) * self.strides[0] + sum((n - 1) * s for n, s in zip(self.shape[1:], self.strides[1:]))
+        return lo, last + 1
 
     def _rows(self, r0: int, r1: int) -> np.ndarray:
         """Rows r0..r1 as a read-only view of the storage (bf16 widened: a copy)."""
