@@ -76,7 +76,7 @@ class _Progress:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="convert.py", description=(
         "Convert a Hugging Face AltCLIP checkpoint (local folder or hub repo id) to an altclip model file."))
-    ap.add_argument("input", help="checkpoint folder (config.json, preprocessor_config.json, "
+    ap.add_argument("input", help="checkpoint folder (config.json, preprocessor_config.json or processor_config.json, "
                     "sentencepiece.bpe.model, model.safetensors or pytorch_model.bin) or a hub repo id")
     ap.add_argument("output", help="the .altclip file to write")
     ap.add_argument("--dtype", choices=DTYPES, default="f32", help="weight dtype (default f32; logit_scale stays f32)")
