@@ -77,8 +77,11 @@ def converter_digest() -> str:
     """sha256 of the converter's sources: a converted file made by another version is redone."""
     import hashlib
     h = hashlib.sha256()
-    for name in ("convert.py", "altclip_format.py"):
-        with open(os.path.join(os.path.dirname(convert.__file__), name), "rb") as f:
+    tools = os.path.dirname(convert.__file__)
+    package = sorted(os.path.join("altclip_convert", n) for n in os.listdir(os.path.join(tools, "altclip_convert"))
+                     if n.endswith(".py"))
+    for name in ["convert.py", "altclip_format.py"] + package:
+        with open(os.path.join(tools, name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()
 
@@ -148,12 +151,9 @@ class _Progress:
         log(f"{self.label}: {phase} {done / 1e9:.2f} / {total / 1e9:.2f} GB ({pct:.0f}%)")
 
 
-def ensure(cache: str = DEFAULT_CACHE, dtypes=None, force: bool = False) -> dict:
-    """Makes whatever is missing; returns {"hub": folder, "files": {dtype: path}}."""
-    dtypes = tuple(dtypes) if dtypes else available_dtypes()
-    for d in dtypes:
-        if d not in available_dtypes():
-            raise SystemExit(f"make_bench_model: tools/convert.py offers {', '.join(available_dtypes())}, not {d!r}")
+def ensure_hub(cache: str = DEFAULT_CACHE, force: bool = False) -> str:
+    """Makes the hub folder if it is missing or was built to another spec (dropping the converted
+    files made from the old one); returns the folder."""
     os.makedirs(cache, exist_ok=True)
     hub = hub_path(cache)
     if force or not _spec_ok(cache):
@@ -170,6 +170,16 @@ def ensure(cache: str = DEFAULT_CACHE, dtypes=None, force: bool = False) -> dict
         build_hub(hub)
         with open(os.path.join(cache, "spec.json"), "w") as f:
             json.dump(SPEC, f, indent=2)
+    return hub
+
+
+def ensure(cache: str = DEFAULT_CACHE, dtypes=None, force: bool = False) -> dict:
+    """Makes whatever is missing; returns {"hub": folder, "files": {dtype: path}}."""
+    dtypes = tuple(dtypes) if dtypes else available_dtypes()
+    for d in dtypes:
+        if d not in available_dtypes():
+            raise SystemExit(f"make_bench_model: tools/convert.py offers {', '.join(available_dtypes())}, not {d!r}")
+    hub = ensure_hub(cache, force)
     files = {}
     for d in dtypes:
         out = model_path(cache, d)

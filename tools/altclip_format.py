@@ -1,8 +1,10 @@
 """Read and write the altclip container (docs/format.md). Needs only numpy.
 
-A tensor to write is either a numpy array (float32, float16, int64, int32, uint8) or a
+A tensor to write is either a numpy array (float32, float16, int64, int32, uint8), a
 `Raw(dtype, shape, data)` with `data` a bytes-like object of exactly the right size
-(used for bf16, which numpy has no type for). `to_panels` stores an f32 or bf16 weight
+(used for bf16, which numpy has no type for), or a `Lazy(dtype, shape, chunks)` whose bytes
+are made only while it is written (tools/convert.py: one tensor in memory at a time, a block of
+rows at a time). `to_panels` stores an f32 or bf16 weight
 matrix in the GEMM kernels' panel layout; `read_container` gives every tensor back
 row-major whatever its layout.
 """
@@ -13,7 +15,7 @@ import os
 import struct
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -47,6 +49,16 @@ class Raw:
     shape: Sequence[int]
     data: bytes
     layout: str = "rows"  # or "panels" (see to_panels)
+
+
+@dataclass
+class Lazy:
+    """A tensor written from `chunks()`: bytes-like pieces, in order, that add up to exactly the
+    size dtype, shape and layout imply (checked). Called once, while the file is written."""
+    dtype: str
+    shape: Sequence[int]
+    chunks: Callable[[], Iterable]
+    layout: str = "rows"
 
 
 def panel_nbytes(dtype: str, shape: Sequence[int]) -> int:
@@ -91,11 +103,15 @@ def align_up(n: int, a: int = ALIGN) -> int:
 def float32_to_bf16_bits(a: np.ndarray) -> np.ndarray:
     """Round-to-nearest-even float32 -> bfloat16 bit patterns (as torch does)."""
     a = np.ascontiguousarray(a, dtype=np.float32)
-    bits = a.view(np.uint32).astype(np.uint64)
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    bits = a.view(np.uint32)
+    # In 32 bits: only a NaN's bits can wrap around, and NaNs are redone below.
+    rounded = bits + np.uint32(0x7FFF)
+    rounded += (bits >> 16) & np.uint32(1)
+    rounded >>= 16
     out = rounded.astype(np.uint16)
     nan = np.isnan(a)
-    out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)  # keep NaN a quiet NaN
+    if nan.any():
+        out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)  # keep NaN a quiet NaN
     return out
 
 
@@ -109,8 +125,9 @@ def to_float32(dtype: str, arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _describe(value) -> tuple[str, list[int], memoryview, str]:
-    if isinstance(value, Raw):
+def _describe(value) -> tuple[str, list[int], object, str, int]:
+    """(dtype, shape, data, layout, size): data a memoryview, or the Lazy itself."""
+    if isinstance(value, (Raw, Lazy)):
         if value.dtype not in DTYPE_SIZES:
             raise FormatError(f"unknown dtype {value.dtype!r}")
         if value.layout not in ("rows", "panels"):
@@ -122,10 +139,12 @@ def _describe(value) -> tuple[str, list[int], memoryview, str]:
             nbytes = panel_nbytes(value.dtype, shape)
         else:
             nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[value.dtype]
+        if isinstance(value, Lazy):
+            return value.dtype, shape, value, value.layout, nbytes
         data = memoryview(value.data).cast("B")
         if len(data) != nbytes:
             raise FormatError(f"raw tensor has {len(data)} bytes, shape {shape} x {value.dtype} needs {nbytes}")
-        return value.dtype, shape, data, value.layout
+        return value.dtype, shape, data, value.layout, nbytes
     arr = np.asarray(value)
     if arr.dtype == np.float64:
         raise FormatError("float64 tensors are not part of the format; cast to float32 first")
@@ -134,7 +153,8 @@ def _describe(value) -> tuple[str, list[int], memoryview, str]:
         raise FormatError(f"numpy dtype {arr.dtype} has no altclip dtype")
     shape = list(arr.shape)  # before ascontiguousarray, which turns 0-rank arrays into shape [1]
     arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
-    return dt, shape, memoryview(arr.reshape(-1).view(np.uint8)), "rows"
+    data = memoryview(arr.reshape(-1).view(np.uint8))
+    return dt, shape, data, "rows", len(data)
 
 
 def write_container(
@@ -149,7 +169,8 @@ def write_container(
 ) -> None:
     """Write a container atomically: a temporary file in the same folder, renamed at the end.
 
-    `tensors` may be a lazy mapping; each value is materialised once, in order.
+    `tensors` may be a lazy mapping; each value is materialised once, in order. A `Lazy` value
+    is made only while it is written, so only one is in memory at a time.
     `progress(done_bytes, total_bytes)` is called as data is written.
     """
     blobs = dict(blobs or {})
@@ -167,21 +188,21 @@ def write_container(
     header["tensors"] = {}
 
     offset = 0
-    order = []
+    order = []  # (name, data, size)
     for name, data in blobs.items():
         header["blobs"][name] = {"offset": offset, "size": len(data)}
-        order.append(memoryview(data).cast("B"))
+        order.append((name, memoryview(data).cast("B"), len(data)))
         offset = align_up(offset + len(data))
-    for name, (dt, shape, data, layout) in described.items():
-        header["tensors"][name] = {"dtype": dt, "shape": shape, "offset": offset, "size": len(data)}
+    for name, (dt, shape, data, layout, nbytes) in described.items():
+        header["tensors"][name] = {"dtype": dt, "shape": shape, "offset": offset, "size": nbytes}
         if layout != "rows":
             header["tensors"][name]["layout"] = layout
-        order.append(data)
-        offset = align_up(offset + len(data))
+        order.append((name, data, nbytes))
+        offset = align_up(offset + nbytes)
 
     header_bytes = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     data_start = align_up(PREAMBLE + len(header_bytes))
-    total = sum(len(d) for d in order)
+    total = sum(n for _, _, n in order)
 
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".altclip-", suffix=".partial", dir=folder)
@@ -192,16 +213,22 @@ def write_container(
             f.write(b"\0" * (data_start - PREAMBLE - len(header_bytes)))
             done = 0
             pos = 0
-            for i, data in enumerate(order):
+            for name, data, nbytes in order:
                 if pos % ALIGN:
                     pad = ALIGN - pos % ALIGN
                     f.write(b"\0" * pad)
                     pos += pad
-                f.write(data)
-                pos += len(data)
-                done += len(data)
-                if progress is not None:
-                    progress(done, total)
+                pieces = data.chunks() if isinstance(data, Lazy) else (data,)
+                start = pos
+                for piece in pieces:
+                    piece = memoryview(piece).cast("B")
+                    f.write(piece)
+                    pos += len(piece)
+                    done += len(piece)
+                    if progress is not None:
+                        progress(done, total)
+                if pos - start != nbytes:
+                    raise FormatError(f"tensor {name}: {pos - start} bytes were made, its header says {nbytes}")
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)

@@ -58,7 +58,7 @@ DTYPES = ("f32", "f16", "bf16", "q8")
 MAGIC = b"ALTCLIP\0"  # tools/altclip_format.MAGIC (kept here so --check needs no numpy)
 PROBE_TIMEOUT = 5.0
 # The files tools/convert.py reads from a checkpoint folder.
-SOURCE_FILE = re.compile(r"^(config\.json|preprocessor_config\.json|sentencepiece\.bpe\.model|"
+SOURCE_FILE = re.compile(r"^(config\.json|preprocessor_config\.json|processor_config\.json|sentencepiece\.bpe\.model|"
                          r"model.*\.safetensors(\.index\.json)?|pytorch_model.*\.bin(\.index\.json)?)$")
 
 

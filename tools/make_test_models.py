@@ -67,48 +67,33 @@ def spm_size() -> int:
     return spm.SentencePieceProcessor(model_file=SPM).get_piece_size()
 
 
+def _text(vocab, hidden, layers, heads, mlp, positions, project_dim) -> dict:
+    return dict(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                intermediate_size=mlp, max_position_embeddings=positions, project_dim=project_dim)
+
+
+def _vision(hidden, mlp, layers, heads, image, patch) -> dict:
+    return dict(hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers, num_attention_heads=heads,
+                image_size=image, patch_size=patch)
+
+
 def configs():
     vocab = spm_size() + 2  # fairseq offset (+1) and <mask>
     return [
-        dict(
-            name="tiny",
-            seed=1,
-            text=dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, max_position_embeddings=40, project_dim=24),
-            vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        image_size=32, patch_size=8),
-            projection_dim=16,
-            preprocessor={"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}},
-            interpolate=(48, 40),
-            dtypes=("f16", "bf16", "q8"),
-            # Legacy override, as the real config.json carries: must win over text_config.
-            legacy_text_config_dict=True,
-        ),
-        dict(
-            name="wide",
-            seed=2,
-            text=dict(vocab_size=vocab, hidden_size=48, num_hidden_layers=3, num_attention_heads=6,
-                      intermediate_size=96, max_position_embeddings=514, project_dim=40),
-            vision=dict(hidden_size=48, intermediate_size=80, num_hidden_layers=3, num_attention_heads=3,
-                        image_size=56, patch_size=14),
-            projection_dim=32,
-            preprocessor={"size": 56, "crop_size": 56},
-            interpolate=(70, 42),
-            dtypes=(),
-        ),
-        dict(
-            name="real224",
-            seed=3,
-            text=dict(vocab_size=vocab, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=128, max_position_embeddings=514, project_dim=48),
-            vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                        image_size=224, patch_size=32),
-            projection_dim=32,
-            preprocessor=None,  # the real one
-            interpolate=None,
-            dtypes=(),
-            pipeline=True,
-        ),
+        # Legacy override (legacy_text_config_dict), as the real config.json carries: must win over text_config.
+        dict(name="tiny", seed=1, projection_dim=16, interpolate=(48, 40), dtypes=("f16", "bf16", "q8"),
+             text=_text(vocab, hidden=32, layers=2, heads=4, mlp=64, positions=40, project_dim=24),
+             vision=_vision(hidden=32, mlp=64, layers=2, heads=4, image=32, patch=8),
+             preprocessor={"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}},
+             legacy_text_config_dict=True),
+        dict(name="wide", seed=2, projection_dim=32, interpolate=(70, 42), dtypes=(),
+             text=_text(vocab, hidden=48, layers=3, heads=6, mlp=96, positions=514, project_dim=40),
+             vision=_vision(hidden=48, mlp=80, layers=3, heads=3, image=56, patch=14),
+             preprocessor={"size": 56, "crop_size": 56}),
+        dict(name="real224", seed=3, projection_dim=32, interpolate=None, dtypes=(), pipeline=True,
+             text=_text(vocab, hidden=64, layers=2, heads=4, mlp=128, positions=514, project_dim=48),
+             vision=_vision(hidden=64, mlp=128, layers=2, heads=2, image=224, patch=32),
+             preprocessor=None),  # the real one
     ]
 
 

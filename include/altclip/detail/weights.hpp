@@ -47,6 +47,15 @@ inline std::shared_ptr<kernels::ThreadPool> make_pool(const ModelOptions& option
     return std::make_shared<kernels::ThreadPool>(options.num_threads, cpu_info().effective(options.max_isa));
 }
 
+/// When set (tests/list_weights.cpp), every loader adds the names its modules asked for to
+/// this set as it finishes, before it reports any problem: the keys the C++ side binds, which
+/// tools/tests/test_schema.py compares with the converter's schema. Not synchronised; nullptr
+/// (nothing recorded) unless a test program sets it.
+inline std::set<std::string>*& requested_tensor_log() {
+    static std::set<std::string>* log = nullptr;
+    return log;
+}
+
 class WeightLoader {
 public:
     /// `scope`: the key prefix this loader owns ("" for the whole model, "text_model." for
@@ -113,6 +122,7 @@ public:
     /// Throws one FormatError listing every problem found, including tensors in scope that
     /// no module asked for.
     void finish() const {
+        if (std::set<std::string>* log = requested_tensor_log()) log->insert(used_.begin(), used_.end());
         std::vector<std::string> all = problems_;
         for (const auto& kv : file_->container().tensors()) {
             if (kv.first.compare(0, scope_.size(), scope_) == 0 && !used_.count(kv.first)) {
