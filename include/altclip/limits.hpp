@@ -20,4 +20,8 @@ inline constexpr std::size_t kMaxTextBytes = std::size_t(1) << 20;
 /// far from overflowing.
 inline constexpr std::int64_t kMaxBatchSize = std::int64_t(1) << 16;
 
+/// Most threads a model's pool may have (ModelOptions::num_threads, 1,024): more than the
+/// cores of the machines it runs on, and few enough that the system can start them.
+inline constexpr int kMaxThreads = 1024;
+
 }  // namespace altclip

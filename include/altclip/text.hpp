@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "detail/pool.hpp"
 #include "detail/self_attention.hpp"
 #include "detail/weights.hpp"
 #include "errors.hpp"
@@ -152,7 +153,7 @@ public:
     explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
         auto storage = std::make_shared<detail::WeightStorage>();
         detail::WeightLoader w(file, storage, "text_model.", !options.exact);
-        load(w, "text_model.", file->config().text_config, std::make_shared<kernels::ThreadPool>(options.num_threads));
+        load(w, "text_model.", file->config().text_config, detail::make_thread_pool(options.num_threads, "AltCLIPTextModel"));
         w.finish();
     }
     /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.
@@ -166,7 +167,7 @@ public:
     /// last_hidden_state [batch, seq, project_dim] (after pre_LN and transformation),
     /// pooler_output [batch, project_dim] (token 0). hidden_states: the embeddings output,
     /// then each RoBERTa layer's, [batch, seq, hidden].
-    BaseModelOutputWithPooling forward(const TokenView& tokens, bool output_hidden_states = false) const {
+    BaseModelOutputWithPooling forward(const TokenView& tokens, bool output_hidden_states = false) const try {
         const auto& c = config_;
         const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
         check(tokens);
@@ -195,6 +196,9 @@ public:
             std::copy(first, first + P, out.pooler_output.slice(b));
         }
         return out;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("AltCLIPTextModel::forward", "a batch of " + std::to_string(tokens.batch) + " texts of " +
+                                     std::to_string(tokens.seq) + " tokens");
     }
 
     /// pooler_output [batch, project_dim] alone, as forward(tokens).pooler_output, without
@@ -203,7 +207,7 @@ public:
     /// own only, so a batch of texts of different lengths costs what its real tokens cost.
     /// A padded position never changes a real one (its key is masked), so the result equals
     /// forward's up to float rounding. Other masks go through forward().
-    Tensor pooler_output(const TokenView& tokens) const {
+    Tensor pooler_output(const TokenView& tokens) const try {
         const auto& c = config_;
         const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
         check(tokens);
@@ -239,6 +243,9 @@ public:
         Tensor pooled({B, P});
         kernels::linear(first.data(), B, H, transformation.weight, transformation.bias, P, pooled.ptr(), pool);
         return pooled;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("AltCLIPTextModel::pooler_output", "a batch of " + std::to_string(tokens.batch) +
+                                     " texts of " + std::to_string(tokens.seq) + " tokens");
     }
 
     AltRobertaModel roberta;
