@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "eigen.hpp"  // before the kernels include Eigen
 #include "../kernels/gemm.hpp"
 #include "../model_file.hpp"
 
