@@ -22,7 +22,10 @@ namespace {
 const char* kUsage =
     "usage: embed --model FILE [--image PATH]... [--text TEXT]... [--normalize] [--with-inputs]\n"
     "             [--threads N] [--exact]\n"
-    "Prints {\"image_embeds\": [[...], ...], \"text_embeds\": [[...], ...]} as JSON.\n"
+    "Prints {\"image_embeds\": [[...], ...], \"text_embeds\": [[...], ...]} as JSON: one list per input, in order;\n"
+    "image_embeds only when --image is given, text_embeds only when --text is given.\n"
+    "--normalize: L2-normalise each embedding. --with-inputs: add pixel_values (with --image),\n"
+    "  input_ids and attention_mask (with --text).\n"
     "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n";
 
 nlohmann::json rows(const altclip::Tensor& t) {
@@ -80,6 +83,6 @@ int main(int argc, char** argv) {
         std::cout << out.dump() << "\n";
         return 0;
     } catch (const altclip::Error& e) {
-        cli::fail("embed", e.what(), 1);
+        cli::fail("embed", cli::printable(e.what()), 1);
     }
 }
