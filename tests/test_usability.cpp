@@ -430,7 +430,7 @@ TEST_CASE("the programs fail with a message on every kind of bad path, printing 
     }
 }
 
-TEST_CASE("--threads 100000 is an error message, not an abort", "[usability][examples][threads]") {
+TEST_CASE("the programs refuse 100000 threads with a message, not an abort", "[usability][examples][threads]") {
     TempDir dir;
     const std::string common = "--model " + quote(data_path("models/tiny.altclip")) + " --threads 100000";
     for (const auto& [program, args] :
@@ -445,7 +445,7 @@ TEST_CASE("--threads 100000 is an error message, not an abort", "[usability][exa
     }
 }
 
-TEST_CASE("--help of every program prints its usage on stdout and exits 0", "[usability][examples]") {
+TEST_CASE("every program prints its usage on stdout for --help and exits 0", "[usability][examples]") {
     TempDir dir;
     for (const std::string program : {"zero_shot", "embed", "classify"}) {
         for (const std::string flag : {"--help", "-h"}) {
