@@ -1,5 +1,5 @@
-// The README's example: classify one image against a few labels, using only the public
-// headers.
+// The README's example: classify one image against a few labels, using the public headers
+// (and cli::printable, which escapes control characters in names printed on the terminal).
 //   classify MODEL IMAGE LABEL [LABEL]...
 // prints one line per label, in the order given: LABEL <tab> logit <tab> probability, then
 // the most probable label: "top: LABEL".
@@ -9,6 +9,8 @@
 #include <iostream>
 #include <string>
 #include <vector>
+
+#include "cli.hpp"
 
 int main(int argc, char** argv) {
     const char* usage =
@@ -32,12 +34,12 @@ int main(int argc, char** argv) {
         auto out = model.forward(processor(labels), processor.load_images({argv[2]}));
         auto probs = out.probs_per_image();  // softmax of logits_per_image: [1, labels]
         for (std::size_t j = 0; j < labels.size(); ++j) {
-            std::cout << labels[j] << "\t" << out.logits_per_image.data[j] << "\t" << probs.data[j] << "\n";
+            std::cout << cli::printable(labels[j]) << "\t" << out.logits_per_image.data[j] << "\t" << probs.data[j] << "\n";
         }
         const auto best = std::max_element(probs.data.begin(), probs.data.end()) - probs.data.begin();
-        std::cout << "top: " << labels[static_cast<std::size_t>(best)] << "\n";
+        std::cout << "top: " << cli::printable(labels[static_cast<std::size_t>(best)]) << "\n";
     } catch (const altclip::Error& e) {
-        std::cerr << "classify: " << e.what() << "\n";
+        std::cerr << "classify: " << cli::printable(e.what()) << "\n";
         return 1;
     }
 }

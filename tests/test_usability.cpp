@@ -482,6 +482,10 @@ TEST_CASE("the programs escape names from outside on the terminal and in JSON", 
     CHECK(r.code == 1);
     CHECK(r.err.find('\x1b') == std::string::npos);
     CHECK_THAT(r.err, Contains("\\x1B[31mred.png"));
+    const auto c = run_program("classify", model + " " + quote(evil) + " a", dir);
+    CHECK(c.code == 1);
+    CHECK(c.err.find('\x1b') == std::string::npos);
+    CHECK_THAT(c.err, Contains("\\x1B[31mred.png"));
     // ... and in a label, on stdout.
     const auto h = run_program("zero_shot", "--model " + model + " --image " + quote(data_path("images/chelsea.png")) +
                                                 " --label " + quote("cat\x1b]0;owned\x07") + " --label dog",
