@@ -21,11 +21,14 @@ namespace {
 
 const char* kUsage =
     "usage: embed --model FILE [--image PATH]... [--text TEXT]... [--normalize] [--with-inputs]\n"
-    "             [--threads N] [--exact]\n"
-    "Prints {\"image_embeds\": [[...], ...], \"text_embeds\": [[...], ...]} as JSON.\n"
+    "             [--threads N] [--exact] [--max-isa LEVEL] [--verbose]\n"
+    "Prints {\"image_embeds\": [[...], ...], \"text_embeds\": [[...], ...]} as JSON: one list per input, in order;\n"
+    "image_embeds only when --image is given, text_embeds only when --text is given.\n"
+    "--normalize: L2-normalise each embedding. --with-inputs: add pixel_values (with --image),\n"
+    "  input_ids and attention_mask (with --text).\n"
     "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n"
     "--max-isa LEVEL: cap the kernels (portable, avx2, avx512, avx512_vnni, avx512_bf16, amx; default: the best\n"
-    "this CPU allows). --verbose: print the CPU and the kernels that run, on stderr.\n";
+    "  this CPU allows). --verbose: print the CPU and the kernels that run, on stderr.\n";
 
 nlohmann::json rows(const altclip::Tensor& t) {
     nlohmann::json out = nlohmann::json::array();
@@ -83,6 +86,6 @@ int main(int argc, char** argv) {
         std::cout << out.dump() << "\n";
         return 0;
     } catch (const altclip::Error& e) {
-        cli::fail("embed", e.what(), 1);
+        cli::fail("embed", cli::printable(e.what()), 1);
     }
 }

@@ -27,11 +27,19 @@ namespace {
 const char* kUsage =
     "usage: zero_shot --model FILE --image PATH [--image PATH]... --label TEXT [--label TEXT]...\n"
     "                 [--template \"a photo of a {}\"]... [--top-k K] [--json] [--threads N] [--exact]\n"
-    "Ranks the labels for each image with their probabilities.\n"
+    "                 [--max-isa LEVEL] [--verbose]\n"
+    "Ranks the labels for each image with their probabilities (softmax over the labels).\n"
+    "--template T: the first {} in T is replaced by the label (a T without {} gets \" LABEL\" appended);\n"
+    "  several templates are averaged per label. Without --template a label is used as written.\n"
+    "--top-k K: show the K most probable labels per image (default: all).\n"
+    "--json: print {\"results\": [{\"image\": PATH, \"labels\": [{\"label\": TEXT, \"prob\": P}, ...]}, ...]}.\n"
     "--threads N: threads to use (default: all cores). --exact: bf16/q8 files computed in float32.\n"
     "--max-isa LEVEL: cap the kernels (portable, avx2, avx512, avx512_vnni, avx512_bf16, amx; default: the best\n"
-    "this CPU allows). --verbose: print the CPU and the kernels that run, on stderr.\n";
+    "  this CPU allows). --verbose: print the CPU and the kernels that run, on stderr.\n"
+    "Prints nothing on stdout when an input fails; the error goes to stderr (exit 1; 2 for bad options).\n";
 
+/// The first {} of the template replaced by the label (later ones are kept as written);
+/// a template without {} gets " label" appended.
 std::string fill(const std::string& tmpl, const std::string& label) {
     const auto at = tmpl.find("{}");
     if (at == std::string::npos) return tmpl + " " + label;
@@ -96,38 +104,36 @@ int main(int argc, char** argv) {
         altclip::l2_normalize_rows(image_embeds);
         const auto text_embeds = label_embeddings(model, processor, labels, templates);
         const auto logits = altclip::AltCLIPModel::logits(image_embeds, text_embeds, model.logit_scale());
+        const auto probs = altclip::softmax(logits);
 
         nlohmann::json results = nlohmann::json::array();
         std::ostringstream human;
-        for (std::int64_t i = 0; i < logits.dim(0); ++i) {
-            const float* row = logits.slice(i);
-            const auto n = static_cast<std::size_t>(logits.dim(1));
-            const float m = *std::max_element(row, row + n);
-            std::vector<double> prob(n);
-            double sum = 0;
-            for (std::size_t j = 0; j < n; ++j) sum += prob[j] = std::exp(double(row[j]) - m);
-            for (auto& p : prob) p /= sum;
+        for (std::int64_t i = 0; i < probs.dim(0); ++i) {
+            const auto n = static_cast<std::size_t>(probs.dim(1));
+            const float* prob = probs.slice(i);
             std::vector<std::size_t> order(n);
             std::iota(order.begin(), order.end(), 0);
             std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return prob[a] > prob[b]; });
             order.resize(std::min<std::size_t>(n, static_cast<std::size_t>(top_k)));
             nlohmann::json ranked = nlohmann::json::array();
-            human << images[i] << "\n";
+            human << cli::printable(images[i]) << "\n";
             for (auto j : order) {
-                ranked.push_back({{"label", labels[j]}, {"prob", prob[j]}});
+                ranked.push_back({{"label", labels[j]}, {"prob", static_cast<double>(prob[j])}});
                 char pct[32];
                 std::snprintf(pct, sizeof pct, "%7.2f%%", 100.0 * prob[j]);
-                human << "  " << pct << "  " << labels[j] << "\n";
+                human << "  " << pct << "  " << cli::printable(labels[j]) << "\n";
             }
             results.push_back({{"image", images[i]}, {"labels", std::move(ranked)}});
         }
         if (args.has("json")) {
-            std::cout << nlohmann::json{{"results", std::move(results)}}.dump(2) << "\n";
+            // A path that is not UTF-8 is printed with U+FFFD in place of its bad bytes.
+            std::cout << nlohmann::json{{"results", std::move(results)}}.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                      << "\n";
         } else {
             std::cout << human.str();
         }
         return 0;
     } catch (const altclip::Error& e) {
-        cli::fail("zero_shot", e.what(), 1);
+        cli::fail("zero_shot", cli::printable(e.what()), 1);
     }
 }

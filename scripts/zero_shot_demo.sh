@@ -12,11 +12,14 @@
 # More settings: ALTCLIP_DTYPE (f32, f16, bf16, q8), ALTCLIP_MODEL_DIR (default models/),
 # ALTCLIP_BUILD_DIR (default build/), ALTCLIP_SKIP_SETUP=1, ALTCLIP_SKIP_BUILD=1, and
 # huggingface_hub's HF_ENDPOINT, HF_HOME, HF_TOKEN, HF_HUB_OFFLINE. See docs/main_job.md.
-# Arguments after `--` go to examples/zero_shot (e.g. -- --top-k 3 --json).
+# Arguments after `--` go to examples/zero_shot (e.g. -- --top-k 3 --json). Only zero_shot's
+# output goes to stdout (so `-- --json` prints JSON alone); every step's output goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+exec 3>&1 1>&2  # fd 3: the real stdout, for the result and --help; fd 1: stderr from here on
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top of this file, up to its first line that is not a comment.
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0" >&3; }
 model=${ALTCLIP_MODEL:-}
 images=()
 labels=()
@@ -74,4 +77,4 @@ step "zero-shot: ranking ${#labels[@]} labels for ${images[*]}"
 args=(--model "$model_file")
 for img in "${images[@]}"; do args+=(--image "$img"); done
 for l in "${labels[@]}"; do args+=(--label "$l"); done
-"$zero_shot" "${args[@]}" "${extra[@]+"${extra[@]}"}"
+"$zero_shot" "${args[@]}" "${extra[@]+"${extra[@]}"}" >&3

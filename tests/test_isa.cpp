@@ -121,6 +121,6 @@ TEST_CASE("isa: a thread count the system cannot give is an error, not an abort"
         altclip::AltCLIPModel::from_file(data_path("models/tiny.altclip"), o);
         FAIL("no error");
     } catch (const altclip::InvalidArgument& e) {
-        CHECK(std::string(e.what()).find("num_threads = 100000") != std::string::npos);
+        CHECK(std::string(e.what()).find("100000") != std::string::npos);
     }
 }

@@ -133,6 +133,19 @@ def source_files(folder: str) -> List[str]:
                   if SOURCE_FILE.match(n) and os.path.isfile(os.path.join(folder, n)))
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")  # what tools/convert.py reads, in its order
+
+
+def missing_checkpoint_files(folder: str) -> List[str]:
+    """What a folder lacks to be a checkpoint tools/convert.py converts (empty if nothing)."""
+    missing = [n for n in ("config.json", "preprocessor_config.json", "sentencepiece.bpe.model")
+               if not os.path.isfile(os.path.join(folder, n))]
+    if not any(os.path.isfile(os.path.join(folder, n)) for n in WEIGHT_FILES):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    return missing
+
+
 def folder_cache_is_fresh(folder: str, out: str) -> bool:
     """`out` exists, is a model file, was converted from this folder, and is newer than its sources."""
     if not is_model_file(out):
@@ -290,11 +303,15 @@ def fetch(model: Optional[str] = None, repo: Optional[str] = None, revision: Opt
                     return f"model file {out} (converted earlier from {path})"
                 log(f"using {out} (converted earlier from {path})")
                 return out
+            # Checked before --check answers, so that the demo stops before its setup and build.
+            missing = missing_checkpoint_files(path)
+            if missing:
+                raise FetchError(f"{model}: no AltCLIP checkpoint in this folder (it lacks "
+                                 f"{', '.join(missing)}). Give an altclip model file or a downloaded "
+                                 f"AltCLIP folder (config.json, preprocessor_config.json, "
+                                 f"sentencepiece.bpe.model and weights).")
             if check_only:
                 return f"will convert {path} into {out}"
-            if not source_files(path):
-                raise FetchError(f"{model}: no AltCLIP checkpoint in this folder (config.json, "
-                                 f"preprocessor_config.json, sentencepiece.bpe.model and weights)")
             log(f"converting {path} into {out} (once)")
             _convert(path, out, dtype, None, quiet, log,
                      {"source": path, "dtype": dtype})

@@ -37,20 +37,20 @@ inline std::int64_t config_int(const nlohmann::json& j, const char* key, const s
     if (!v.is_number_integer() || v.get<std::int64_t>() < min_value || v.get<std::int64_t>() > kMaxConfigValue) {
         throw ConfigError(where + ": field '" + key + "' must be an integer >= " +
                           std::to_string(min_value) + " and <= " + std::to_string(kMaxConfigValue) +
-                          ", got " + v.dump());
+                          ", got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     return v.get<std::int64_t>();
 }
 
 inline double config_double(const nlohmann::json& j, const char* key, const std::string& where) {
     const auto& v = config_field(j, key, where);
-    if (!v.is_number()) throw ConfigError(where + ": field '" + key + "' must be a number, got " + v.dump());
+    if (!v.is_number()) throw ConfigError(where + ": field '" + key + "' must be a number, got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return v.get<double>();
 }
 
 inline std::string config_string(const nlohmann::json& j, const char* key, const std::string& where) {
     const auto& v = config_field(j, key, where);
-    if (!v.is_string()) throw ConfigError(where + ": field '" + key + "' must be a string, got " + v.dump());
+    if (!v.is_string()) throw ConfigError(where + ": field '" + key + "' must be a string, got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return v.get<std::string>();
 }
 

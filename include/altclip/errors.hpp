@@ -2,6 +2,7 @@
 // is one of these, with a message that names the file, tensor or input and says what to do.
 #pragma once
 
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -49,5 +50,22 @@ class InvalidArgument : public Error {
 public:
     using Error::Error;
 };
+
+/// The system could not give what a call needs: memory for a batch, or the threads asked
+/// for in ModelOptions::num_threads. Smaller batches or fewer threads may succeed.
+class ResourceError : public Error {
+public:
+    using Error::Error;
+};
+
+namespace detail {
+
+/// The ResourceError for a std::bad_alloc in `call` (e.g. "AltCLIPVisionModel::forward")
+/// working on `input` (e.g. "a batch of 8 images of 224x224").
+inline ResourceError out_of_memory(const std::string& call, const std::string& input) {
+    return ResourceError(call + ": out of memory for " + input + "; pass smaller batches, or free memory");
+}
+
+}  // namespace detail
 
 }  // namespace altclip

@@ -37,8 +37,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -46,6 +44,7 @@
 
 #include <stb/stb_image.h>
 
+#include "detail/read_file.hpp"
 #include "errors.hpp"
 
 namespace altclip {
@@ -250,15 +249,16 @@ inline Image decode_image(const void* bytes, std::size_t size, const std::string
     return img;
 }
 
-/// Reads and decodes an image file. Throws IoError if it cannot be read, ImageError if it
-/// cannot be decoded.
+/// Largest image file read (2 GiB - 1 bytes: what stb_image decodes).
+inline constexpr std::size_t kMaxImageFileBytes = static_cast<std::size_t>(std::numeric_limits<int>::max());
+
+/// Reads and decodes an image file. Throws IoError if it cannot be read (missing, no read
+/// permission, a directory, FIFO or device, larger than kMaxImageFileBytes), ImageError if
+/// it cannot be decoded.
 inline Image load_image(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) {
-        throw IoError(path + ": cannot open image file (missing, or no read permission)");
-    }
-    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (f.bad()) throw IoError(path + ": I/O error while reading the image file");
+    const std::string bytes = detail::read_regular_file(
+        path, kMaxImageFileBytes, "image file",
+        "Give the path of an image file (JPEG, PNG, BMP, GIF, ...) that this process can read.");
     return decode_image(bytes.data(), bytes.size(), path);
 }
 

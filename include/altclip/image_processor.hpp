@@ -59,20 +59,20 @@ inline std::string json_where(const char* key) {
 
 inline bool json_bool(const nlohmann::json& j, const char* key, bool fallback) {
     if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_boolean()) throw ConfigError(json_where(key) + " must be true or false, got " + j[key].dump());
+    if (!j[key].is_boolean()) throw ConfigError(json_where(key) + " must be true or false, got " + j[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return j[key].get<bool>();
 }
 
 inline double json_number(const nlohmann::json& j, const char* key, double fallback) {
     if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_number()) throw ConfigError(json_where(key) + " must be a number, got " + j[key].dump());
+    if (!j[key].is_number()) throw ConfigError(json_where(key) + " must be a number, got " + j[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return j[key].get<double>();
 }
 
 inline int json_positive_int(const nlohmann::json& v, const std::string& what) {
     if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > kMaxImageSide) {
         throw ConfigError("preprocessor config: " + what + " must be a positive integer up to " +
-                          std::to_string(kMaxImageSide) + ", got " + v.dump());
+                          std::to_string(kMaxImageSide) + ", got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     return static_cast<int>(v.get<long long>());
 }
@@ -82,11 +82,11 @@ inline std::vector<double> json_triple(const nlohmann::json& j, const char* key,
     const auto& v = j[key];
     if (v.is_number()) return std::vector<double>(3, v.get<double>());  // a scalar applies to all channels
     if (!v.is_array() || v.size() != 3) {
-        throw ConfigError(json_where(key) + " must be a number or a list of 3 numbers (R, G, B), got " + v.dump());
+        throw ConfigError(json_where(key) + " must be a number or a list of 3 numbers (R, G, B), got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     std::vector<double> out;
     for (const auto& e : v) {
-        if (!e.is_number()) throw ConfigError(json_where(key) + " must contain numbers, got " + v.dump());
+        if (!e.is_number()) throw ConfigError(json_where(key) + " must contain numbers, got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         out.push_back(e.get<double>());
     }
     return out;
@@ -96,7 +96,7 @@ inline std::vector<double> json_triple(const nlohmann::json& j, const char* key,
 
 inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohmann::json& j) {
     using detail::json_positive_int;
-    if (!j.is_object()) throw ConfigError("preprocessor config must be a JSON object, got " + j.dump());
+    if (!j.is_object()) throw ConfigError("preprocessor config must be a JSON object, got " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     CLIPImageProcessorConfig c;
     c.do_resize = detail::json_bool(j, "do_resize", c.do_resize);
     c.do_center_crop = detail::json_bool(j, "do_center_crop", c.do_center_crop);
@@ -130,7 +130,7 @@ inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohma
         } else {
             throw ConfigError("preprocessor config: \"size\" must be an int, [height, width], "
                               "{\"shortest_edge\"}, {\"shortest_edge\", \"longest_edge\"} or "
-                              "{\"height\", \"width\"}; got " + s.dump());
+                              "{\"height\", \"width\"}; got " + s.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         }
     }
     // crop_size: get_size_dict(crop_size) with default_to_square=True - an int is a square.
@@ -146,13 +146,13 @@ inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohma
             c.crop_width = json_positive_int(s["width"], "\"crop_size\".width");
         } else {
             throw ConfigError("preprocessor config: \"crop_size\" must be an int, [height, width] or "
-                              "{\"height\", \"width\"}; got " + s.dump());
+                              "{\"height\", \"width\"}; got " + s.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         }
     }
     if (j.contains("resample") && !j["resample"].is_null()) {
         const auto& r = j["resample"];
         if (!r.is_number_integer() || r.get<long long>() != 3) {
-            throw ConfigError("preprocessor config: \"resample\" is " + r.dump() +
+            throw ConfigError("preprocessor config: \"resample\" is " + r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
                               "; only 3 (PIL bicubic, what CLIP/AltCLIP use) is supported");
         }
         c.resample = 3;
@@ -180,6 +180,15 @@ public:
         }
         if (config_.image_mean.size() != 3 || config_.image_std.size() != 3) {
             throw ConfigError("CLIPImageProcessor: image_mean and image_std need 3 values each");
+        }
+        if (config_.do_center_crop) {  // each image becomes 3 x crop_height x crop_width floats
+            if (config_.crop_height <= 0 || config_.crop_width <= 0 ||
+                static_cast<std::int64_t>(config_.crop_height) * config_.crop_width > kMaxImagePixels) {
+                throw ConfigError("CLIPImageProcessor: crop size " + std::to_string(config_.crop_height) + "x" +
+                                  std::to_string(config_.crop_width) + " is empty or above the limit of " +
+                                  std::to_string(kMaxImagePixels) + " pixels (kMaxImagePixels); "
+                                  "CLIP crops to 224x224: fix crop_size in the preprocessor config");
+            }
         }
     }
 
@@ -247,7 +256,7 @@ public:
 
     /// Preprocesses a batch into [N, 3, H, W]. Images may differ in size; with center crop
     /// off, all must produce the same size. Throws InvalidArgument for an empty batch.
-    PixelValues operator()(const std::vector<Image>& images) const {
+    PixelValues operator()(const std::vector<Image>& images) const try {
         if (images.empty()) throw InvalidArgument("CLIPImageProcessor: empty batch; pass at least one image");
         if (images.size() > static_cast<std::size_t>(kMaxBatchSize)) {
             throw InvalidArgument("CLIPImageProcessor: batch of " + std::to_string(images.size()) +
@@ -273,6 +282,8 @@ public:
             pv.data.insert(pv.data.end(), one.begin(), one.end());
         }
         return pv;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("CLIPImageProcessor", "a batch of " + std::to_string(images.size()) + " images");
     }
 
 private:

@@ -2,11 +2,14 @@
 // (no bias) and the contrastive logits.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "detail/pool.hpp"
 #include "detail/weights.hpp"
 #include "errors.hpp"
 #include "kernels/gemm.hpp"
@@ -20,6 +23,8 @@
 
 namespace altclip {
 
+inline Tensor softmax(const Tensor& logits);
+
 /// As transformers' AltCLIPOutput.
 struct AltCLIPOutput {
     Tensor logits_per_image;  // [n_image, n_text]
@@ -28,11 +33,32 @@ struct AltCLIPOutput {
     Tensor image_embeds;      // [n_image, projection_dim], L2-normalised
     BaseModelOutputWithPooling text_model_output;
     BaseModelOutputWithPooling vision_model_output;
+
+    /// Each image's probabilities over the texts [n_image, n_text]: softmax(logits_per_image),
+    /// as the reference's `outputs.logits_per_image.softmax(dim=1)`.
+    Tensor probs_per_image() const { return softmax(logits_per_image); }
 };
 
-/// Divides each row by its L2 norm (no epsilon, as the reference's _get_vector_norm).
+namespace detail {
+
+/// Throws InvalidArgument unless `t` is a matrix [rows >= 1, cols >= 1] holding rows * cols values.
+inline void check_matrix(const Tensor& t, const char* who) {
+    if (t.shape.size() != 2 || t.shape[0] <= 0 || t.shape[1] <= 0 ||
+        static_cast<std::int64_t>(t.data.size()) != t.shape[0] * t.shape[1]) {
+        std::string shape = "[";
+        for (std::size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
+        throw InvalidArgument(std::string(who) + ": expected a matrix [rows, columns] with at least one of each, got shape " +
+                              shape + "] holding " + std::to_string(t.data.size()) + " values");
+    }
+}
+
+}  // namespace detail
+
+/// Divides each row of a matrix [rows, dim] by its L2 norm (no epsilon, as the reference's
+/// _get_vector_norm). Throws InvalidArgument for another shape.
 inline void l2_normalize_rows(Tensor& t) {
-    const std::int64_t rows = t.dim(0), n = t.numel() / rows;
+    detail::check_matrix(t, "l2_normalize_rows");
+    const std::int64_t rows = t.dim(0), n = t.dim(1);
     for (std::int64_t r = 0; r < rows; ++r) {
         float* x = t.slice(r);
         double s = 0;
@@ -40,6 +66,25 @@ inline void l2_normalize_rows(Tensor& t) {
         const float norm = static_cast<float>(std::sqrt(s));
         for (std::int64_t i = 0; i < n; ++i) x[i] /= norm;
     }
+}
+
+/// Softmax of each row of a matrix of logits [rows, n] (in double, the largest logit taken
+/// out first): `logits_per_image.softmax(dim=1)`, each image's probabilities over the texts,
+/// as a zero-shot classifier reports them. Throws InvalidArgument for another shape.
+inline Tensor softmax(const Tensor& logits) {
+    detail::check_matrix(logits, "softmax");
+    const std::int64_t rows = logits.dim(0), n = logits.dim(1);
+    Tensor out({rows, n});
+    std::vector<double> e(static_cast<std::size_t>(n));
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const float* x = logits.slice(r);
+        const double m = *std::max_element(x, x + n);
+        double sum = 0;
+        for (std::int64_t j = 0; j < n; ++j) sum += e[static_cast<std::size_t>(j)] = std::exp(double(x[j]) - m);
+        float* o = out.slice(r);
+        for (std::int64_t j = 0; j < n; ++j) o[j] = static_cast<float>(e[static_cast<std::size_t>(j)] / sum);
+    }
+    return out;
 }
 
 /// Immutable after construction; every method is const and safe to call from several threads.
@@ -58,7 +103,8 @@ public:
     }
 
     explicit AltCLIPModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {})
-        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(), detail::make_pool(options), !options.exact) {}
+        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(), detail::make_thread_pool(options, "AltCLIPModel"),
+                       !options.exact) {}
 
     int num_threads() const { return pool_->size(); }
     /// The instruction-set level this model's kernels run (cpu_info(), ModelOptions::max_isa).
@@ -76,7 +122,7 @@ public:
         return project(vision_model.forward(pixels, interpolate_pos_encoding).pooler_output, visual_projection);
     }
 
-    AltCLIPOutput forward(const TokenView& tokens, const PixelView& pixels, bool interpolate_pos_encoding = false) const {
+    AltCLIPOutput forward(const TokenView& tokens, const PixelView& pixels, bool interpolate_pos_encoding = false) const try {
         AltCLIPOutput o;
         o.text_model_output = text_model.forward(tokens);
         o.vision_model_output = vision_model.forward(pixels, interpolate_pos_encoding);
@@ -87,16 +133,28 @@ public:
         o.logits_per_text = logits(o.text_embeds, o.image_embeds, logit_scale_);
         o.logits_per_image = logits(o.image_embeds, o.text_embeds, logit_scale_);
         return o;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("AltCLIPModel::forward", std::to_string(tokens.batch) + " texts of " +
+                                     std::to_string(tokens.seq) + " tokens and " + std::to_string(pixels.batch) + " images");
     }
 
     /// exp(logit_scale) * a . b^T for normalised embeddings a [n, d], b [m, d] -> [n, m].
-    static Tensor logits(const Tensor& a, const Tensor& b, float logit_scale) {
+    static Tensor logits(const Tensor& a, const Tensor& b, float logit_scale) try {
+        detail::check_matrix(a, "AltCLIPModel::logits");
+        detail::check_matrix(b, "AltCLIPModel::logits");
+        if (a.dim(1) != b.dim(1)) {
+            throw InvalidArgument("AltCLIPModel::logits: embeddings of " + std::to_string(a.dim(1)) + " and " +
+                                  std::to_string(b.dim(1)) + " values; pass both from the same model");
+        }
         const std::int64_t n = a.dim(0), m = b.dim(0), d = a.dim(1);
         Tensor out({n, m});
         kernels::linear(a.ptr(), n, d, b.ptr(), nullptr, m, out.ptr(), nullptr);
         const float scale = std::exp(logit_scale);
         for (auto& v : out.data) v *= scale;
         return out;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("AltCLIPModel::logits", std::to_string(a.shape.empty() ? 0 : a.shape[0]) + " x " +
+                                     std::to_string(b.shape.empty() ? 0 : b.shape[0]) + " logits");
     }
 
     AltCLIPTextModel text_model;

@@ -6,7 +6,8 @@
 namespace altclip {
 
 struct ModelOptions {
-    /// Threads one call uses (0 = all cores). Concurrent calls on one model share them.
+    /// Threads one call uses (0 = all cores, else 1 to kMaxThreads in limits.hpp; another
+    /// count is an InvalidArgument). Concurrent calls on one model share them.
     int num_threads = 0;
     /// bf16 and q8 files: false (default) multiplies with activations rounded to the
     /// weights' precision (bfloat16 with AVX512_BF16; int8 with a per-row scale with

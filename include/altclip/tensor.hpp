@@ -233,12 +233,19 @@ struct Tensor {
         return n;
     }
     std::int64_t numel() const { return static_cast<std::int64_t>(data.size()); }
-    std::int64_t dim(std::size_t i) const { return shape.at(i); }
+    /// Size of dimension i; InvalidArgument if the tensor has fewer dimensions.
+    std::int64_t dim(std::size_t i) const {
+        if (i >= shape.size()) {
+            throw InvalidArgument("Tensor: dimension " + std::to_string(i) + " asked of a tensor of rank " +
+                                  std::to_string(shape.size()) + "; pass a tensor of the documented shape");
+        }
+        return shape[i];
+    }
     float* ptr() { return data.data(); }
     const float* ptr() const { return data.data(); }
     /// Pointer to the start of index i along the first dimension.
-    float* slice(std::int64_t i) { return data.data() + i * (numel() / shape.at(0)); }
-    const float* slice(std::int64_t i) const { return data.data() + i * (numel() / shape.at(0)); }
+    float* slice(std::int64_t i) { return data.data() + i * (numel() / dim(0)); }
+    const float* slice(std::int64_t i) const { return data.data() + i * (numel() / dim(0)); }
 };
 
 }  // namespace altclip

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "detail/pool.hpp"
 #include "detail/self_attention.hpp"
 #include "detail/weights.hpp"
 #include "errors.hpp"
@@ -151,7 +152,7 @@ public:
     }
     explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
         auto storage = std::make_shared<detail::WeightStorage>();
-        auto pool = detail::make_pool(options);
+        auto pool = detail::make_thread_pool(options, "AltCLIPTextModel");
         detail::WeightLoader w(file, storage, "text_model.", !options.exact, pool->isa());
         load(w, "text_model.", file->config().text_config, std::move(pool));
         w.finish();
@@ -169,7 +170,7 @@ public:
     /// last_hidden_state [batch, seq, project_dim] (after pre_LN and transformation),
     /// pooler_output [batch, project_dim] (token 0). hidden_states: the embeddings output,
     /// then each RoBERTa layer's, [batch, seq, hidden].
-    BaseModelOutputWithPooling forward(const TokenView& tokens, bool output_hidden_states = false) const {
+    BaseModelOutputWithPooling forward(const TokenView& tokens, bool output_hidden_states = false) const try {
         const auto& c = config_;
         const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
         check(tokens);
@@ -198,6 +199,9 @@ public:
             std::copy(first, first + P, out.pooler_output.slice(b));
         }
         return out;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("AltCLIPTextModel::forward", "a batch of " + std::to_string(tokens.batch) + " texts of " +
+                                     std::to_string(tokens.seq) + " tokens");
     }
 
     /// pooler_output [batch, project_dim] alone, as forward(tokens).pooler_output, without
@@ -206,7 +210,7 @@ public:
     /// own only, so a batch of texts of different lengths costs what its real tokens cost.
     /// A padded position never changes a real one (its key is masked), so the result equals
     /// forward's up to float rounding. Other masks go through forward().
-    Tensor pooler_output(const TokenView& tokens) const {
+    Tensor pooler_output(const TokenView& tokens) const try {
         const auto& c = config_;
         const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
         check(tokens);
@@ -242,6 +246,9 @@ public:
         Tensor pooled({B, P});
         kernels::linear(first.data(), B, H, transformation.weight, transformation.bias, P, pooled.ptr(), pool);
         return pooled;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("AltCLIPTextModel::pooler_output", "a batch of " + std::to_string(tokens.batch) +
+                                     " texts of " + std::to_string(tokens.seq) + " tokens");
     }
 
     AltRobertaModel roberta;

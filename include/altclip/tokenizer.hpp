@@ -22,8 +22,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -32,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "altclip/detail/read_file.hpp"
 #include "altclip/errors.hpp"
 #include "altclip/limits.hpp"
 
@@ -251,13 +250,10 @@ public:
     /// Reads the model file at `path` (e.g. a hub folder's sentencepiece.bpe.model).
     static XLMRobertaTokenizer from_file(const std::string& path,
                                          std::int64_t model_max_length = 512) {
-        std::ifstream f(path, std::ios::binary);
-        if (!f) {
-            throw IoError("XLMRobertaTokenizer: cannot open '" + path +
-                          "'; check the path to sentencepiece.bpe.model");
-        }
-        std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        if (f.bad()) throw IoError("XLMRobertaTokenizer: error reading '" + path + "'");
+        // XLM-R's sentencepiece.bpe.model is 5 MB; 1 GiB bounds what a wrong path can cost.
+        const std::string bytes = detail::read_regular_file(
+            path, std::size_t(1) << 30, "SentencePiece model",
+            "XLMRobertaTokenizer::from_file takes the path of a sentencepiece.bpe.model file.");
         try {
             return XLMRobertaTokenizer(bytes, model_max_length);
         } catch (const FormatError& e) {
@@ -280,7 +276,7 @@ public:
     std::vector<std::int64_t> encode(std::string_view text) const { return encode_checked(text, -1); }
 
     /// `tokenizer(texts, padding=True, truncation=True)`: right-padded to the longest row.
-    BatchEncoding operator()(const std::vector<std::string>& texts) const {
+    BatchEncoding operator()(const std::vector<std::string>& texts) const try {
         if (texts.empty()) {
             throw InvalidArgument("XLMRobertaTokenizer: empty batch; pass at least one text "
                                   "(an empty string \"\" is a valid text)");
@@ -309,6 +305,8 @@ public:
             out.lengths[i] = static_cast<std::int64_t>(rows[i].size());
         }
         return out;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("XLMRobertaTokenizer", "a batch of " + std::to_string(texts.size()) + " texts");
     }
 
 private:

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "detail/pool.hpp"
 #include "detail/self_attention.hpp"
 #include "detail/weights.hpp"
 #include "errors.hpp"
@@ -172,7 +173,7 @@ public:
     }
     explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
         auto storage = std::make_shared<detail::WeightStorage>();
-        auto pool = detail::make_pool(options);
+        auto pool = detail::make_thread_pool(options, "AltCLIPVisionModel");
         detail::WeightLoader w(file, storage, "vision_model.", !options.exact, pool->isa());
         load(w, "vision_model.", file->config().vision_config, std::move(pool));
         w.finish();
@@ -190,7 +191,7 @@ public:
     /// pixel_values [batch, channels, height, width]. Other sizes than the config's
     /// image_size need interpolate_pos_encoding, as in the reference.
     BaseModelOutputWithPooling forward(const PixelView& px, bool interpolate_pos_encoding = false,
-                                       bool output_hidden_states = false) const {
+                                       bool output_hidden_states = false) const try {
         const auto& c = config_;
         if (px.batch <= 0 || px.data == nullptr) throw InvalidArgument("AltCLIPVisionModel: empty batch of images");
         if (px.batch > kMaxBatchSize) {
@@ -241,6 +242,9 @@ public:
         }
         out.last_hidden_state = std::move(h);
         return out;
+    } catch (const std::bad_alloc&) {
+        throw detail::out_of_memory("AltCLIPVisionModel::forward", "a batch of " + std::to_string(px.batch) + " images of " +
+                                     std::to_string(px.height) + "x" + std::to_string(px.width));
     }
 
     AltCLIPVisionEmbeddings embeddings;

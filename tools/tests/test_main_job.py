@@ -276,3 +276,50 @@ def test_demo_end_to_end(env, hub, tmp_path):
     again = run(["bash", DEMO, "--", "--top-k", "2"], env, timeout=300)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == lines[:3] and len(hub.requests) == before
+
+
+# --------------------------------------------------------------------------------------
+# (e) issue #15: the demo's stdout is zero_shot's alone, --help is the header, a folder that
+# is no checkpoint is refused before setup and build
+
+def test_demo_help_is_the_header_comment_only(env):
+    r = run(["bash", DEMO, "--help"], env, timeout=30)
+    assert r.returncode == 0 and r.stderr == ""
+    assert "--model PATH" in r.stdout and "ALTCLIP_SKIP_BUILD" in r.stdout
+    assert "set -euo pipefail" not in r.stdout and "#!" not in r.stdout
+
+
+def test_demo_refuses_a_folder_that_is_no_checkpoint_before_setup(env, tmp_path):
+    folder = tmp_path / "not-a-checkpoint"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    env["ALTCLIP_MODEL"] = str(folder)
+    start = time.monotonic()
+    r = run(["bash", DEMO], env, timeout=60)
+    assert r.returncode != 0 and time.monotonic() - start < 10 and r.stdout == ""
+    assert "no AltCLIP checkpoint" in r.stderr and "config.json" in r.stderr
+    assert "setup:" not in r.stderr and "build:" not in r.stderr
+
+
+def test_fetch_check_refuses_a_partial_checkpoint(env, tmp_path):
+    folder = tmp_path / "partial"
+    shutil.copytree(TINY_HUB, folder)
+    os.remove(folder / "model.safetensors")
+    r = run(FETCH + ["--check", "--model", str(folder)], env)
+    assert r.returncode == 2 and "weights" in r.stderr and "Traceback" not in r.stderr
+    r = run(FETCH + ["--check", "--model", TINY_HUB], env)
+    assert r.returncode == 0 and "will convert" in r.stderr
+
+
+@pytest.mark.skipif(not os.access(ZERO_SHOT, os.X_OK),
+                    reason="build/examples/zero_shot is not built (cmake -S . -B build && cmake --build build "
+                           "--target zero_shot)")
+def test_demo_json_on_stdout_is_json_alone(env):
+    """With the build step (cmake prints `[100%] Built target zero_shot`), stdout is JSON."""
+    env.update(ALTCLIP_MODEL=TINY_MODEL, ALTCLIP_SKIP_SETUP="1", ALTCLIP_BUILD_DIR=os.path.join(ROOT, "build"))
+    r = run(["bash", DEMO, "--", "--json", "--top-k", "2"], env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["results"][0]["image"] == "tests/data/images/chelsea.png"
+    assert len(out["results"][0]["labels"]) == 2
+    assert "Built target zero_shot" in r.stderr

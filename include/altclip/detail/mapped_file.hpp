@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../errors.hpp"
+#include "read_file.hpp"
 
 namespace altclip::detail {
 
@@ -20,21 +21,11 @@ class MappedFile {
 public:
     MappedFile() = default;
     explicit MappedFile(const std::string& path) : path_(path) {
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            throw IoError(path + ": cannot open: " + std::strerror(errno) +
-                          ". Check the path; model files are made by tools/convert.py.");
-        }
+        // Not blocking (a FIFO without a writer), and only a regular file: a directory, FIFO
+        // or device (/dev/zero) has no size to map.
         struct stat st {};
-        if (::fstat(fd, &st) != 0) {
-            int e = errno;
-            ::close(fd);
-            throw IoError(path + ": cannot stat: " + std::strerror(e));
-        }
-        if (!S_ISREG(st.st_mode)) {
-            ::close(fd);
-            throw IoError(path + ": not a regular file");
-        }
+        const int fd = open_regular_file(path, "model file",
+                                         "Check the path; model files are made by tools/convert.py.", st);
         size_ = static_cast<std::size_t>(st.st_size);
         if (size_ > 0) {
             void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -42,7 +33,8 @@ public:
                 int e = errno;
                 ::close(fd);
                 throw IoError(path + ": cannot map " + std::to_string(size_) +
-                              " bytes: " + std::strerror(e));
+                              " bytes: " + std::strerror(e) + ". A 64-bit process with address space "
+                              "to spare maps any model file; check ulimit -v.");
             }
             data_ = static_cast<const unsigned char*>(p);
         }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../kernels/eigen.hpp"  // before the kernels include Eigen
 #include "../kernels/buffer.hpp"
 #include "../kernels/gemm.hpp"
 #include "../kernels/ops.hpp"

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../kernels/eigen.hpp"  // before the kernels include Eigen
 #include "../kernels/gemm.hpp"
 #include "../model_file.hpp"
 #include "../options.hpp"
@@ -41,11 +42,6 @@ struct LayerNormParams {
     std::int64_t n = 0;
     float eps = 0;
 };
-
-/// A model's compute context: its threads and its kernels' instruction-set level.
-inline std::shared_ptr<kernels::ThreadPool> make_pool(const ModelOptions& options) {
-    return std::make_shared<kernels::ThreadPool>(options.num_threads, cpu_info().effective(options.max_isa));
-}
 
 /// When set (tests/list_weights.cpp), every loader adds the names its modules asked for to
 /// this set as it finishes, before it reports any problem: the keys the C++ side binds, which

@@ -33,8 +33,9 @@ namespace altclip::kernels {
 class ThreadPool {
 public:
     /// num_threads: total threads doing work, the caller included (0 = all cores), at most
-    /// kMaxThreads. isa: the kernels' level (cpu_info().effective(cap) for a model). Throws
-    /// InvalidArgument when the system cannot start that many threads.
+    /// kMaxThreads (else InvalidArgument). isa: the kernels' level (cpu_info().effective(cap) for
+    /// a model). When the system cannot start a thread, the ones started are joined and the
+    /// std::system_error goes on (detail::make_thread_pool turns it into a ResourceError).
     explicit ThreadPool(int num_threads = 0, Isa isa = cpu_info().effective()) : isa_(isa) {
         if (num_threads > kMaxThreads) {
             throw InvalidArgument("num_threads = " + std::to_string(num_threads) + " exceeds the limit of " +
@@ -44,12 +45,9 @@ public:
         size_ = num_threads;
         try {
             for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { work(); });
-        } catch (const std::system_error& e) {
-            const std::size_t started = workers_.size();
+        } catch (...) {  // std::system_error (detail::make_thread_pool says what to do): join those started
             stop_workers();
-            throw InvalidArgument("num_threads = " + std::to_string(num_threads) + ": the system could start only " +
-                                  std::to_string(started + 1) + " threads (" + e.what() +
-                                  "); ask for fewer, or 0 for one thread per core");
+            throw;
         }
     }
     ThreadPool(const ThreadPool&) = delete;
