@@ -24,6 +24,10 @@
 
 #include <altclip/kernels/gemm.hpp>
 
+// This file is intrinsics throughout (the peaks): GCC 12's false "'__Y' is used uninitialized" from its own
+// headers is off here as in the kernels (kernels/cpu.hpp).
+ALTCLIP_INTRINSIC_WARNINGS_OFF
+
 namespace {
 
 using Clock = std::chrono::steady_clock;

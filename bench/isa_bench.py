@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     probe = run_json([binary("consumer"), "--model", model["files"]["f32"], "--accuracy-only", "--labels", "0"], {},
                      "probe")
     cpu, best = probe["cpu"], probe["isa"]
-    levels = ["portable", "avx512", "avx512_vnni", "avx512_bf16"]
+    levels = ["portable", "avx2", "avx512", "avx512_vnni", "avx512_bf16"]
     order = ["portable", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"]
     here = [lv for lv in levels if order.index(lv) <= order.index(best)]
     inputs = os.path.join(HERE, ".cache", "isa-inputs")
@@ -92,16 +92,21 @@ def main(argv=None) -> int:
         for lv in here:
             if lv == best:
                 continue
-            if dtype == "f32" and lv not in ("portable", "avx512"):
+            if dtype == "f32" and lv not in ("portable", "avx2", "avx512"):
                 continue  # f32 runs the same kernels from avx512 on
+            if dtype != "f32" and lv in ("portable", "avx512"):
+                continue  # widened weights: what avx2 (and f32 at these levels) already shows
             sides.append((f"altclip {dtype} consumer @{lv}", [binary("consumer"), "--model", model["files"][dtype],
                                                                *common], {"ALTCLIP_MAX_ISA": lv}))
     if not a.no_torch:
-        for dt in ["float32", "bfloat16"]:
-            sides.append((f"pytorch {dt}", [sys.executable, os.path.join(HERE, "bench_torch.py"), "--folder",
-                                            model["hub"], "--inputs", inputs, "--threads", str(a.threads),
-                                            "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
-                                            "--batch-repeat", "0", "--labels", "0", "--dtype", dt], {}))
+        # PyTorch as installed, and capped to AVX2 the way altclip's avx2 level is (aten's kernels
+        # and oneDNN's JIT both), for a same-instruction-set comparison.
+        avx2_env = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        for dt, env, tag in [("float32", {}, ""), ("bfloat16", {}, ""), ("float32", avx2_env, " @avx2")]:
+            sides.append((f"pytorch {dt}{tag}", [sys.executable, os.path.join(HERE, "bench_torch.py"), "--folder",
+                                                 model["hub"], "--inputs", inputs, "--threads", str(a.threads),
+                                                 "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
+                                                 "--batch-repeat", "0", "--labels", "0", "--dtype", dt], env))
     samples = {name: {"image": [], "text": [], "isa": None} for name, _, _ in sides}
     for r in range(a.rounds):
         seq = sides if r % 2 == 0 else list(reversed(sides))
@@ -109,7 +114,7 @@ def main(argv=None) -> int:
             res = run_json(cmd, env, f"{name} (round {r + 1}/{a.rounds})")
             samples[name]["image"] += res["image_b1_s"]["samples"]
             samples[name]["text"] += res["text16_s"]["samples"]
-            samples[name]["isa"] = res.get("isa", "torch")
+            samples[name]["isa"] = res.get("isa", env.get("ONEDNN_MAX_CPU_ISA", "oneDNN default"))
     peaks = run_json([binary("native", "altclip_gemm_bench"), "--threads", str(a.threads), "--json"], {}, "peaks")
 
     med = {n: {"image_s": statistics.median(s["image"]), "text_s": statistics.median(s["text"]), "isa": s["isa"],
@@ -129,6 +134,9 @@ def main(argv=None) -> int:
         r16 = f"{t16 / m['image_s']:.2f}x" if t16 else ""
         print(f"| {n} | {m['isa']} | {m['image_s'] * 1e3:.0f} ms | {m['text_s'] * 1e3:.1f} ms | {r32} | {r16} |")
     print()
+    if "pytorch float32 @avx2" in med and "altclip f32 consumer @avx2" in med:
+        print(f"avx2 on both sides: PyTorch f32 / altclip f32 image "
+              f"{med['pytorch float32 @avx2']['image_s'] / med['altclip f32 consumer @avx2']['image_s']:.2f}x")
     for dtype in ["f32", "bf16", "q8"]:
         c, nat = med[f"altclip {dtype} consumer"], med[f"altclip {dtype} native"]
         print(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
