@@ -20,6 +20,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -360,7 +361,7 @@ public:
         }
         if (tty_) {
             std::cout << "\r" << line << "\033[K" << (final ? "\n" : "") << std::flush;
-        } else {
+        } else if (!final) {  // the summary follows the last line
             std::cout << line << "\n" << std::flush;
         }
     }
@@ -588,9 +589,20 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
         Stmt s(db, "SELECT count(*) FROM images");
         if (s.step()) total = s.i64(0);
     }
+    std::sort(failed.begin(), failed.end());
+    if (unchanged + moved + added + updated == 0 && !interrupted) {
+        db_holder.reset();  // closed before a new, empty index is removed
+        remove_new_index();
+        std::string list;
+        for (const auto& d : dirs) list += (list.empty() ? "" : ", ") + printable(d);
+        std::string why;
+        for (std::size_t i = 0; i < failed.size() && i < 5; ++i) why += "\n  " + printable(failed[i].first) + ": " + failed[i].second;
+        if (failed.size() > 5) why += "\n  ...";
+        fail("index: no images found in " + list + " (" + std::to_string(failed.size()) +
+             " files, none of them a decodable image); nothing was indexed:" + why);
+    }
     if (!failed.empty()) {
         std::cout << "could not index " << failed.size() << " file" << (failed.size() == 1 ? "" : "s") << ":\n";
-        std::sort(failed.begin(), failed.end());
         for (const auto& [path, reason] : failed) {
             std::cout << "  " << printable(path) << ": " << reason << "\n";  // reasons are stored printable
         }
@@ -606,14 +618,6 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
     if (interrupted) {
         std::cout << "interrupted: " << (paths.size() - done) << " images not embedded yet; run the same command again to continue\n";
         return 130;
-    }
-    if (total == 0) {
-        db_holder.reset();  // closed before a new, empty index is removed
-        remove_new_index();
-        std::string list;
-        for (const auto& d : dirs) list += (list.empty() ? "" : ", ") + printable(d);
-        fail("index: no images found in " + list + " (" + std::to_string(failed.size()) +
-             " files, none of them a decodable image); nothing was indexed");
     }
     return 0;
 }
@@ -774,37 +778,48 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     const auto query = altclip::combine_query(positive, &negative);
     const auto t_embed = clock::now();
 
-    std::vector<std::string> paths;
+    // Ids and vectors only (paths are read for the hits alone); the file is memory-mapped.
+    db.exec("PRAGMA mmap_size = 17179869184");
+    std::vector<std::int64_t> ids;
     std::vector<float> matrix;
     {
         Stmt count(db, "SELECT count(*) FROM images");
         if (count.step()) {
-            paths.reserve(static_cast<std::size_t>(count.i64(0)));
+            ids.reserve(static_cast<std::size_t>(count.i64(0)));
             matrix.reserve(static_cast<std::size_t>(count.i64(0) * dim));
         }
-        Stmt s(db, "SELECT path, embedding FROM images");
+        Stmt s(db, "SELECT id, embedding FROM images");
         const int bytes = static_cast<int>(dim * sizeof(float));
         while (s.step()) {
             int n = 0;
             const void* p = s.blob(1, n);
             if (n != bytes || !p) {
-                throw altclip::FormatError(db_path + ": the entry for " + s.bytes(0) + " holds " +
-                                           std::to_string(n) + " bytes, not a " + std::to_string(dim) +
+                Stmt path(db, "SELECT path FROM images WHERE id = ?");
+                path.bind(1, s.i64(0));
+                throw altclip::FormatError(db_path + ": the entry for " + (path.step() ? path.bytes(0) : std::string("?")) +
+                                           " holds " + std::to_string(n) + " bytes, not a " + std::to_string(dim) +
                                            "-d embedding; the index is damaged, rebuild it");
             }
             const std::size_t at = matrix.size();
             matrix.resize(at + static_cast<std::size_t>(dim));
             std::memcpy(matrix.data() + at, p, static_cast<std::size_t>(bytes));
-            paths.push_back(s.bytes(0));
+            ids.push_back(s.i64(0));
         }
     }
     const auto t_read = clock::now();
     std::vector<altclip::Hit> hits;
-    if (!paths.empty()) hits = altclip::top_k(matrix.data(), paths.size(), static_cast<std::size_t>(dim), query, static_cast<std::size_t>(top_k));
+    if (!ids.empty()) hits = altclip::top_k(matrix.data(), ids.size(), static_cast<std::size_t>(dim), query, static_cast<std::size_t>(top_k));
     const auto t_scan = clock::now();
 
     std::vector<Result> results;
-    for (const auto& h : hits) results.push_back({paths[h.index], h.score});
+    {
+        Stmt path(db, "SELECT path FROM images WHERE id = ?");
+        for (const auto& h : hits) {
+            path.bind(1, ids[h.index]);
+            if (path.step()) results.push_back({path.bytes(0), h.score});
+            path.reset();
+        }
+    }
     if (!args.one("html").empty()) {
         std::string title = "image_search:";
         for (const auto& t : texts) title += " \"" + t + "\"";
@@ -830,7 +845,7 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     if (args.has("timings")) {
         auto ms = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
         std::fprintf(stderr, "timings: open+model load %.1f ms, query embedding %.1f ms, read %zu vectors %.1f ms, scan %.1f ms\n",
-                     ms(t0, t_load), ms(t_load, t_embed), paths.size(), ms(t_embed, t_read), ms(t_read, t_scan));
+                     ms(t0, t_load), ms(t_load, t_embed), ids.size(), ms(t_embed, t_read), ms(t_read, t_scan));
     }
     return 0;
 }
