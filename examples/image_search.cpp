@@ -323,7 +323,25 @@ void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::st
         " mtime_ns INTEGER NOT NULL, hash INTEGER NOT NULL, embedding BLOB NOT NULL);"
         "CREATE INDEX images_by_content ON images (size, hash);"
         "CREATE TABLE failures (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
-        " reason TEXT NOT NULL);");
+        " reason TEXT NOT NULL);"
+        // The embeddings again, packed for the scan: block b holds the rows with id in
+        // [b * 4096, (b + 1) * 4096). The triggers mark a block dirty in the same transaction
+        // as any change to its rows; a query reads dirty blocks from `images` instead.
+        "CREATE TABLE scan_blocks (block INTEGER PRIMARY KEY, count INTEGER NOT NULL, ids BLOB NOT NULL,"
+        " vectors BLOB NOT NULL);"
+        "CREATE TABLE dirty_blocks (block INTEGER PRIMARY KEY);"
+        // (NOT EXISTS rather than OR IGNORE: an upsert's conflict policy overrides a trigger's.)
+        "CREATE TRIGGER images_insert AFTER INSERT ON images BEGIN"
+        " INSERT INTO dirty_blocks SELECT NEW.id / 4096"
+        "  WHERE NOT EXISTS (SELECT 1 FROM dirty_blocks WHERE block = NEW.id / 4096); END;"
+        "CREATE TRIGGER images_update AFTER UPDATE OF id, embedding ON images BEGIN"
+        " INSERT INTO dirty_blocks SELECT OLD.id / 4096"
+        "  WHERE NOT EXISTS (SELECT 1 FROM dirty_blocks WHERE block = OLD.id / 4096);"
+        " INSERT INTO dirty_blocks SELECT NEW.id / 4096"
+        "  WHERE NOT EXISTS (SELECT 1 FROM dirty_blocks WHERE block = NEW.id / 4096); END;"
+        "CREATE TRIGGER images_delete AFTER DELETE ON images BEGIN"
+        " INSERT INTO dirty_blocks SELECT OLD.id / 4096"
+        "  WHERE NOT EXISTS (SELECT 1 FROM dirty_blocks WHERE block = OLD.id / 4096); END;");
     Stmt ins(db, "INSERT INTO meta (key, value) VALUES (?, ?)");
     const std::vector<std::pair<std::string, std::string>> rows = {
         {"format", "altclip image_search index"},
@@ -335,6 +353,57 @@ void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::st
     };
     for (const auto& [k, v] : rows) ins.bind(1, k).bind(2, valid_utf8(v) ? v : printable(v)).run();
     db.exec("COMMIT");
+}
+
+constexpr std::int64_t kBlockRows = 4096;
+
+/// Reads one whole BLOB (table.column at rowid) into `out` (resized to hold it, rounded up to
+/// whole elements; its memory is reused). Returns the BLOB's size in bytes.
+template <typename T>
+std::size_t read_blob(const Db& db, const char* table, const char* column, std::int64_t rowid, std::vector<T>& out) {
+    sqlite3_blob* b = nullptr;
+    if (sqlite3_blob_open(db.get(), "main", table, column, rowid, 0, &b) != SQLITE_OK) {
+        sqlite3_blob_close(b);
+        db.error(std::string("cannot read ") + table + " " + std::to_string(rowid));
+    }
+    const auto bytes = static_cast<std::size_t>(sqlite3_blob_bytes(b));
+    out.resize((bytes + sizeof(T) - 1) / sizeof(T));
+    const int rc = bytes == 0 ? SQLITE_OK : sqlite3_blob_read(b, out.data(), static_cast<int>(bytes), 0);
+    sqlite3_blob_close(b);
+    if (rc != SQLITE_OK) db.error(std::string("cannot read ") + table + " " + std::to_string(rowid));
+    return bytes;
+}
+
+/// Repacks every dirty block of scan_blocks from `images`, one transaction per block.
+void flush_blocks(const Db& db) {
+    std::vector<std::int64_t> dirty;
+    {
+        Stmt s(db, "SELECT block FROM dirty_blocks ORDER BY block");
+        while (s.step()) dirty.push_back(s.i64(0));
+    }
+    Stmt rows(db, "SELECT id, embedding FROM images WHERE id >= ? AND id < ? ORDER BY id");
+    Stmt put(db, "INSERT OR REPLACE INTO scan_blocks (block, count, ids, vectors) VALUES (?, ?, ?, ?)");
+    Stmt drop(db, "DELETE FROM scan_blocks WHERE block = ?");
+    Stmt clean(db, "DELETE FROM dirty_blocks WHERE block = ?");
+    std::string ids, vectors;
+    for (std::int64_t b : dirty) {
+        db.exec("BEGIN IMMEDIATE");
+        ids.clear();
+        vectors.clear();
+        rows.bind(1, b * kBlockRows).bind(2, (b + 1) * kBlockRows);
+        std::int64_t count = 0;
+        while (rows.step()) {
+            const std::int64_t id = rows.i64(0);
+            ids.append(reinterpret_cast<const char*>(&id), sizeof id);  // x86-64 and ARM: little-endian
+            vectors += rows.bytes(1);
+            ++count;
+        }
+        rows.reset();
+        if (count == 0) drop.bind(1, b).run();
+        else put.bind(1, b).bind(2, count).bind_blob(3, ids).bind_blob(4, vectors).run();
+        clean.bind(1, b).run();
+        db.exec("COMMIT");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -434,6 +503,7 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
     if (existed) {
         check_model(db, read_meta(db), identity, model_path);  // nothing written before this
     }
+    if (!existed) db.exec("PRAGMA page_size = 65536");  // big pages: the scan blocks read fast
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = FULL");
     if (!existed) create_schema(db, identity, model_path);
@@ -583,6 +653,7 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
     }
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
+    flush_blocks(db);
 
     std::int64_t total = 0;
     {
@@ -778,37 +849,86 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     const auto query = altclip::combine_query(positive, &negative);
     const auto t_embed = clock::now();
 
-    // Ids and vectors only (paths are read for the hits alone); the file is memory-mapped.
-    db.exec("PRAGMA mmap_size = 17179869184");
+    // The packed blocks, and the rows of blocks changed since they were packed (an index
+    // run that was interrupted); paths are read for the hits alone.
     std::vector<std::int64_t> ids;
-    std::vector<float> matrix;
+    std::vector<float> scores;
     {
-        Stmt count(db, "SELECT count(*) FROM images");
-        if (count.step()) {
-            ids.reserve(static_cast<std::size_t>(count.i64(0)));
-            matrix.reserve(static_cast<std::size_t>(count.i64(0) * dim));
+        std::vector<std::int64_t> dirty;
+        {
+            Stmt d(db, "SELECT block FROM dirty_blocks ORDER BY block");
+            while (d.step()) dirty.push_back(d.i64(0));
         }
-        Stmt s(db, "SELECT id, embedding FROM images");
-        const int bytes = static_cast<int>(dim * sizeof(float));
-        while (s.step()) {
-            int n = 0;
-            const void* p = s.blob(1, n);
-            if (n != bytes || !p) {
-                Stmt path(db, "SELECT path FROM images WHERE id = ?");
-                path.bind(1, s.i64(0));
-                throw altclip::FormatError(db_path + ": the entry for " + (path.step() ? path.bytes(0) : std::string("?")) +
-                                           " holds " + std::to_string(n) + " bytes, not a " + std::to_string(dim) +
-                                           "-d embedding; the index is damaged, rebuild it");
+        std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // (block, count)
+        std::int64_t packed = 0, total = 0;
+        {
+            Stmt b(db, "SELECT block, count FROM scan_blocks ORDER BY block");
+            while (b.step()) {
+                if (std::binary_search(dirty.begin(), dirty.end(), b.i64(0))) continue;
+                blocks.emplace_back(b.i64(0), b.i64(1));
+                packed += b.i64(1);
             }
-            const std::size_t at = matrix.size();
-            matrix.resize(at + static_cast<std::size_t>(dim));
-            std::memcpy(matrix.data() + at, p, static_cast<std::size_t>(bytes));
-            ids.push_back(s.i64(0));
+            Stmt count(db, "SELECT count(*) FROM images");
+            if (count.step()) total = count.i64(0);
+            Stmt in_dirty(db, "SELECT count(*) FROM images WHERE id / 4096 IN (SELECT block FROM dirty_blocks)");
+            if (in_dirty.step() && packed + in_dirty.i64(0) != total) {  // not consistent: scan every row
+                blocks.clear();
+                dirty.clear();
+                Stmt all(db, "SELECT DISTINCT id / 4096 FROM images ORDER BY 1");
+                while (all.step()) dirty.push_back(all.i64(0));
+            }
+        }
+        ids.reserve(static_cast<std::size_t>(total));
+        scores.reserve(static_cast<std::size_t>(total));
+        const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
+        auto damaged = [&](const std::string& what) {
+            return altclip::FormatError(db_path + ": " + what + "; the index is damaged, rebuild it with image_search index");
+        };
+        std::vector<std::int64_t> block_ids;
+        std::vector<float> matrix;
+        auto score = [&](std::size_t n) {
+            const std::size_t at = scores.size();
+            scores.resize(at + n);
+            altclip::score_rows(matrix.data(), n, static_cast<std::size_t>(dim), query, scores.data() + at);
+        };
+        // Blocks and dirty blocks merged in block order, so ties keep the lower id first.
+        std::size_t bi = 0, di = 0;
+        Stmt rows(db, "SELECT id, embedding FROM images WHERE id >= ? AND id < ? ORDER BY id");
+        while (bi < blocks.size() || di < dirty.size()) {
+            if (di >= dirty.size() || (bi < blocks.size() && blocks[bi].first < dirty[di])) {
+                const auto [block, count] = blocks[bi++];
+                const auto n = static_cast<std::size_t>(count);
+                if (read_blob(db, "scan_blocks", "ids", block, block_ids) != n * sizeof(std::int64_t) ||
+                    read_blob(db, "scan_blocks", "vectors", block, matrix) != n * row_bytes) {
+                    throw damaged("scan block " + std::to_string(block) + " has the wrong size");
+                }
+                ids.insert(ids.end(), block_ids.begin(), block_ids.end());
+                score(n);
+            } else {
+                const std::int64_t block = dirty[di++];
+                rows.bind(1, block * kBlockRows).bind(2, (block + 1) * kBlockRows);
+                matrix.clear();
+                std::size_t n = 0;
+                while (rows.step()) {
+                    int len = 0;
+                    const void* p = rows.blob(1, len);
+                    if (static_cast<std::size_t>(len) != row_bytes || !p) {
+                        throw damaged("image entry " + std::to_string(rows.i64(0)) + " holds " + std::to_string(len) +
+                                      " bytes, not a " + std::to_string(dim) + "-d embedding");
+                    }
+                    matrix.resize((n + 1) * static_cast<std::size_t>(dim));
+                    std::memcpy(matrix.data() + n * static_cast<std::size_t>(dim), p, row_bytes);
+                    ids.push_back(rows.i64(0));
+                    ++n;
+                }
+                rows.reset();
+                score(n);
+            }
         }
     }
     const auto t_read = clock::now();
     std::vector<altclip::Hit> hits;
-    if (!ids.empty()) hits = altclip::top_k(matrix.data(), ids.size(), static_cast<std::size_t>(dim), query, static_cast<std::size_t>(top_k));
+    if (!ids.empty()) hits = altclip::top_k_scores(scores, static_cast<std::size_t>(top_k));
     const auto t_scan = clock::now();
 
     std::vector<Result> results;
@@ -844,7 +964,7 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     }
     if (args.has("timings")) {
         auto ms = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-        std::fprintf(stderr, "timings: open+model load %.1f ms, query embedding %.1f ms, read %zu vectors %.1f ms, scan %.1f ms\n",
+        std::fprintf(stderr, "timings: open+model load %.1f ms, query embedding %.1f ms, read and score %zu vectors %.1f ms, top k %.1f ms\n",
                      ms(t0, t_load), ms(t_load, t_embed), ids.size(), ms(t_embed, t_read), ms(t_read, t_scan));
     }
     return 0;

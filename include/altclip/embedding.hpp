@@ -7,7 +7,7 @@
 //     batch on another thread while the model runs; files that cannot be read or decoded are
 //     reported per file and never stop the run;
 //   - normalize / combine_query: unit vectors and rclip-style "+"/"-" query combination;
-//   - top_k: the exact scan of a matrix of unit vectors.
+//   - score_rows / top_k_scores / top_k: the exact scan of unit vectors, whole or in blocks.
 // Nothing here prints, exits or keeps global state; every failure is an altclip::Error.
 #pragma once
 
@@ -258,37 +258,50 @@ struct Hit {
     float score = 0;
 };
 
+/// Dot products of each row of `matrix` ([rows, dim], row-major) with `query` into
+/// out[0, rows). For a scan in pieces (a block of stored vectors at a time).
+inline void score_rows(const float* matrix, std::size_t rows, std::size_t dim, const std::vector<float>& query,
+                       float* out) {
+    if (query.size() != dim) {
+        throw InvalidArgument("score_rows: query of " + std::to_string(query.size()) + " values for vectors of " +
+                              std::to_string(dim));
+    }
+    using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const Eigen::VectorXf> qv(query.data(), static_cast<Eigen::Index>(dim));
+    const std::size_t block = 4096;  // cache-friendly pieces of the matrix-vector product
+    for (std::size_t r = 0; r < rows; r += block) {
+        const std::size_t n = std::min(block, rows - r);
+        Eigen::Map<const Mat> m(matrix + r * dim, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(dim));
+        Eigen::Map<Eigen::VectorXf> o(out + r, static_cast<Eigen::Index>(n));
+        o.noalias() = m * qv;
+    }
+}
+
+/// The k largest of `scores`, best first (ties: lower index first). k = 0 throws InvalidArgument.
+inline std::vector<Hit> top_k_scores(const std::vector<float>& scores, std::size_t k) {
+    if (k == 0) throw InvalidArgument("top_k: k must be at least 1");
+    k = std::min(k, scores.size());
+    std::vector<std::size_t> idx(scores.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    const auto& s = scores;
+    auto better = [&](std::size_t a, std::size_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
+    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), better);
+    std::vector<Hit> hits(k);
+    for (std::size_t i = 0; i < k; ++i) hits[i] = {idx[i], s[idx[i]]};
+    return hits;
+}
+
 /// Exact search: the k rows of `matrix` ([rows, dim], row-major, unit rows) with the largest
 /// dot product with `query`, best first (ties: lower index first). `scores`, if given, is
 /// used as scratch of `rows` floats (reuse it across queries). k = 0 throws InvalidArgument.
 inline std::vector<Hit> top_k(const float* matrix, std::size_t rows, std::size_t dim, const std::vector<float>& query,
                               std::size_t k, std::vector<float>* scores = nullptr) {
     if (k == 0) throw InvalidArgument("top_k: k must be at least 1");
-    if (query.size() != dim) {
-        throw InvalidArgument("top_k: query of " + std::to_string(query.size()) + " values for vectors of " +
-                              std::to_string(dim));
-    }
     std::vector<float> local;
     std::vector<float>& s = scores ? *scores : local;
     s.resize(rows);
-    using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    // Blocks of rows keep the matrix-vector product in cache-friendly pieces.
-    const std::size_t block = 4096;
-    Eigen::Map<const Eigen::VectorXf> qv(query.data(), static_cast<Eigen::Index>(dim));
-    for (std::size_t r = 0; r < rows; r += block) {
-        const std::size_t n = std::min(block, rows - r);
-        Eigen::Map<const Mat> m(matrix + r * dim, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(dim));
-        Eigen::Map<Eigen::VectorXf> out(s.data() + r, static_cast<Eigen::Index>(n));
-        out.noalias() = m * qv;
-    }
-    k = std::min(k, rows);
-    std::vector<std::size_t> idx(rows);
-    for (std::size_t i = 0; i < rows; ++i) idx[i] = i;
-    auto better = [&](std::size_t a, std::size_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
-    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(), better);
-    std::vector<Hit> hits(k);
-    for (std::size_t i = 0; i < k; ++i) hits[i] = {idx[i], s[idx[i]]};
-    return hits;
+    score_rows(matrix, rows, dim, query, s.data());
+    return top_k_scores(s, k);
 }
 
 // ---------------------------------------------------------------------------------------
