@@ -320,7 +320,7 @@ void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::st
     db.exec(
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
         "CREATE TABLE images (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
-        " mtime_ns INTEGER NOT NULL, hash INTEGER NOT NULL, embedding BLOB NOT NULL);"
+        " mtime_ns INTEGER NOT NULL, hash INTEGER NOT NULL, embedding BLOB NOT NULL, thumbnail BLOB);"
         "CREATE INDEX images_by_content ON images (size, hash);"
         "CREATE TABLE failures (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
         " reason TEXT NOT NULL);"
@@ -447,6 +447,21 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------
+// Thumbnails
+
+/// A small JPEG of the image (quality 80), or "" if it cannot be encoded.
+std::string thumbnail_jpeg(const altclip::Image& thumb) {
+    std::string jpg;
+    auto sink = [](void* ctx, void* data, int size) {
+        static_cast<std::string*>(ctx)->append(static_cast<char*>(data), static_cast<std::size_t>(size));
+    };
+    if (!stbi_write_jpg_to_func(sink, &jpg, thumb.width, thumb.height, 3, thumb.rgb.data(), 80)) return "";
+    return jpg;
+}
+
+constexpr int kThumbnailSide = 128;
+
+// ---------------------------------------------------------------------------------------
 // index
 
 struct Entry {
@@ -466,6 +481,7 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
     if (db_path.empty()) fail("index: --db INDEX is required (the index file to create or update)\n" + std::string(kUsage), 2);
     if (dirs.empty()) fail("index: give at least one folder of images to index\n" + std::string(kUsage), 2);
     altclip::EmbedOptions eo;
+    eo.thumbnail_side = kThumbnailSide;  // for --html pages: made from the image decoded anyway
     if (!args.one("batch").empty()) eo.batch_size = static_cast<int>(std::min(4096L, cli::parse_positive(kProgram, "batch", args.one("batch"))));
 
     // Walk first: a missing folder or a folder without files changes nothing.
@@ -608,9 +624,9 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
     bool interrupted = false;
     if (!paths.empty()) {
         Stmt upsert(db,
-                    "INSERT INTO images (path, size, mtime_ns, hash, embedding) VALUES (?, ?, ?, ?, ?) "
+                    "INSERT INTO images (path, size, mtime_ns, hash, embedding, thumbnail) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
-                    "hash = excluded.hash, embedding = excluded.embedding");
+                    "hash = excluded.hash, embedding = excluded.embedding, thumbnail = excluded.thumbnail");
         Stmt unfail(db, "DELETE FROM failures WHERE path = ?");
         Stmt fail_row(db, "INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason) VALUES (?, ?, ?, ?)");
         Stmt drop(db, "DELETE FROM images WHERE path = ?");
@@ -625,6 +641,7 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
                         .bind(3, f.mtime_ns)
                         .bind(4, static_cast<std::int64_t>(e.content_hash))
                         .bind_blob(5, e.embedding.data(), e.embedding.size() * sizeof(float))
+                        .bind_blob(6, thumbnail_jpeg(e.thumbnail))
                         .run();
                     unfail.bind_blob(1, f.path).run();
                     ++(was_indexed ? updated : added);
@@ -696,32 +713,6 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
 // ---------------------------------------------------------------------------------------
 // query
 
-/// The RGB of `img` (composited on white) shrunk to fit max_side, by averaging boxes.
-std::vector<std::uint8_t> thumbnail(const altclip::Image& img, int max_side, int& w, int& h) {
-    const auto rgb = altclip::composite_on_white(img);
-    const double s = std::min(1.0, static_cast<double>(max_side) / std::max(img.width, img.height));
-    w = std::max(1, static_cast<int>(img.width * s + 0.5));
-    h = std::max(1, static_cast<int>(img.height * s + 0.5));
-    std::vector<std::uint8_t> out(static_cast<std::size_t>(w) * h * 3);
-    for (int y = 0; y < h; ++y) {
-        const int y0 = static_cast<int>(static_cast<long>(y) * img.height / h);
-        const int y1 = std::max(y0 + 1, static_cast<int>(static_cast<long>(y + 1) * img.height / h));
-        for (int x = 0; x < w; ++x) {
-            const int x0 = static_cast<int>(static_cast<long>(x) * img.width / w);
-            const int x1 = std::max(x0 + 1, static_cast<int>(static_cast<long>(x + 1) * img.width / w));
-            for (int c = 0; c < 3; ++c) {
-                std::uint64_t sum = 0;
-                for (int yy = y0; yy < y1; ++yy) {
-                    for (int xx = x0; xx < x1; ++xx) sum += rgb[(static_cast<std::size_t>(yy) * img.width + xx) * 3 + c];
-                }
-                out[(static_cast<std::size_t>(y) * w + x) * 3 + c] =
-                    static_cast<std::uint8_t>(sum / static_cast<std::uint64_t>((y1 - y0) * (x1 - x0)));
-            }
-        }
-    }
-    return out;
-}
-
 std::string base64(const std::string& in) {
     static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
@@ -739,31 +730,31 @@ std::string base64(const std::string& in) {
     return out;
 }
 
-/// A JPEG data URI of the image's thumbnail, or "" if the file cannot be shown any more.
-std::string thumbnail_uri(const std::string& path) {
-    try {
-        const auto img = altclip::load_image(path);
-        int w = 0, h = 0;
-        const auto px = thumbnail(img, 128, w, h);
-        std::string jpg;
-        auto sink = [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), static_cast<std::size_t>(size)); };
-        if (!stbi_write_jpg_to_func(sink, &jpg, w, h, 3, px.data(), 80)) return "";
-        return "data:image/jpeg;base64," + base64(jpg);
-    } catch (const altclip::Error&) {
-        return "";
+/// A JPEG data URI of the stored thumbnail, else one made from the file now ("" if the file
+/// cannot be shown any more).
+std::string thumbnail_uri(const std::string& stored, const std::string& path) {
+    std::string jpg = stored;
+    if (jpg.empty()) {
+        try {
+            jpg = thumbnail_jpeg(altclip::make_thumbnail(altclip::load_image(path), kThumbnailSide));
+        } catch (const altclip::Error&) {
+            return "";
+        }
     }
+    return jpg.empty() ? "" : "data:image/jpeg;base64," + base64(jpg);
 }
 
 struct Result {
     std::string path;
     float score = 0;
+    std::string thumbnail;  // JPEG stored in the index, or empty
 };
 
 std::string html_page(const std::vector<Result>& results, const std::string& title) {
     std::vector<std::string> uris(results.size());
     std::atomic<std::size_t> next{0};
     auto work = [&] {
-        for (std::size_t i; (i = next.fetch_add(1)) < results.size();) uris[i] = thumbnail_uri(results[i].path);
+        for (std::size_t i; (i = next.fetch_add(1)) < results.size();) uris[i] = thumbnail_uri(results[i].thumbnail, results[i].path);
     };
     std::vector<std::thread> pool;
     const unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
@@ -849,6 +840,7 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     const auto query = altclip::combine_query(positive, &negative);
     const auto t_embed = clock::now();
 
+    db.exec("PRAGMA mmap_size = 17179869184");  // blocks read straight from the mapped file
     // The packed blocks, and the rows of blocks changed since they were packed (an index
     // run that was interrupted); paths are read for the hits alone.
     std::vector<std::int64_t> ids;
@@ -933,10 +925,10 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
 
     std::vector<Result> results;
     {
-        Stmt path(db, "SELECT path FROM images WHERE id = ?");
+        Stmt path(db, "SELECT path, thumbnail FROM images WHERE id = ?");
         for (const auto& h : hits) {
             path.bind(1, ids[h.index]);
-            if (path.step()) results.push_back({path.bytes(0), h.score});
+            if (path.step()) results.push_back({path.bytes(0), h.score, path.bytes(1)});
             path.reset();
         }
     }

@@ -305,6 +305,44 @@ inline std::vector<Hit> top_k(const float* matrix, std::size_t rows, std::size_t
 }
 
 // ---------------------------------------------------------------------------------------
+// Thumbnails
+
+/// `image` as the processor sees it (composited on white if it has alpha), shrunk to fit in
+/// max_side x max_side by averaging boxes of pixels (never enlarged). Opaque RGB.
+inline Image make_thumbnail(const Image& image, int max_side) {
+    if (max_side < 1) throw InvalidArgument("make_thumbnail: max_side must be at least 1");
+    detail::check_image_dimensions(image.width, image.height, "make_thumbnail: input image");
+    const auto rgb = composite_on_white(image);
+    const double s = std::min(1.0, static_cast<double>(max_side) / std::max(image.width, image.height));
+    Image out;
+    out.width = std::max(1, static_cast<int>(image.width * s + 0.5));
+    out.height = std::max(1, static_cast<int>(image.height * s + 0.5));
+    out.rgb.resize(static_cast<std::size_t>(out.width) * out.height * 3);
+    for (int y = 0; y < out.height; ++y) {
+        const int y0 = static_cast<int>(static_cast<std::int64_t>(y) * image.height / out.height);
+        const int y1 = std::max(y0 + 1, static_cast<int>(static_cast<std::int64_t>(y + 1) * image.height / out.height));
+        for (int x = 0; x < out.width; ++x) {
+            const int x0 = static_cast<int>(static_cast<std::int64_t>(x) * image.width / out.width);
+            const int x1 = std::max(x0 + 1, static_cast<int>(static_cast<std::int64_t>(x + 1) * image.width / out.width));
+            std::uint64_t sum[3] = {0, 0, 0};
+            for (int yy = y0; yy < y1; ++yy) {
+                const std::uint8_t* row = rgb.data() + (static_cast<std::size_t>(yy) * image.width + x0) * 3;
+                for (int xx = x0; xx < x1; ++xx, row += 3) {
+                    sum[0] += row[0];
+                    sum[1] += row[1];
+                    sum[2] += row[2];
+                }
+            }
+            const auto area = static_cast<std::uint64_t>(y1 - y0) * static_cast<std::uint64_t>(x1 - x0);
+            for (int c = 0; c < 3; ++c) {
+                out.rgb[(static_cast<std::size_t>(y) * out.width + x) * 3 + c] = static_cast<std::uint8_t>((sum[c] + area / 2) / area);
+            }
+        }
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------
 // Batched image embedding
 
 /// The result for one input file of ImageEmbedder::embed_files.
@@ -316,6 +354,7 @@ struct ImageEmbedding {
     std::uint64_t size = 0;       // bytes read
     std::uint64_t content_hash = 0;  // content_hash64 of those bytes
     std::vector<float> embedding;  // get_image_features, L2-normalised (when ok)
+    Image thumbnail;               // make_thumbnail (when ok and EmbedOptions::thumbnail_side > 0)
 };
 
 struct EmbedOptions {
@@ -323,6 +362,9 @@ struct EmbedOptions {
     int batch_size = 8;
     /// Batches decoded ahead of the model (bounded memory: batch_size * 600 kB per batch).
     int prefetch_batches = 2;
+    /// > 0: each result also carries a thumbnail of at most this many pixels a side, made
+    /// from the decoded image on the decoding thread (the file is decoded once).
+    int thumbnail_side = 0;
 };
 
 /// Embeds image files with a shared model. While the model runs a batch, another thread
@@ -379,7 +421,9 @@ public:
                             const auto bytes = read_file_bytes(paths[i]);
                             e.size = bytes.size();
                             e.content_hash = content_hash64(bytes.data(), bytes.size());
-                            one = processor_.preprocess(decode_image(bytes.data(), bytes.size(), paths[i]));
+                            const Image image = decode_image(bytes.data(), bytes.size(), paths[i]);
+                            one = processor_.preprocess(image);
+                            if (options_.thumbnail_side > 0) e.thumbnail = make_thumbnail(image, options_.thumbnail_side);
                             e.ok = true;
                         } catch (const Error& err) {
                             e.error = err.what();
