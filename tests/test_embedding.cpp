@@ -16,25 +16,14 @@
 #include <altclip/altclip.hpp>
 
 #include "parity.hpp"
+#include "temp_dir.hpp"
 
 using altclip_test::data_path;
+using altclip_test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string t = (fs::temp_directory_path() / "altclip_embedding_XXXXXX").string();
-        REQUIRE(mkdtemp(t.data()) != nullptr);
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-        fs::remove_all(path, ec);
-    }
-};
 
 void write(const fs::path& p, const std::string& bytes) {
     fs::create_directories(p.parent_path());
@@ -68,7 +57,7 @@ TEST_CASE("content_hash64 is deterministic and tells contents apart", "[embeddin
 }
 
 TEST_CASE("find_files walks folders recursively, survives symlink loops and unreadable folders", "[embedding]") {
-    TempDir t;
+    TempDir t("altclip_embedding");
     write(t.path / "b.jpg", "b");
     write(t.path / "a.png", "aa");
     write(t.path / "sub" / "c.gif", "ccc");
@@ -168,7 +157,7 @@ TEST_CASE("ImageEmbedder equals get_image_features per file, reports failures, s
     const auto file = altclip::ModelFile::open(data_path("models/real224.altclip"));
     const altclip::AltCLIPModel model(file);
     const altclip::AltCLIPProcessor processor(*file);
-    TempDir t;
+    TempDir t("altclip_embedding");
     write(t.path / "empty.jpg", "");
     write(t.path / "notes.txt", "not an image");
     const std::vector<std::string> paths = {
@@ -225,4 +214,26 @@ TEST_CASE("ImageEmbedder equals get_image_features per file, reports failures, s
 
     options.batch_size = 0;
     CHECK_THROWS_AS(altclip::ImageEmbedder(model, processor.image_processor(), options), altclip::InvalidArgument);
+}
+
+TEST_CASE("make_thumbnail averages boxes, keeps the aspect ratio and composites alpha on white", "[embedding]") {
+    // 4x2: left half red, right half blue; half-transparent black in the last pixel.
+    std::vector<std::uint8_t> px = {255, 0, 0, 255, 255, 0, 0, 255, 0, 0, 255, 255, 0, 0, 255, 255,
+                                    255, 0, 0, 255, 255, 0, 0, 255, 0, 0, 255, 255, 0, 0, 0, 0};
+    const auto img = altclip::image_from_pixels(px.data(), 4, 2, 4);
+    const auto t = altclip::make_thumbnail(img, 2);
+    REQUIRE(t.width == 2);
+    REQUIRE(t.height == 1);
+    CHECK_FALSE(t.has_alpha());
+    CHECK(std::vector<int>(t.rgb.begin(), t.rgb.begin() + 3) == std::vector<int>{255, 0, 0});
+    // (0,0,255) x3 and white (alpha 0) once: (64, 64, 255)
+    CHECK(std::vector<int>(t.rgb.begin() + 3, t.rgb.end()) == std::vector<int>{64, 64, 255});
+    const auto big = altclip::load_image(data_path("images/chelsea.png"));  // 451x300
+    const auto b = altclip::make_thumbnail(big, 128);
+    CHECK(b.width == 128);
+    CHECK(b.height == 85);
+    const auto same = altclip::make_thumbnail(img, 100);  // never enlarged
+    CHECK(same.width == 4);
+    CHECK(same.height == 2);
+    CHECK_THROWS_AS(altclip::make_thumbnail(img, 0), altclip::InvalidArgument);
 }

@@ -26,8 +26,10 @@
 #include <altclip/altclip.hpp>
 
 #include "parity.hpp"
+#include "temp_dir.hpp"
 
 using altclip_test::data_path;
+using altclip_test::TempDir;
 using altclip_test::read_bytes;
 namespace fs = std::filesystem;
 
@@ -35,18 +37,6 @@ namespace {
 
 const std::string kModel = data_path("models/tiny.altclip");
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string t = (fs::temp_directory_path() / "altclip_search_XXXXXX").string();
-        REQUIRE(mkdtemp(t.data()) != nullptr);
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 struct Run {
     int status = -1;  // exit code, or 128 + signal
@@ -197,7 +187,7 @@ void check_same_index(const std::map<std::string, Row>& a, const std::map<std::s
 }  // namespace
 
 TEST_CASE("image_search index is incremental and equals a fresh index of the final folder", "[image_search]") {
-    TempDir t;
+    TempDir t("altclip_search");
     const fs::path photos = t.path / "photos", db = t.path / "index.db";
     make_photos(photos);
 
@@ -238,7 +228,7 @@ TEST_CASE("image_search index is incremental and equals a fresh index of the fin
 }
 
 TEST_CASE("image_search query ranks as the dot products of embed --normalize outputs", "[image_search]") {
-    TempDir t;
+    TempDir t("altclip_search");
     const fs::path photos = t.path / "photos", db = t.path / "index.db";
     make_photos(photos);
     REQUIRE(index(t.path, db, {photos.string()}).status == 0);
@@ -314,7 +304,7 @@ TEST_CASE("image_search query ranks as the dot products of embed --normalize out
 }
 
 TEST_CASE("image_search index survives a real SIGKILL and SIGINT partway and then finishes the job", "[image_search]") {
-    TempDir t;
+    TempDir t("altclip_search");
     const fs::path photos = t.path / "photos", db = t.path / "index.db";
     fs::create_directories(photos);
     const int n = 300;
@@ -385,7 +375,7 @@ TEST_CASE("image_search index survives a real SIGKILL and SIGINT partway and the
 }
 
 TEST_CASE("image_search refuses bad input with a clear error, no output and no damage", "[image_search]") {
-    TempDir t;
+    TempDir t("altclip_search");
     const fs::path photos = t.path / "photos", db = t.path / "index.db";
     make_photos(photos);
     REQUIRE(index(t.path, db, {photos.string()}).status == 0);
@@ -449,7 +439,7 @@ TEST_CASE("image_search refuses bad input with a clear error, no output and no d
 }
 
 TEST_CASE("image_search escapes file names in its outputs and its HTML page renders in Chromium", "[image_search][html]") {
-    TempDir t;
+    TempDir t("altclip_search");
     const fs::path photos = t.path / "photos", db = t.path / "index.db";
     make_photos(photos);
     const std::string odd = "<b>cat & \"friends\" 'x'\n\x1b[31m\xff.png";  // markup, quotes, newline, ESC, non-UTF-8
@@ -481,6 +471,8 @@ TEST_CASE("image_search escapes file names in its outputs and its HTML page rend
     }
     CHECK(found);
     // HTML: the name is escaped, never markup.
+    // The thumbnails were made at index time (small JPEGs in the index).
+    CHECK(sql_int(db, "SELECT count(*) FROM images WHERE thumbnail IS NOT NULL AND length(thumbnail) BETWEEN 200 AND 20000") == 11);
     const std::string page = read_bytes(html.string());
     CHECK(page.find("<b>cat") == std::string::npos);
     CHECK_THAT(page, Catch::Matchers::Contains("&lt;b&gt;cat &amp; &quot;friends&quot; &#39;x&#39;\\n\\x1b[31m\\xff.png"));
