@@ -168,9 +168,9 @@ def run_query(exe: str, model: str, db: str, threads: int, repeat: int) -> dict:
         if p.returncode != 0:
             raise SystemExit(f"image_search query failed: {p.stderr}")
         m = re.search(r"open\+model load ([\d.]+) ms, query embedding ([\d.]+) ms, read and score (\d+) vectors ([\d.]+) ms, "
-                      r"top k ([\d.]+) ms", p.stderr)
+                      r"exact top k of (\d+) candidates ([\d.]+) ms", p.stderr)
         parts.append({"load_ms": float(m.group(1)), "embed_ms": float(m.group(2)), "scan_ms": float(m.group(4)),
-                      "top_k_ms": float(m.group(5))})
+                      "candidates": int(m.group(5)), "top_k_ms": float(m.group(6))})
     med = {k: statistics.median(x[k] for x in parts) for k in parts[0]}
     return {"wall_s": statistics.median(walls), "samples_s": walls, **med}
 

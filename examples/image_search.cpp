@@ -14,6 +14,9 @@
 #include <stb/stb_image_write.h>  // implementation in libstb, which altclip already links
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -324,7 +328,7 @@ void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::st
         "CREATE INDEX images_by_content ON images (size, hash);"
         "CREATE TABLE failures (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
         " reason TEXT NOT NULL);"
-        // The embeddings again, packed for the scan: block b holds the rows with id in
+        // The embeddings again as half floats, packed for the scan: block b holds the rows with id in
         // [b * 4096, (b + 1) * 4096). The triggers mark a block dirty in the same transaction
         // as any change to its rows; a query reads dirty blocks from `images` instead.
         "CREATE TABLE scan_blocks (block INTEGER PRIMARY KEY, count INTEGER NOT NULL, ids BLOB NOT NULL,"
@@ -356,6 +360,41 @@ void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::st
 }
 
 constexpr std::int64_t kBlockRows = 4096;
+
+/// float -> IEEE binary16, rounded to nearest even (the scan blocks store half floats).
+std::uint16_t float_to_half(float f) {
+    std::uint32_t x = 0;
+    std::memcpy(&x, &f, sizeof x);
+    const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+    const std::uint32_t a = x & 0x7FFFFFFFu;
+    if (a >= 0x7F800000u) return sign | (a > 0x7F800000u ? 0x7E00u : 0x7C00u);  // NaN, infinity
+    if (a >= 0x477FF000u) return sign | 0x7C00u;                                // rounds past 65504
+    if (a < 0x38800000u) {                                                       // below 2^-14: subnormal
+        float v = 0;
+        std::memcpy(&v, &a, sizeof v);
+        return sign | static_cast<std::uint16_t>(std::nearbyint(v * 16777216.0f));  // units of 2^-24
+    }
+    std::uint32_t h = (((a >> 23) - 112) << 10) | ((a & 0x7FFFFFu) >> 13);
+    const std::uint32_t rest = a & 0x1FFFu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is right
+    return static_cast<std::uint16_t>(sign | h);
+}
+
+/// n half floats -> floats (F16C when the build has it).
+void halves_to_floats(const std::uint16_t* in, std::size_t n, float* out) {
+    std::size_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+    }
+#endif
+    for (; i < n; ++i) out[i] = altclip::half_to_float(in[i]);
+}
+
+/// How far a dot product of unit vectors can move when one of them is rounded to half
+/// floats: each value moves by at most 2^-11 of itself (or 2^-25 below 2^-14), so the dot
+/// product by at most 2^-11 * sum |q_i v_i| + 2^-25 * sum |q_i| <= 2^-11 + 2^-25 * sqrt(dim).
+double half_dot_error(std::int64_t dim) { return std::ldexp(1.0, -11) + std::ldexp(std::sqrt(double(dim)), -25) + 1e-6; }
 
 /// Reads one whole BLOB (table.column at rowid) into `out` (resized to hold it, rounded up to
 /// whole elements; its memory is reused). Returns the BLOB's size in bytes.
@@ -395,7 +434,12 @@ void flush_blocks(const Db& db) {
         while (rows.step()) {
             const std::int64_t id = rows.i64(0);
             ids.append(reinterpret_cast<const char*>(&id), sizeof id);  // x86-64 and ARM: little-endian
-            vectors += rows.bytes(1);
+            int len = 0;
+            const auto* e = static_cast<const float*>(rows.blob(1, len));
+            for (int i = 0; i < len / 4; ++i) {
+                const std::uint16_t h = float_to_half(e ? e[i] : 0.0f);
+                vectors.append(reinterpret_cast<const char*>(&h), sizeof h);
+            }
             ++count;
         }
         rows.reset();
@@ -877,6 +921,7 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
             return altclip::FormatError(db_path + ": " + what + "; the index is damaged, rebuild it with image_search index");
         };
         std::vector<std::int64_t> block_ids;
+        std::vector<std::uint16_t> halves;
         std::vector<float> matrix;
         auto score = [&](std::size_t n) {
             const std::size_t at = scores.size();
@@ -891,9 +936,11 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
                 const auto [block, count] = blocks[bi++];
                 const auto n = static_cast<std::size_t>(count);
                 if (read_blob(db, "scan_blocks", "ids", block, block_ids) != n * sizeof(std::int64_t) ||
-                    read_blob(db, "scan_blocks", "vectors", block, matrix) != n * row_bytes) {
+                    read_blob(db, "scan_blocks", "vectors", block, halves) != n * row_bytes / 2) {
                     throw damaged("scan block " + std::to_string(block) + " has the wrong size");
                 }
+                matrix.resize(n * static_cast<std::size_t>(dim));
+                halves_to_floats(halves.data(), matrix.size(), matrix.data());
                 ids.insert(ids.end(), block_ids.begin(), block_ids.end());
                 score(n);
             } else {
@@ -919,8 +966,35 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
         }
     }
     const auto t_read = clock::now();
+    // The scores of packed rows are off by at most `eps` (half floats): every row that could
+    // be in the true top k scores at least the k-th best score minus 2 eps. Those are scored
+    // again from their float32 embeddings, so the result is the exact top k.
     std::vector<altclip::Hit> hits;
-    if (!ids.empty()) hits = altclip::top_k_scores(scores, static_cast<std::size_t>(top_k));
+    std::size_t scanned = 0;
+    if (!ids.empty()) {
+        const std::size_t k = std::min(static_cast<std::size_t>(top_k), ids.size());
+        std::vector<float> sorted = scores;
+        std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k - 1), sorted.end(), std::greater<float>());
+        const double floor = sorted[k - 1] - 2 * half_dot_error(dim);
+        std::vector<std::int64_t> candidates;
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            if (scores[i] >= floor) candidates.push_back(ids[i]);
+        }
+        std::vector<float> exact(candidates.size()), row(static_cast<std::size_t>(dim));
+        Stmt get(db, "SELECT embedding FROM images WHERE id = ?");
+        for (std::size_t c = 0; c < candidates.size(); ++c) {
+            get.bind(1, candidates[c]);
+            int len = 0;
+            const void* p = get.step() ? get.blob(0, len) : nullptr;
+            if (!p || len != static_cast<int>(row.size() * sizeof(float))) throw altclip::FormatError(db_path + ": image entry " + std::to_string(candidates[c]) + " is damaged; rebuild the index");
+            std::memcpy(row.data(), p, row.size() * sizeof(float));
+            get.reset();
+            altclip::score_rows(row.data(), 1, static_cast<std::size_t>(dim), query, &exact[c]);
+        }
+        hits = altclip::top_k_scores(exact, k);  // candidates are in scan (id) order: ties keep the lower id
+        scanned = ids.size();
+        ids = std::move(candidates);
+    }
     const auto t_scan = clock::now();
 
     std::vector<Result> results;
@@ -956,8 +1030,9 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     }
     if (args.has("timings")) {
         auto ms = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-        std::fprintf(stderr, "timings: open+model load %.1f ms, query embedding %.1f ms, read and score %zu vectors %.1f ms, top k %.1f ms\n",
-                     ms(t0, t_load), ms(t_load, t_embed), ids.size(), ms(t_embed, t_read), ms(t_read, t_scan));
+        std::fprintf(stderr, "timings: open+model load %.1f ms, query embedding %.1f ms, read and score %zu vectors %.1f ms, "
+                     "exact top k of %zu candidates %.1f ms\n",
+                     ms(t0, t_load), ms(t_load, t_embed), scanned, ms(t_embed, t_read), ids.size(), ms(t_read, t_scan));
     }
     return 0;
 }
