@@ -393,8 +393,11 @@ void halves_to_floats(const std::uint16_t* in, std::size_t n, float* out) {
 
 /// How far a dot product of unit vectors can move when one of them is rounded to half
 /// floats: each value moves by at most 2^-11 of itself (or 2^-25 below 2^-14), so the dot
-/// product by at most 2^-11 * sum |q_i v_i| + 2^-25 * sum |q_i| <= 2^-11 + 2^-25 * sqrt(dim).
-double half_dot_error(std::int64_t dim) { return std::ldexp(1.0, -11) + std::ldexp(std::sqrt(double(dim)), -25) + 1e-6; }
+/// product by at most 2^-11 * sum |q_i v_i| + 2^-25 * sum |q_i| <= 2^-11 + 2^-25 * sqrt(dim);
+/// plus the float32 sums' own rounding (at most dim * 2^-24 for unit vectors).
+double half_dot_error(std::int64_t dim) {
+    return std::ldexp(1.0, -11) + std::ldexp(std::sqrt(double(dim)), -25) + std::ldexp(double(dim), -24);
+}
 
 /// Reads one whole BLOB (table.column at rowid) into `out` (resized to hold it, rounded up to
 /// whole elements; its memory is reused). Returns the BLOB's size in bytes.
