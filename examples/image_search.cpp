@@ -438,9 +438,11 @@ void flush_blocks(const Db& db) {
             const std::int64_t id = rows.i64(0);
             ids.append(reinterpret_cast<const char*>(&id), sizeof id);  // x86-64 and ARM: little-endian
             int len = 0;
-            const auto* e = static_cast<const float*>(rows.blob(1, len));
-            for (int i = 0; i < len / 4; ++i) {
-                const std::uint16_t h = float_to_half(e ? e[i] : 0.0f);
+            const auto* e = static_cast<const char*>(rows.blob(1, len));  // any alignment
+            for (int i = 0; e && i < len / 4; ++i) {
+                float v = 0;
+                std::memcpy(&v, e + 4 * i, sizeof v);
+                const std::uint16_t h = float_to_half(v);
                 vectors.append(reinterpret_cast<const char*>(&h), sizeof h);
             }
             ++count;

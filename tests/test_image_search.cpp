@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -119,8 +120,8 @@ std::map<std::string, Row> read_index(const fs::path& db) {
         const std::string path(static_cast<const char*>(sqlite3_column_blob(s, 0)), static_cast<std::size_t>(sqlite3_column_bytes(s, 0)));
         r.size = sqlite3_column_int64(s, 1);
         r.hash = sqlite3_column_int64(s, 2);
-        const auto* e = static_cast<const float*>(sqlite3_column_blob(s, 3));
-        r.embedding.assign(e, e + sqlite3_column_bytes(s, 3) / 4);
+        r.embedding.resize(static_cast<std::size_t>(sqlite3_column_bytes(s, 3)) / 4);
+        if (!r.embedding.empty()) std::memcpy(r.embedding.data(), sqlite3_column_blob(s, 3), r.embedding.size() * 4);  // any alignment
         rows[path] = std::move(r);
     }
     sqlite3_finalize(s);
