@@ -4,6 +4,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "embedding.hpp"
 #include "container.hpp"
 #include "errors.hpp"
 #include "image.hpp"
