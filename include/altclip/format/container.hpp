@@ -16,9 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "detail/mapped_file.hpp"
-#include "errors.hpp"
-#include "tensor.hpp"
+#include "../errors.hpp"
+#include "../tensor.hpp"
+#include "layout.hpp"
+#include "mapped_file.hpp"
 
 namespace altclip {
 
@@ -247,7 +248,7 @@ private:
                 }
                 v.panels = *lay == "panels";
             }
-            if (v.panels) {  // [ceil(rows / 32)][ceil(cols / G)][32] 32-bit units (tensor.hpp, panel_layout)
+            if (v.panels) {  // format/layout.hpp
                 if (!panel_layout::allowed(v.dtype) || v.shape.size() < 2) {
                     fail(what + ": the panel layout is for f32 and bf16 matrices (rank 2 or more), not " +
                          dtype_name(v.dtype) + " of rank " + std::to_string(v.shape.size()) + "." + hint);

@@ -1,7 +1,7 @@
 // An altclip model file (docs/format.md): the validated container plus the parsed model
 // config, the image-processor config and the tokenizer's SentencePiece model.
 // Tensor names and shapes are checked against the config when a model is built from the
-// file (detail/weights.hpp): every missing, unexpected or wrongly shaped tensor is reported.
+// file (modules/weights.hpp): every missing, unexpected or wrongly shaped tensor is reported.
 #pragma once
 
 #include <memory>
@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.hpp"
+#include "../config.hpp"
+#include "../errors.hpp"
 #include "container.hpp"
-#include "errors.hpp"
 
 namespace altclip {
 
