@@ -4,17 +4,18 @@
 #pragma once
 
 #include "config.hpp"
-#include "container.hpp"
 #include "errors.hpp"
-#include "image.hpp"
-#include "image_processor.hpp"
+#include "format/container.hpp"
+#include "format/model_file.hpp"
+#include "inputs.hpp"
 #include "isa.hpp"
 #include "kernels/cpu.hpp"  // cpu_info()
 #include "model.hpp"
-#include "model_file.hpp"
 #include "options.hpp"
+#include "preprocessing/image.hpp"
+#include "preprocessing/image_processor.hpp"
+#include "preprocessing/tokenizer.hpp"
 #include "processor.hpp"
 #include "tensor.hpp"
 #include "text.hpp"
-#include "tokenizer.hpp"
 #include "vision.hpp"

@@ -44,15 +44,12 @@
 
 #include <stb/stb_image.h>
 
-#include "detail/read_file.hpp"
-#include "errors.hpp"
+#include "../errors.hpp"
+#include "../format/read_file.hpp"
+#include "../limits.hpp"  // kMaxImagePixels, kMaxImageSide
 
 namespace altclip {
 
-/// Largest image accepted (width * height), checked from the header before decoding.
-inline constexpr std::int64_t kMaxImagePixels = 100'000'000;
-/// Largest width or height accepted.
-inline constexpr int kMaxImageSide = 65'536;
 
 /// An 8-bit RGB image, interleaved, row-major, no padding: rgb.size() == width*height*3.
 /// `alpha` is empty for an opaque image, else width*height bytes (see the file comment).

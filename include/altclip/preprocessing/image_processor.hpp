@@ -13,10 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "detail/pillow_resample.hpp"
-#include "errors.hpp"
+#include "../errors.hpp"
+#include "../inputs.hpp"  // PixelValues
+#include "../limits.hpp"
 #include "image.hpp"
-#include "limits.hpp"
+#include "pillow_resample.hpp"
 
 namespace altclip {
 
@@ -159,12 +160,6 @@ inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohma
     }
     return c;
 }
-
-/// A batch of preprocessed images, [batch, channels, height, width], row-major float32.
-struct PixelValues {
-    std::int64_t batch = 0, channels = 0, height = 0, width = 0;
-    std::vector<float> data;
-};
 
 /// transformers' CLIPImageProcessor (PIL path). Immutable; safe to share between threads.
 class CLIPImageProcessor {

@@ -30,19 +30,12 @@
 #include <utility>
 #include <vector>
 
-#include "altclip/detail/read_file.hpp"
-#include "altclip/errors.hpp"
-#include "altclip/limits.hpp"
+#include "../errors.hpp"
+#include "../format/read_file.hpp"
+#include "../inputs.hpp"  // BatchEncoding
+#include "../limits.hpp"
 
 namespace altclip {
-
-/// Token ids of a batch, as `tokenizer(texts, padding=True, truncation=True)` returns them.
-struct BatchEncoding {
-    std::int64_t batch = 0, seq_len = 0;
-    std::vector<std::int64_t> input_ids;       // row-major [batch, seq_len], right-padded with <pad>
-    std::vector<std::int64_t> attention_mask;  // row-major [batch, seq_len], 1 on real tokens
-    std::vector<std::int64_t> lengths;         // [batch]: real tokens per row (incl. <s> and </s>)
-};
 
 namespace detail {
 
