@@ -26,7 +26,7 @@ metadata: tokenizer class, vocab size, special ids, batch texts, truncation case
 documented differences (text, reference ids, the ids the C++ tokenizer gives, why).
 
 "ours" for the documented differences is computed here with python sentencepiece on the same
-steps as include/altclip/tokenizer.hpp (added-token split, U+0085 -> space, spm normalisation,
+steps as include/altclip/preprocessing/tokenizer.hpp (added-token split, U+0085 -> space, spm normalisation,
 the tokenizers Unigram best path per word);
 the script also checks that those steps reproduce the reference on every corpus line.
 
@@ -107,7 +107,7 @@ def load_reference(tmp: str):
 
 
 def make_ours(sp):
-    """The steps of include/altclip/tokenizer.hpp, with python sentencepiece: split the added
+    """The steps of include/altclip/preprocessing/tokenizer.hpp, with python sentencepiece: split the added
     tokens, U+0085 -> space, spm normalisation (its pieces spell the normalised text), split
     at each ▁, and the tokenizers Unigram best path (double precision, strict '>' in a forward
     pass, <unk> for uncovered chars, consecutive unknowns fused) on each word."""

@@ -60,6 +60,14 @@ inline const nlohmann::json& config_object(const nlohmann::json& j, const char* 
     return v;
 }
 
+/// Throws ConfigError unless the heads split hidden_size evenly.
+inline void check_heads(std::int64_t hidden_size, std::int64_t num_attention_heads, const std::string& where) {
+    if (hidden_size % num_attention_heads != 0) {
+        throw ConfigError(where + ": hidden_size " + std::to_string(hidden_size) +
+                          " is not a multiple of num_attention_heads " + std::to_string(num_attention_heads));
+    }
+}
+
 }  // namespace detail
 
 /// transformers.AltCLIPTextConfig: the XLM-RoBERTa text tower.
@@ -94,10 +102,7 @@ struct AltCLIPTextConfig {
         c.layer_norm_eps = config_double(j, "layer_norm_eps", where);
         c.pad_token_id = config_int(j, "pad_token_id", where, 0);
         c.project_dim = config_int(j, "project_dim", where);
-        if (c.hidden_size % c.num_attention_heads != 0) {
-            throw ConfigError(where + ": hidden_size " + std::to_string(c.hidden_size) +
-                              " is not a multiple of num_attention_heads " + std::to_string(c.num_attention_heads));
-        }
+        check_heads(c.hidden_size, c.num_attention_heads, where);
         if (c.hidden_act != "gelu") {
             throw ConfigError(where + ": hidden_act '" + c.hidden_act +
                               "' is not supported; AltCLIP's text tower uses 'gelu'");
@@ -138,10 +143,7 @@ struct AltCLIPVisionConfig {
         c.patch_size = config_int(j, "patch_size", where);
         c.hidden_act = config_string(j, "hidden_act", where);
         c.layer_norm_eps = config_double(j, "layer_norm_eps", where);
-        if (c.hidden_size % c.num_attention_heads != 0) {
-            throw ConfigError(where + ": hidden_size " + std::to_string(c.hidden_size) +
-                              " is not a multiple of num_attention_heads " + std::to_string(c.num_attention_heads));
-        }
+        check_heads(c.hidden_size, c.num_attention_heads, where);
         if (c.hidden_act != "quick_gelu") {
             throw ConfigError(where + ": hidden_act '" + c.hidden_act +
                               "' is not supported; AltCLIP's vision tower uses 'quick_gelu'");

@@ -33,7 +33,7 @@
 
 #include <sys/stat.h>
 
-#include <Eigen/Core>
+#include "kernels/eigen.hpp"
 
 #include "errors.hpp"
 #include "image.hpp"

@@ -1,7 +1,6 @@
 // Input limits that no real input reaches, so that a hostile or broken input fails with a
 // clear error instead of exhausting memory or overflowing sizes (docs/reliability.md).
-// The image limits (kMaxImagePixels, kMaxImageSide) are in image.hpp, the model file's
-// (kMaxHeaderBytes, kMaxRank) in container.hpp.
+// The model file's (kMaxHeaderBytes, kMaxRank) are in format/container.hpp.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +18,11 @@ inline constexpr std::size_t kMaxTextBytes = std::size_t(1) << 20;
 /// (65,536 x 514 tokens x 1024 floats is 138 GB); it keeps every size computed from a batch
 /// far from overflowing.
 inline constexpr std::int64_t kMaxBatchSize = std::int64_t(1) << 16;
+
+/// Largest image accepted (width * height), checked from the header before decoding.
+inline constexpr std::int64_t kMaxImagePixels = 100'000'000;
+/// Largest width or height accepted (images, the processor's sizes, the vision tower's input).
+inline constexpr int kMaxImageSide = 65'536;
 
 /// Most threads a model's pool may have (ModelOptions::num_threads): 1,024, far above the
 /// cores of any machine this runs on; past it, a typo (100000) is an error, not an attempt

@@ -9,13 +9,13 @@
 #include <string>
 #include <vector>
 
-#include "detail/pool.hpp"
-#include "detail/weights.hpp"
 #include "errors.hpp"
+#include "format/model_file.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/ops.hpp"
-#include "model_file.hpp"
 #include "modeling_outputs.hpp"
+#include "modules/setup.hpp"
+#include "modules/weights.hpp"
 #include "options.hpp"
 #include "tensor.hpp"
 #include "text.hpp"
@@ -103,8 +103,7 @@ public:
     }
 
     explicit AltCLIPModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {})
-        : AltCLIPModel(file, std::make_shared<detail::WeightStorage>(), detail::make_thread_pool(options, "AltCLIPModel"),
-                       !options.exact) {}
+        : AltCLIPModel(file, detail::ModelSetup(file, options, "", "AltCLIPModel")) {}
 
     int num_threads() const { return pool_->size(); }
     /// The instruction-set level this model's kernels run (cpu_info(), ModelOptions::max_isa).
@@ -162,21 +161,15 @@ public:
     detail::LinearParams visual_projection, text_projection;
 
 private:
-    AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
-                 std::shared_ptr<kernels::ThreadPool> pool, bool bf16_dot)
-        : AltCLIPModel(file, storage, pool, detail::WeightLoader(file, storage, "", bf16_dot, pool->isa())) {}
-    AltCLIPModel(std::shared_ptr<const ModelFile> file, std::shared_ptr<detail::WeightStorage> storage,
-                 std::shared_ptr<kernels::ThreadPool> pool, detail::WeightLoader&& w)
-        : text_model(w, "text_model.", file->config().text_config, pool),
-          vision_model(w, "vision_model.", file->config().vision_config, pool),
-          file_(file),
-          storage_(storage),
-          pool_(pool) {
+    /// The towers bind through the model's set-up (one loader over the whole file, one pool).
+    AltCLIPModel(std::shared_ptr<const ModelFile> file, detail::ModelSetup&& setup)
+        : text_model(setup), vision_model(setup), file_(file), storage_(setup.storage()), pool_(setup.pool()) {
         const auto& c = file->config();
+        detail::WeightLoader& w = setup.loader();
         visual_projection = w.linear("visual_projection", c.projection_dim, c.vision_config.hidden_size, false);
         text_projection = w.linear("text_projection", c.projection_dim, c.text_config.project_dim, false);
         const float* ls = w.get("logit_scale", {});
-        w.finish();
+        setup.finish();
         logit_scale_ = *ls;
     }
 
@@ -187,7 +180,7 @@ private:
     }
 
     std::shared_ptr<const ModelFile> file_;
-    std::shared_ptr<detail::WeightStorage> storage_;
+    std::shared_ptr<const detail::WeightStorage> storage_;  // keeps the weights (and the mapping) alive
     std::shared_ptr<kernels::ThreadPool> pool_;
     float logit_scale_ = 0;
 };

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "image.hpp"
-#include "image_processor.hpp"
-#include "model_file.hpp"
-#include "tokenizer.hpp"
+#include "format/model_file.hpp"
+#include "preprocessing/image.hpp"
+#include "preprocessing/image_processor.hpp"
+#include "preprocessing/tokenizer.hpp"
 
 namespace altclip {
 

@@ -1,4 +1,5 @@
-// Element types of the model file and a non-owning view of one stored tensor.
+// A non-owning view of one tensor stored in a model file (its element types: format/dtype.hpp,
+// its layouts: format/layout.hpp), and Tensor, the models' inputs and outputs.
 #pragma once
 
 #include <cstddef>
@@ -9,109 +10,10 @@
 #include <vector>
 
 #include "errors.hpp"
-#include "kernels/weight_matrix.hpp"
+#include "format/dtype.hpp"
+#include "format/layout.hpp"
 
 namespace altclip {
-
-enum class DType { f32, f16, bf16, i64, i32, u8, i8 };
-
-inline const char* dtype_name(DType t) {
-    switch (t) {
-        case DType::f32: return "f32";
-        case DType::f16: return "f16";
-        case DType::bf16: return "bf16";
-        case DType::i64: return "i64";
-        case DType::i32: return "i32";
-        case DType::u8: return "u8";
-        case DType::i8: return "i8";
-    }
-    return "?";
-}
-
-inline std::size_t dtype_size(DType t) {
-    switch (t) {
-        case DType::f32: return 4;
-        case DType::f16: return 2;
-        case DType::bf16: return 2;
-        case DType::i64: return 8;
-        case DType::i32: return 4;
-        case DType::u8: return 1;
-        case DType::i8: return 1;
-    }
-    return 0;
-}
-
-/// Parses a dtype name of docs/format.md; returns false for an unknown name.
-inline bool parse_dtype(const std::string& s, DType& out) {
-    static const struct { const char* name; DType t; } table[] = {
-        {"f32", DType::f32}, {"f16", DType::f16}, {"bf16", DType::bf16},
-        {"i64", DType::i64}, {"i32", DType::i32}, {"u8", DType::u8}, {"i8", DType::i8}};
-    for (const auto& e : table) {
-        if (s == e.name) {
-            out = e.t;
-            return true;
-        }
-    }
-    return false;
-}
-
-inline bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
-
-/// IEEE binary16 bits -> float (exact).
-inline float half_to_float(std::uint16_t h) {
-    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-    std::uint32_t exp = (h >> 10) & 0x1Fu;
-    std::uint32_t mant = h & 0x3FFu;
-    std::uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else {  // subnormal: normalise
-            exp = 127 - 15 + 1;
-            while ((mant & 0x400u) == 0) {
-                mant <<= 1;
-                --exp;
-            }
-            mant &= 0x3FFu;
-            bits = sign | (exp << 23) | (mant << 13);
-        }
-    } else if (exp == 0x1F) {
-        bits = sign | 0x7F800000u | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
-
-/// bfloat16 bits -> float (exact).
-inline float bf16_to_float(std::uint16_t b) {
-    const std::uint32_t bits = static_cast<std::uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
-
-/// The "panels" layout of a weight matrix (docs/format.md): the layout the GEMM kernels
-/// multiply with, stored so at conversion so that no call repacks the weights. The matrix is
-/// [rows, cols] with rows = shape[0] and cols the product of the other dimensions; its values
-/// are grouped into 32-bit units of G = 4 / dtype size consecutive values of a row (f32: 1,
-/// bf16: 2, the lower k first) and stored as [ceil(rows / 32)][ceil(cols / G)][32] units:
-/// for each block of 32 rows, unit by unit along the row, the 32 rows' units side by side.
-/// Rows past `rows` and values past `cols` are zero.
-namespace panel_layout {
-inline constexpr std::int64_t kRows = kernels::kPanelRows;
-/// Whether a dtype can be stored in panels (f32 and bf16).
-inline bool allowed(DType t) { return t == DType::f32 || t == DType::bf16; }
-inline std::int64_t group(DType t) { return 4 / static_cast<std::int64_t>(dtype_size(t)); }
-inline std::int64_t row_blocks(std::int64_t rows) { return rows / kRows + (rows % kRows != 0); }  // no overflow
-/// Byte offset of value (r, c).
-inline std::size_t offset(std::int64_t r, std::int64_t c, std::int64_t cols, DType t) {
-    const std::int64_t unit = kernels::panel_unit(r, c, cols, group(t));
-    return static_cast<std::size_t>(unit * 4 + (c % group(t)) * static_cast<std::int64_t>(dtype_size(t)));
-}
-}  // namespace panel_layout
 
 /// A tensor as stored in a mapped file: dtype, shape, and a pointer into the mapping.
 /// Valid as long as the file object that produced it is alive.
@@ -169,23 +71,22 @@ struct TensorView {
             }
             return out;
         }
+        const auto widen16 = [&](float (*to_float)(std::uint16_t)) {
+            for (std::size_t i = 0; i < n; ++i) {
+                std::uint16_t h;
+                std::memcpy(&h, p + 2 * i, 2);
+                out[i] = to_float(h);
+            }
+        };
         switch (dtype) {
             case DType::f32:
                 std::memcpy(out.data(), p, n * 4);
                 break;
             case DType::f16:
-                for (std::size_t i = 0; i < n; ++i) {
-                    std::uint16_t h;
-                    std::memcpy(&h, p + 2 * i, 2);
-                    out[i] = half_to_float(h);
-                }
+                widen16(half_to_float);
                 break;
             case DType::bf16:
-                for (std::size_t i = 0; i < n; ++i) {
-                    std::uint16_t h;
-                    std::memcpy(&h, p + 2 * i, 2);
-                    out[i] = bf16_to_float(h);
-                }
+                widen16(bf16_to_float);
                 break;
             default:
                 throw FormatError("tensor " + name + " has dtype " + dtype_name(dtype) +

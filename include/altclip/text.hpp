@@ -9,35 +9,22 @@
 #include <vector>
 
 #include "config.hpp"
-#include "detail/pool.hpp"
-#include "detail/self_attention.hpp"
-#include "detail/weights.hpp"
 #include "errors.hpp"
+#include "format/model_file.hpp"
+#include "inputs.hpp"  // TokenView, BatchEncoding
 #include "kernels/buffer.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/ops.hpp"
 #include "limits.hpp"
-#include "model_file.hpp"
 #include "modeling_outputs.hpp"
+#include "modules/scratch_slots.hpp"
+#include "modules/self_attention.hpp"
+#include "modules/setup.hpp"
+#include "modules/weights.hpp"
 #include "options.hpp"
 #include "tensor.hpp"
-#include "tokenizer.hpp"  // BatchEncoding
 
 namespace altclip {
-
-/// A non-owning view of a tokenized, right-padded batch: input_ids and attention_mask [batch, seq].
-struct TokenView {
-    const std::int64_t* input_ids = nullptr;
-    const std::int64_t* attention_mask = nullptr;  // nullptr: every token is real
-    std::int64_t batch = 0, seq = 0;
-
-    TokenView() = default;
-    TokenView(const std::int64_t* ids, const std::int64_t* mask, std::int64_t b, std::int64_t s)
-        : input_ids(ids), attention_mask(mask), batch(b), seq(s) {}
-    /// What XLMRobertaTokenizer returns (must outlive the view).
-    TokenView(const BatchEncoding& e)  // NOLINT: implicit on purpose
-        : input_ids(e.input_ids.data()), attention_mask(e.attention_mask.data()), batch(e.batch), seq(e.seq_len) {}
-};
 
 /// AltRobertaEmbeddings: word + position (RoBERTa numbering) + token type 0, then LayerNorm.
 struct AltRobertaEmbeddings {
@@ -104,9 +91,9 @@ struct AltRobertaLayer {
                  kernels::ThreadPool* pool, const std::int64_t* starts = nullptr) const {
         const std::int64_t rows = starts != nullptr ? starts[batch] : batch * seq, H = attention.self.query.out,
                            I = intermediate.dense.out;
-        float* ctx = scratch.get(kernels::kSlotCtx, rows * H);
-        float* a = scratch.get(kernels::kSlotA, rows * H);
-        float* inter = scratch.get(kernels::kSlotInter, rows * I);
+        float* ctx = scratch.get(detail::kSlotCtx, rows * H);
+        float* a = scratch.get(detail::kSlotA, rows * H);
+        float* inter = scratch.get(detail::kSlotInter, rows * I);
         detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
                                num_heads, mask, ctx, scratch, pool, starts);
         const auto& ao = attention.output;
@@ -144,28 +131,15 @@ struct AltRobertaModel {
 
 /// AltCLIPTextModel: roberta -> pre_LN -> transformation on every token; pooler = token 0.
 /// Immutable after construction; forward() is const and safe to call from several threads.
-class AltCLIPTextModel {
+/// from_file(path, options), config() and isa(): detail::Tower (modules/setup.hpp).
+class AltCLIPTextModel : public detail::Tower<AltCLIPTextModel, AltCLIPTextConfig> {
 public:
     /// The text tower of a model file alone (tensors under "text_model.").
-    static AltCLIPTextModel from_file(const std::string& path, const ModelOptions& options = {}) {
-        return AltCLIPTextModel(ModelFile::open(path), options);
-    }
     explicit AltCLIPTextModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
-        auto storage = std::make_shared<detail::WeightStorage>();
-        auto pool = detail::make_thread_pool(options, "AltCLIPTextModel");
-        detail::WeightLoader w(file, storage, "text_model.", !options.exact, pool->isa());
-        load(w, "text_model.", file->config().text_config, std::move(pool));
-        w.finish();
+        load_alone(std::move(file), options);
     }
-    /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.
-    AltCLIPTextModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c,
-                     std::shared_ptr<kernels::ThreadPool> pool) {
-        load(w, prefix, c, std::move(pool));
-    }
-
-    const AltCLIPTextConfig& config() const { return config_; }
-    /// The instruction-set level this tower's kernels run (cpu_info(), ModelOptions::max_isa).
-    Isa isa() const { return pool_->isa(); }
+    /// Used by AltCLIPModel, whose set-up (loader, pool) spans the whole file.
+    explicit AltCLIPTextModel(detail::ModelSetup& setup) { load_in(setup); }
 
     /// last_hidden_state [batch, seq, project_dim] (after pre_LN and transformation),
     /// pooler_output [batch, project_dim] (token 0). hidden_states: the embeddings output,
@@ -279,19 +253,12 @@ private:
         }
     }
 
-    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c,
-              std::shared_ptr<kernels::ThreadPool> pool) {
-        pool_ = std::move(pool);
-        storage_ = w.storage();
-        config_ = c;
+    friend class detail::Tower<AltCLIPTextModel, AltCLIPTextConfig>;
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
         roberta.load(w, prefix + "roberta.", c);
         pre_LN = w.layer_norm(prefix + "pre_LN", c.hidden_size, c.layer_norm_eps);
         transformation = w.linear(prefix + "transformation", c.project_dim, c.hidden_size, true);
     }
-
-    AltCLIPTextConfig config_;
-    std::shared_ptr<const detail::WeightStorage> storage_;  // keeps the weights (and the mapping) alive
-    std::shared_ptr<kernels::ThreadPool> pool_;             // thread-safe: shared by concurrent calls
 };
 
 }  // namespace altclip

@@ -10,35 +10,23 @@
 #include <vector>
 
 #include "config.hpp"
-#include "detail/pool.hpp"
-#include "detail/self_attention.hpp"
-#include "detail/weights.hpp"
 #include "errors.hpp"
-#include "image_processor.hpp"  // PixelValues
+#include "format/model_file.hpp"
+#include "inputs.hpp"  // PixelView, PixelValues
 #include "kernels/buffer.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/interpolate.hpp"
 #include "kernels/ops.hpp"
 #include "limits.hpp"
-#include "model_file.hpp"
 #include "modeling_outputs.hpp"
+#include "modules/scratch_slots.hpp"
+#include "modules/self_attention.hpp"
+#include "modules/setup.hpp"
+#include "modules/weights.hpp"
 #include "options.hpp"
 #include "tensor.hpp"
 
 namespace altclip {
-
-/// A non-owning view of pixel values [batch, channels, height, width], row-major.
-struct PixelView {
-    const float* data = nullptr;
-    std::int64_t batch = 0, channels = 0, height = 0, width = 0;
-
-    PixelView() = default;
-    PixelView(const float* d, std::int64_t b, std::int64_t c, std::int64_t h, std::int64_t w)
-        : data(d), batch(b), channels(c), height(h), width(w) {}
-    /// What CLIPImageProcessor returns (must outlive the view).
-    PixelView(const PixelValues& p)  // NOLINT: implicit on purpose
-        : data(p.data.data()), batch(p.batch), channels(p.channels), height(p.height), width(p.width) {}
-};
 
 /// AltCLIPVisionEmbeddings: patch conv (no bias), class token, position embeddings.
 struct AltCLIPVisionEmbeddings {
@@ -103,7 +91,7 @@ struct AltCLIPAttention {
     }
     void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out, kernels::Scratch& scratch,
                  kernels::ThreadPool* pool) const {
-        float* ctx = scratch.get(kernels::kSlotCtx, batch * seq * q_proj.out);
+        float* ctx = scratch.get(detail::kSlotCtx, batch * seq * q_proj.out);
         detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool);
         kernels::linear(ctx, batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool);
     }
@@ -119,7 +107,7 @@ struct AltCLIPMLP {
     }
     void forward(const float* x, std::int64_t rows, float* out, kernels::Scratch& scratch,
                  kernels::ThreadPool* pool) const {
-        float* h = scratch.get(kernels::kSlotInter, rows * fc1.out);
+        float* h = scratch.get(detail::kSlotInter, rows * fc1.out);
         kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool);
         kernels::quick_gelu(h, rows * fc1.out, pool);
         kernels::linear(h, rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool);
@@ -142,8 +130,8 @@ struct AltCLIPEncoderLayer {
     void forward(float* h, std::int64_t batch, std::int64_t seq, kernels::Scratch& scratch,
                  kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = layer_norm1.n;
-        float* x = scratch.get(kernels::kSlotA, rows * H);
-        float* y = scratch.get(kernels::kSlotB, rows * H);
+        float* x = scratch.get(detail::kSlotA, rows * H);
+        float* y = scratch.get(detail::kSlotB, rows * H);
         kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x, pool);
         self_attn.forward(x, batch, seq, y, scratch, pool);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
@@ -165,28 +153,15 @@ struct AltCLIPEncoder {
 
 /// AltCLIPVisionModel: embeddings -> pre_layrnorm -> encoder; pooler = post_layernorm(CLS).
 /// Immutable after construction; forward() is const and safe to call from several threads.
-class AltCLIPVisionModel {
+/// from_file(path, options), config() and isa(): detail::Tower (modules/setup.hpp).
+class AltCLIPVisionModel : public detail::Tower<AltCLIPVisionModel, AltCLIPVisionConfig> {
 public:
     /// The vision tower of a model file alone (tensors under "vision_model.").
-    static AltCLIPVisionModel from_file(const std::string& path, const ModelOptions& options = {}) {
-        return AltCLIPVisionModel(ModelFile::open(path), options);
-    }
     explicit AltCLIPVisionModel(std::shared_ptr<const ModelFile> file, const ModelOptions& options = {}) {
-        auto storage = std::make_shared<detail::WeightStorage>();
-        auto pool = detail::make_thread_pool(options, "AltCLIPVisionModel");
-        detail::WeightLoader w(file, storage, "vision_model.", !options.exact, pool->isa());
-        load(w, "vision_model.", file->config().vision_config, std::move(pool));
-        w.finish();
+        load_alone(std::move(file), options);
     }
-    /// Used by AltCLIPModel, whose loader spans the whole file and whose pool both towers share.
-    AltCLIPVisionModel(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c,
-                       std::shared_ptr<kernels::ThreadPool> pool) {
-        load(w, prefix, c, std::move(pool));
-    }
-
-    const AltCLIPVisionConfig& config() const { return config_; }
-    /// The instruction-set level this tower's kernels run (cpu_info(), ModelOptions::max_isa).
-    Isa isa() const { return pool_->isa(); }
+    /// Used by AltCLIPModel, whose set-up (loader, pool) spans the whole file.
+    explicit AltCLIPVisionModel(detail::ModelSetup& setup) { load_in(setup); }
 
     /// pixel_values [batch, channels, height, width]. Other sizes than the config's
     /// image_size need interpolate_pos_encoding, as in the reference.
@@ -253,20 +228,13 @@ public:
     detail::LayerNormParams post_layernorm;
 
 private:
-    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c,
-              std::shared_ptr<kernels::ThreadPool> pool) {
-        pool_ = std::move(pool);
-        storage_ = w.storage();
-        config_ = c;
+    friend class detail::Tower<AltCLIPVisionModel, AltCLIPVisionConfig>;
+    void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
         embeddings.load(w, prefix + "embeddings.", c);
         pre_layrnorm = w.layer_norm(prefix + "pre_layrnorm", c.hidden_size, c.layer_norm_eps);
         encoder.load(w, prefix + "encoder.", c);
         post_layernorm = w.layer_norm(prefix + "post_layernorm", c.hidden_size, c.layer_norm_eps);
     }
-
-    AltCLIPVisionConfig config_;
-    std::shared_ptr<const detail::WeightStorage> storage_;  // keeps the weights (and the mapping) alive
-    std::shared_ptr<kernels::ThreadPool> pool_;             // thread-safe: shared by concurrent calls
 };
 
 }  // namespace altclip

@@ -2,7 +2,7 @@
 the released checkpoint spells it), its shape from the resolved config, and how each --dtype
 stores it. The converter checks checkpoints against `model_tensors` and writes
 `stored_tensors`; tools/tests/test_schema.py checks that they name exactly the keys the C++
-loader (include/altclip/detail/weights.hpp) binds.
+loader (include/altclip/modules/weights.hpp) binds.
 
 How a tensor is stored depends on its kind:
 

@@ -1,8 +1,9 @@
 // Per-call activation memory. Buffer: an uninitialised float array (std::vector<float> would
-// zero every element first, which shows up in profiles for the 4 MB MLP activations of an
-// image). Scratch: the buffers of one forward pass, by slot, allocated by the first layer and
-// reused by the others (a batch of 8 images allocating 33 MB per layer spent ~15% of its time
-// in page faults); freed when the pass ends, so a loaded model holds no per-call state.
+// zero every element first, for activations that are written before they are read). Scratch:
+// the buffers of one forward pass, by slot, allocated by the first layer and reused by the
+// others (so the pages of large activations are faulted in once a pass, not once a layer);
+// freed when the pass ends, so a loaded model holds no per-call state. Measurements:
+// bench/RESULTS.md, "Measurements behind design choices".
 #pragma once
 
 #include <cstddef>
@@ -27,7 +28,8 @@ private:
     std::int64_t size_ = 0;
 };
 
-/// Buffers of one forward pass. Each use site has its own slot (see kSlot* where used); a
+/// Buffers of one forward pass. Each use site has its own slot (the model's slots:
+/// modules/scratch_slots.hpp); a
 /// slot's buffer grows to the largest size asked for and is handed out again, uninitialised.
 class Scratch {
 public:
@@ -41,8 +43,5 @@ public:
 private:
     std::vector<Buffer> buffers_;
 };
-
-/// Slots of the model code (two buffers live at the same time never share one).
-enum ScratchSlot : int { kSlotQ, kSlotK, kSlotV, kSlotCtx, kSlotA, kSlotB, kSlotInter };
 
 }  // namespace altclip::kernels

@@ -4,7 +4,7 @@
 // are never copied whole; at most a 16 KB panel at a time.
 //
 // linear() is where the instruction set is chosen for every matrix product: the pool's Isa
-// (cpu.hpp), and the weight type the loader chose for it (weights.hpp), lowered to what that
+// (cpu.hpp), and the weight type the loader chose for it (modules/weights.hpp), lowered to what that
 // Isa can run. At Isa::avx512 and above, weights in panels and inputs of kPackRows rows or
 // more (an image, a batch of labels) go through the packed outer-product kernel of
 // gemm_packed.hpp. Shorter inputs with row-major weights (a 16-token text on a q8 file) are
@@ -74,7 +74,7 @@ namespace gemm_detail {
 constexpr std::int64_t kColumnBlock = 64;   // rows of W per task
 constexpr std::int64_t kPackRows = 48;      // from this many rows of x on, the packed kernel (gemm_packed.hpp)
 constexpr std::int64_t kDepthBlock = 4096;  // k per pass of the short-input path: all of k for AltCLIP (the tile
-                                            // sums are reduced once; 512 measured ~20% slower on a text)
+                                            // sums are reduced once; bench/RESULTS.md)
 
 /// Columns [j0, j1) on any CPU; w_block holds W's rows j0..j1.
 inline void block_eigen(const float* x, std::int64_t n, std::int64_t k, const float* w_block, const float* bias,
@@ -344,8 +344,7 @@ inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t 
 ALTCLIP_KERNEL_ENTRY inline void linear_avx512(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
                                                const float* bias, std::int64_t out, float* y, ThreadPool* pool) {
     // Weights stored in panels go through the packed kernel for any number of rows: with no
-    // panel to pack, it reads them once as a short input needs (measured as fast as the dot
-    // products on a 16-token text, or faster).
+    // panel to pack, it reads them once as a short input needs (bench/RESULTS.md).
     if (n >= kPackRows || w.panels) {
         packed::linear(x, n, k, w, bias, out, y, pool);
         return;

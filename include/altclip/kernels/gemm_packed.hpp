@@ -33,7 +33,7 @@ namespace altclip::kernels::packed {
 // The layout and bookkeeping, shared by every instruction set's kernels (no intrinsics).
 constexpr int MR = 12;                  // rows of x per micro-tile
 constexpr int NR = 32;                  // output columns per micro-tile (two 16-lane vectors)
-static_assert(NR == kPanelRows, "a stored panel (weight_matrix.hpp) is one micro-tile's columns");
+static_assert(NR == kPanelRows, "a stored panel (format/layout.hpp) is one micro-tile's columns");
 constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU * NR * 4 = 16 KB
 constexpr std::int64_t kTaskCols = 64;  // output columns per task (two panels)
 constexpr std::int64_t kSliverBlock = 24;  // slivers of x per pass over a task's panels: 288 rows, ~150 KB
@@ -540,8 +540,8 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             // Panels used in place come from the mapped file, from memory on first use (and
             // the hardware prefetchers stop at each 4 KB page): each panel's next k block is
             // prefetched over the micro-tiles of its first pass, a unit row per step, so that
-            // it streams in while this block computes (a 16-token text's products 1.4x faster;
-            // the next task's first block fetched the same way measured slower).
+            // it streams in while this block computes (not the next task's first block: see
+            // bench/RESULTS.md, "Measurements behind design choices").
             const std::int64_t next_units = w.kind == Source::panels && !last ? std::min(px.ku, u0 + 2 * KU) - (u0 + KU) : 0;
             const std::int64_t first_pass = std::min(px.slivers, kSliverBlock);
             const std::int64_t per_tile = (next_units + first_pass - 1) / first_pass;  // <= KU = kus

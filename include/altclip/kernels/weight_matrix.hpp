@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "../format/layout.hpp"  // kPanelRows, panel_unit: the file format owns the panel layout
+
 namespace altclip::kernels {
 
 /// How a weight matrix is stored and multiplied.
@@ -17,19 +19,8 @@ enum class WeightType {
                // AVX512_BF16) as q8; the row scale applied to the float32 sums
 };
 
-/// Rows per panel of the panel layout (docs/format.md): the packed kernel's NR.
-inline constexpr std::int64_t kPanelRows = 32;
-
-/// The 32-bit unit that holds value (r, c) of a [rows, cols] matrix stored in panels, with
-/// g values per unit: [ceil(rows / 32)][ceil(cols / g)][32] units, value c of row r in unit
-/// c / g (part c % g) of lane r % 32.
-inline std::int64_t panel_unit(std::int64_t r, std::int64_t c, std::int64_t cols, std::int64_t g) {
-    return ((r / kPanelRows) * ((cols + g - 1) / g) + c / g) * kPanelRows + r % kPanelRows;
-}
-
 /// A [rows, cols] weight matrix (torch's Linear [out, in]), not owned: row-major, or (f32,
-/// bf16, bf16_dot) in panels of 32 rows, [ceil(rows / 32)][units][32] 32-bit units of one
-/// float32 or two bfloat16 along a row (panel_layout in tensor.hpp, docs/format.md).
+/// bf16, bf16_dot) in the panel layout (format/layout.hpp).
 struct WeightMatrix {
     WeightType type = WeightType::f32;
     const void* data = nullptr;

@@ -1,8 +1,10 @@
 // Binding the modules' parameters to the tensors of a model file.
 //
 // Each module asks the loader for its parameters by HF state_dict key (built from the
-// module tree's prefixes) and expected shape. f32 tensors are used in place from the
-// mapped file; f16/bf16 ones are widened to f32 once, into storage the model owns.
+// module tree's prefixes) and expected shape. Weight matrices (weight_matrix()) are used in
+// place from the mapped file when f32, bf16 or int8 (the kernels widen bf16 and int8 as they
+// multiply); every other tensor (get()) is used in place when it is row-major f32, else
+// copied once to row-major f32 (f16, bf16, f32 stored in panels) into storage the model owns.
 // A model whose loader reported a problem is never run (finish() throws), so a missing
 // tensor binds to nullptr. The loader does not stop at the first problem: it collects every missing, wrongly
 // shaped, non-float and (in `finish`) unexpected tensor and reports them in one error.
@@ -16,18 +18,19 @@
 
 #include "../kernels/eigen.hpp"  // before the kernels include Eigen
 #include "../kernels/gemm.hpp"
-#include "../model_file.hpp"
+#include "../format/model_file.hpp"
 #include "../options.hpp"
 
 namespace altclip::detail {
 
-/// Parameters that own or borrow their data; `keep` keeps the owner alive.
+/// What the bound parameters point into: the file's mapping (tensors used in place) and the
+/// tensors the loader copied to row-major f32. Every model built from a loader holds it.
 struct WeightStorage {
     std::shared_ptr<const ModelFile> file;           // keeps the mapping alive
-    std::vector<std::vector<float>> widened;         // f16/bf16 tensors widened to f32
+    std::vector<std::vector<float>> widened;         // tensors copied to row-major f32 (get())
 };
 
-/// nn.Linear: weight [out, in] (in place for f32, bf16 and q8 files; row-major or in the
+/// nn.Linear: weight [out, in] (in place for f32, bf16 and q8 files, widened for f16; row-major or in the
 /// kernels' panel layout, as stored), optional bias [out].
 struct LinearParams {
     kernels::WeightMatrix weight;
@@ -159,10 +162,10 @@ public:
         }
         if (found && c.tensor(name).dtype == DType::i8) {
             // q8 (tools/convert.py --dtype q8): int8 in place, with its per-row scales. The
-            // text tower does not round its activations to int8: its post-LN layers lose three
-            // times more accuracy that way than the ViT (text cosine against f32 0.9985 instead
-            // of 0.9991 on the bench model). It multiplies float32 activations for a short text
-            // (bound by reading the weights anyway) and bfloat16 ones for a batch of labels.
+            // text tower does not round its activations to int8: its post-LN layers lose more
+            // accuracy that way than the ViT (bench/RESULTS.md). It multiplies float32
+            // activations for a short text (bound by reading the weights anyway) and bfloat16
+            // ones for a batch of labels.
             used_.insert(name);
             const bool text = name.rfind("text_model.", 0) == 0 || name.rfind("text_projection.", 0) == 0;
             if (!bf16_dot_) {

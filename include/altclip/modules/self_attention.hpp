@@ -10,6 +10,7 @@
 #include "../kernels/buffer.hpp"
 #include "../kernels/gemm.hpp"
 #include "../kernels/ops.hpp"
+#include "scratch_slots.hpp"
 #include "weights.hpp"
 
 namespace altclip::detail {
@@ -23,9 +24,9 @@ inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq,
                            const std::int64_t* key_mask, float* ctx, kernels::Scratch& scratch,
                            kernels::ThreadPool* pool, const std::int64_t* starts = nullptr) {
     const std::int64_t rows = starts != nullptr ? starts[batch] : batch * seq, hidden = query.out;
-    float* q = scratch.get(kernels::kSlotQ, rows * hidden);
-    float* k = scratch.get(kernels::kSlotK, rows * hidden);
-    float* v = scratch.get(kernels::kSlotV, rows * hidden);
+    float* q = scratch.get(kSlotQ, rows * hidden);
+    float* k = scratch.get(kSlotK, rows * hidden);
+    float* v = scratch.get(kSlotV, rows * hidden);
     kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q, pool);
     kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k, pool);
     kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v, pool);
