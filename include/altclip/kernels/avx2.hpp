@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "approx.hpp"
 #include "cpu.hpp"
 #include "gemm_packed.hpp"
 #include "thread_pool.hpp"
@@ -154,17 +155,12 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
 /// the exponent bits; x clamped to [-87.3, 88.7] (so e^-inf is 1e-38, not 0).
 inline __m256 exp8(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
-    const __m256 m = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+    const __m256 m = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(approx::kLog2e)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(m, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(m, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256 r = _mm256_fnmadd_ps(m, _mm256_set1_ps(approx::kLn2Hi), x);
+    r = _mm256_fnmadd_ps(m, _mm256_set1_ps(approx::kLn2Lo), r);
+    __m256 p = _mm256_setzero_ps();
+    for (const float c : approx::kExp) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
     // 2^m: m in [-126, 128] here; 2^128 overflows to inf only for x near 88.7 (as e^x would).
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(m), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
@@ -173,12 +169,9 @@ inline __m256 exp8(__m256 x) {
 /// GELU (erf) for 8 floats: 0.5 x erfc(-x / sqrt 2), erfc as in ops.hpp's gelu16.
 inline __m256 gelu8(__m256 x) {
     const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(0.70710678118654752f));
-    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(z, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
-    __m256 p = _mm256_set1_ps(1.061405429f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(z, _mm256_set1_ps(approx::kErfcP), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_setzero_ps();
+    for (const float c : approx::kErfc) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c));
     const __m256 erfc_z = _mm256_mul_ps(_mm256_mul_ps(p, t), exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
     const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
     const __m256 phi2 = _mm256_blendv_ps(erfc_z, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_z), pos);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "approx.hpp"
 #include "avx2.hpp"
 #include "cpu.hpp"
 #include "eigen.hpp"
@@ -97,17 +98,12 @@ ALTCLIP_KERNEL_ENTRY inline void layer_norm_rows_avx512(const float* x, std::int
 /// gives 0-like values, never NaN.
 inline __m512 exp16(__m512 x) {
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
-    const __m512 m = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+    const __m512 m = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(approx::kLog2e)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(0.693359375f), x);  // ln 2 in two parts: exact product first
-    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(approx::kLn2Hi), x);  // exact product first
+    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(approx::kLn2Lo), r);
+    __m512 p = _mm512_setzero_ps();
+    for (const float c : approx::kExp) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
     return _mm512_scalef_ps(p, m);
 }
 
@@ -116,12 +112,9 @@ inline __m512 exp16(__m512 x) {
 /// erfc(-z) = 2 - erfc(z): no cancellation on either side.
 inline __m512 gelu16(__m512 x) {
     const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
-    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
-    __m512 p = _mm512_set1_ps(1.061405429f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(approx::kErfcP), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_setzero_ps();
+    for (const float c : approx::kErfc) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
     const __m512 erfc_z = _mm512_mul_ps(_mm512_mul_ps(p, t), exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
     const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
     const __m512 phi2 = _mm512_mask_sub_ps(erfc_z, pos, _mm512_set1_ps(2.0f), erfc_z);  // 2 Phi(x)
@@ -182,6 +175,19 @@ ALTCLIP_KERNEL_ENTRY inline void softmax_rows_avx512(float* x, std::int64_t rows
     }
 }
 ALTCLIP_AVX512_END
+
+/// An elementwise kernel over x[0, count) in chunks on the pool, at the pool's level: the
+/// AVX-512 or the AVX2 one. False below Isa::avx2 (the caller's portable path runs).
+inline bool map_chunks(float* x, std::int64_t count, ThreadPool* pool, void (*avx512)(float*, std::int64_t),
+                       void (*avx2)(float*, std::int64_t)) {
+    const Isa isa = isa_of(pool);
+    if (isa < Isa::avx2) return false;
+    auto* fn = isa >= Isa::avx512 ? avx512 : avx2;
+    constexpr std::int64_t kChunk = 4096;
+    parallel_for(pool, (count + kChunk - 1) / kChunk,
+                 [&](std::int64_t c) { fn(x + c * kChunk, std::min(kChunk, count - c * kChunk)); });
+    return true;
+}
 #endif  // ALTCLIP_X86
 
 }  // namespace ops_detail
@@ -226,18 +232,7 @@ inline void map_elementwise(float* x, std::int64_t count, ThreadPool* pool, F f)
 /// At Isa::avx512, ops_detail::gelu16 (|error| of Phi below 1.5e-7).
 inline void gelu_erf(float* x, std::int64_t count, ThreadPool* pool = nullptr) {
 #if ALTCLIP_X86
-    if (isa_of(pool) >= Isa::avx512) {
-        constexpr std::int64_t kChunk = 4096;
-        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
-            ops_detail::gelu_erf_avx512(x + c * kChunk, std::min(kChunk, count - c * kChunk));
-        });
-    }
-    if (isa_of(pool) >= Isa::avx2) {
-        constexpr std::int64_t kChunk = 4096;
-        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
-            avx2::gelu_erf(x + c * kChunk, std::min(kChunk, count - c * kChunk));
-        });
-    }
+    if (ops_detail::map_chunks(x, count, pool, ops_detail::gelu_erf_avx512, avx2::gelu_erf)) return;
 #endif
     map_elementwise(x, count, pool, [](const auto& a) { return 0.5f * a * (1.0f + (a * 0.70710678118654752f).erf()); });
 }
@@ -245,18 +240,7 @@ inline void gelu_erf(float* x, std::int64_t count, ThreadPool* pool = nullptr) {
 /// CLIP's quick_gelu, x * sigmoid(1.702 x), in place (vectorised exp).
 inline void quick_gelu(float* x, std::int64_t count, ThreadPool* pool = nullptr) {
 #if ALTCLIP_X86
-    if (isa_of(pool) >= Isa::avx512) {
-        constexpr std::int64_t kChunk = 4096;
-        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
-            ops_detail::quick_gelu_avx512(x + c * kChunk, std::min(kChunk, count - c * kChunk));
-        });
-    }
-    if (isa_of(pool) >= Isa::avx2) {
-        constexpr std::int64_t kChunk = 4096;
-        return parallel_for(pool, (count + kChunk - 1) / kChunk, [&](std::int64_t c) {
-            avx2::quick_gelu(x + c * kChunk, std::min(kChunk, count - c * kChunk));
-        });
-    }
+    if (ops_detail::map_chunks(x, count, pool, ops_detail::quick_gelu_avx512, avx2::quick_gelu)) return;
 #endif
     map_elementwise(x, count, pool, [](const auto& a) { return a / (1.0f + (-1.702f * a).exp()); });
 }
