@@ -28,6 +28,20 @@ sys.path.insert(0, HERE)
 
 import make_bench_model  # noqa: E402
 
+MD_HEAD = """# Kernels chosen at run time, measured
+
+Date: {date} UTC. Reproduce: `python3 bench/isa_bench.py --rounds {rounds}` (from the repository root).
+
+One ViT-L/14 image at batch 1 and one 16-token caption, random weights in the real BAAI/AltCLIP
+shapes (bench/make_bench_model.py), medians of {rounds} alternating rounds x {repeat} image runs and
+{text_repeat} caption runs per side. "consumer" is altclip_bench built with no -march flag (how a
+program linking altclip::altclip is built), "native" with -march=native; "@level" caps the
+kernels with ALTCLIP_MAX_ISA. PyTorch 2.13 runs float32, bfloat16 (model.to(torch.bfloat16)),
+and float32 capped to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2). The peaks are
+this CPU's, measured in the same run by bench/gemm_bench.cpp (FLOP/s, int8 OP/s, bytes/s).
+
+"""
+
 BUILDS = {"native": ("build-bench", "ON"), "consumer": ("build-bench-consumer", "OFF")}
 
 
@@ -66,6 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--output", default=os.path.join(HERE, "isa_results.json"))
+    ap.add_argument("--markdown", default=os.path.join(HERE, "ISA_RESULTS.md"), help="the report as Markdown ('' for none)")
     a = ap.parse_args(argv)
 
     if not a.no_build:
@@ -124,24 +139,35 @@ def main(argv=None) -> int:
     with open(a.output, "w") as f:
         json.dump(result, f, indent=2)
 
-    print(f"CPU: {cpu}; {a.threads} threads; {a.rounds} rounds, medians")
-    print("| side | kernels | one image | 16-token text | image vs PyTorch f32 | vs PyTorch bf16 |")
-    print("|---|---|---:|---:|---:|---:|")
+    lines = []
+
+    def out(*parts) -> None:
+        lines.append(" ".join(str(p) for p in parts))
+
+    out(f"CPU: {cpu}; {a.threads} threads; {a.rounds} rounds, medians")
+    out("| side | kernels | one image | 16-token text | image vs PyTorch f32 | vs PyTorch bf16 |")
+    out("|---|---|---:|---:|---:|---:|")
     t32 = med.get("pytorch float32", {}).get("image_s")
     t16 = med.get("pytorch bfloat16", {}).get("image_s")
     for n, m in med.items():
         r32 = f"{t32 / m['image_s']:.2f}x" if t32 else ""
         r16 = f"{t16 / m['image_s']:.2f}x" if t16 else ""
-        print(f"| {n} | {m['isa']} | {m['image_s'] * 1e3:.0f} ms | {m['text_s'] * 1e3:.1f} ms | {r32} | {r16} |")
-    print()
+        out(f"| {n} | {m['isa']} | {m['image_s'] * 1e3:.0f} ms | {m['text_s'] * 1e3:.1f} ms | {r32} | {r16} |")
+    out()
     if "pytorch float32 @avx2" in med and "altclip f32 consumer @avx2" in med:
-        print(f"avx2 on both sides: PyTorch f32 / altclip f32 image "
+        out(f"avx2 on both sides: PyTorch f32 / altclip f32 image "
               f"{med['pytorch float32 @avx2']['image_s'] / med['altclip f32 consumer @avx2']['image_s']:.2f}x")
     for dtype in ["f32", "bf16", "q8"]:
         c, nat = med[f"altclip {dtype} consumer"], med[f"altclip {dtype} native"]
-        print(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
+        out(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
               f"text {c['text_s'] / nat['text_s']:.3f}")
-    print("peaks:", json.dumps(result["peaks"]))
+    out("peaks:", json.dumps(result["peaks"]))
+    report = "\n".join(lines)
+    print(report)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(MD_HEAD.format(date=result["date"], rounds=a.rounds, repeat=a.repeat, text_repeat=a.text_repeat)
+                    + report + "\n")
     return 0
 
 
