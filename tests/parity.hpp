@@ -2,6 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
+#include <memory>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -15,6 +18,24 @@
 #include <altclip/container.hpp>
 
 namespace altclip_test {
+
+/// Runs a shell command; its stdout, and its wait status in `status`.
+inline std::string run(const std::string& cmd, int& status) {
+    std::string out;
+    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+    REQUIRE(pipe != nullptr);
+    std::array<char, 4096> buf{};
+    std::size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), pipe.get())) > 0) out.append(buf.data(), n);
+    status = pclose(pipe.release());
+    return out;
+}
+
+inline std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
 
 inline std::string data_path(const std::string& rel) { return std::string(ALTCLIP_TEST_DATA) + "/" + rel; }
 

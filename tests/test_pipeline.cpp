@@ -17,6 +17,8 @@
 
 using altclip_test::check_close;
 using altclip_test::data_path;
+using altclip_test::quote;
+using altclip_test::run;
 
 namespace {
 
@@ -32,23 +34,6 @@ struct Pipeline {
         templates = meta["templates"].get<std::vector<std::string>>();
     }
 };
-
-std::string run(const std::string& cmd, int& status) {
-    std::string out;
-    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-    REQUIRE(pipe != nullptr);
-    std::array<char, 4096> buf{};
-    std::size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), pipe.get())) > 0) out.append(buf.data(), n);
-    status = pclose(pipe.release());
-    return out;
-}
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
 
 std::string example(const std::string& name) { return std::string(ALTCLIP_BINARY_DIR) + "/examples/" + name; }
 

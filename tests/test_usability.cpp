@@ -34,6 +34,8 @@
 #include "parity.hpp"
 
 using altclip_test::data_path;
+using altclip_test::quote;
+using altclip_test::run;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -167,23 +169,6 @@ std::vector<std::pair<std::string, std::function<void(const std::string&)>>> pat
              altclip::AltCLIPProcessor(*file).load_images({data_path("images/chelsea.png"), p});
          }},
     };
-}
-
-std::string run(const std::string& cmd, int& status) {
-    std::string out;
-    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-    REQUIRE(pipe != nullptr);
-    std::array<char, 4096> buf{};
-    std::size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), pipe.get())) > 0) out.append(buf.data(), n);
-    status = pclose(pipe.release());
-    return out;
-}
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
 }
 
 /// A program's exit code, stdout and stderr.
