@@ -298,8 +298,11 @@ inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t), _mm512_cvtepi32_epi8(v));
     }
     for (; t < k; ++t) {
-        const int v = static_cast<int>(std::nearbyint(x[t] * inv));
-        q[t] = static_cast<std::int8_t>(std::min(127, std::max(-127, v)));
+        // Clamped as a float first: inf or NaN from a broken model file must not reach the int
+        // conversion (undefined behaviour); NaN gives -127 as the vector path's does.
+        const float f = std::nearbyint(x[t] * inv);
+        const int v = f >= 127.0f ? 127 : f > -127.0f ? static_cast<int>(f) : -127;
+        q[t] = static_cast<std::int8_t>(v);
     }
     return scale;
 }
