@@ -14,9 +14,6 @@
 #include <stb/stb_image_write.h>  // implementation in libstb, which altclip already links
 #include <sys/stat.h>
 #include <unistd.h>
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +21,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -361,43 +362,31 @@ void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::st
 
 constexpr std::int64_t kBlockRows = 4096;
 
-/// float -> IEEE binary16, rounded to nearest even (the scan blocks store half floats).
-std::uint16_t float_to_half(float f) {
-    std::uint32_t x = 0;
-    std::memcpy(&x, &f, sizeof x);
-    const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
-    const std::uint32_t a = x & 0x7FFFFFFFu;
-    if (a >= 0x7F800000u) return sign | (a > 0x7F800000u ? 0x7E00u : 0x7C00u);  // NaN, infinity
-    if (a >= 0x477FF000u) return sign | 0x7C00u;                                // rounds past 65504
-    if (a < 0x38800000u) {                                                       // below 2^-14: subnormal
-        float v = 0;
-        std::memcpy(&v, &a, sizeof v);
-        return sign | static_cast<std::uint16_t>(std::nearbyint(v * 16777216.0f));  // units of 2^-24
+/// An open BLOB (table.column at rowid) for reading in pieces; closed when it goes.
+class Blob {
+public:
+    Blob(const Db& db, const char* table, const char* column, std::int64_t rowid) : db_(db), what_(std::string(table) + " " + std::to_string(rowid)) {
+        if (sqlite3_blob_open(db.get(), "main", table, column, rowid, 0, &b_) != SQLITE_OK) {
+            sqlite3_blob_close(b_);
+            b_ = nullptr;
+            db.error("cannot read " + what_);
+        }
     }
-    std::uint32_t h = (((a >> 23) - 112) << 10) | ((a & 0x7FFFFFu) >> 13);
-    const std::uint32_t rest = a & 0x1FFFu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is right
-    return static_cast<std::uint16_t>(sign | h);
-}
-
-/// n half floats -> floats (F16C when the build has it).
-void halves_to_floats(const std::uint16_t* in, std::size_t n, float* out) {
-    std::size_t i = 0;
-#if defined(__F16C__)
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+    Blob(const Blob&) = delete;
+    Blob& operator=(const Blob&) = delete;
+    ~Blob() { sqlite3_blob_close(b_); }
+    std::size_t bytes() const { return static_cast<std::size_t>(sqlite3_blob_bytes(b_)); }
+    void read(void* out, std::size_t n, std::size_t offset) const {
+        if (n > 0 && sqlite3_blob_read(b_, out, static_cast<int>(n), static_cast<int>(offset)) != SQLITE_OK) {
+            db_.error("cannot read " + what_);
+        }
     }
-#endif
-    for (; i < n; ++i) out[i] = altclip::half_to_float(in[i]);
-}
 
-/// How far a dot product of unit vectors can move when one of them is rounded to half
-/// floats: each value moves by at most 2^-11 of itself (or 2^-25 below 2^-14), so the dot
-/// product by at most 2^-11 * sum |q_i v_i| + 2^-25 * sum |q_i| <= 2^-11 + 2^-25 * sqrt(dim);
-/// plus the float32 sums' own rounding (at most dim * 2^-24 for unit vectors).
-double half_dot_error(std::int64_t dim) {
-    return std::ldexp(1.0, -11) + std::ldexp(std::sqrt(double(dim)), -25) + std::ldexp(double(dim), -24);
-}
+private:
+    const Db& db_;
+    std::string what_;
+    sqlite3_blob* b_ = nullptr;
+};
 
 /// Reads one whole BLOB (table.column at rowid) into `out` (resized to hold it, rounded up to
 /// whole elements; its memory is reused). Returns the BLOB's size in bytes.
@@ -442,7 +431,7 @@ void flush_blocks(const Db& db) {
             for (int i = 0; e && i < len / 4; ++i) {
                 float v = 0;
                 std::memcpy(&v, e + 4 * i, sizeof v);
-                const std::uint16_t h = float_to_half(v);
+                const std::uint16_t h = altclip::float_to_half(v);
                 vectors.append(reinterpret_cast<const char*>(&h), sizeof h);
             }
             ++count;
@@ -890,6 +879,9 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     const auto t_embed = clock::now();
 
     db.exec("PRAGMA mmap_size = 17179869184");  // blocks read straight from the mapped file
+    // One read transaction: every statement below sees the same snapshot, even while an
+    // indexer commits (WAL lets both run).
+    db.exec("BEGIN");
     // The packed blocks, and the rows of blocks changed since they were packed (an index
     // run that was interrupted); paths are read for the hits alone.
     std::vector<std::int64_t> ids;
@@ -921,18 +913,18 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
         }
         ids.reserve(static_cast<std::size_t>(total));
         scores.reserve(static_cast<std::size_t>(total));
-        const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
+        const auto udim = static_cast<std::size_t>(dim);
+        const std::size_t row_bytes = udim * sizeof(float);
         auto damaged = [&](const std::string& what) {
             return altclip::FormatError(db_path + ": " + what + "; the index is damaged, rebuild it with image_search index");
         };
+        // A packed block is read in pieces of about 64 KiB into one small buffer that stays
+        // in the core's cache while it is scored, so each stored byte crosses the memory
+        // bus once (a whole block copied out first would cross it three times).
+        const std::size_t piece_rows = std::max<std::size_t>(1, (std::size_t{64} << 10) / (udim * sizeof(std::uint16_t)));
+        std::vector<std::uint16_t> piece(piece_rows * udim);
         std::vector<std::int64_t> block_ids;
-        std::vector<std::uint16_t> halves;
         std::vector<float> matrix;
-        auto score = [&](std::size_t n) {
-            const std::size_t at = scores.size();
-            scores.resize(at + n);
-            altclip::score_rows(matrix.data(), n, static_cast<std::size_t>(dim), query, scores.data() + at);
-        };
         // Blocks and dirty blocks merged in block order, so ties keep the lower id first.
         std::size_t bi = 0, di = 0;
         Stmt rows(db, "SELECT id, embedding FROM images WHERE id >= ? AND id < ? ORDER BY id");
@@ -940,14 +932,21 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
             if (di >= dirty.size() || (bi < blocks.size() && blocks[bi].first < dirty[di])) {
                 const auto [block, count] = blocks[bi++];
                 const auto n = static_cast<std::size_t>(count);
-                if (read_blob(db, "scan_blocks", "ids", block, block_ids) != n * sizeof(std::int64_t) ||
-                    read_blob(db, "scan_blocks", "vectors", block, halves) != n * row_bytes / 2) {
+                if (read_blob(db, "scan_blocks", "ids", block, block_ids) != n * sizeof(std::int64_t)) {
                     throw damaged("scan block " + std::to_string(block) + " has the wrong size");
                 }
-                matrix.resize(n * static_cast<std::size_t>(dim));
-                halves_to_floats(halves.data(), matrix.size(), matrix.data());
                 ids.insert(ids.end(), block_ids.begin(), block_ids.end());
-                score(n);
+                Blob vectors(db, "scan_blocks", "vectors", block);
+                if (vectors.bytes() != n * udim * sizeof(std::uint16_t)) {
+                    throw damaged("scan block " + std::to_string(block) + " has the wrong size");
+                }
+                for (std::size_t r = 0; r < n; r += piece_rows) {
+                    const std::size_t m = std::min(piece_rows, n - r);
+                    vectors.read(piece.data(), m * udim * sizeof(std::uint16_t), r * udim * sizeof(std::uint16_t));
+                    const std::size_t at = scores.size();
+                    scores.resize(at + m);
+                    altclip::score_rows(piece.data(), m, udim, query, scores.data() + at, model.isa());
+                }
             } else {
                 const std::int64_t block = dirty[di++];
                 rows.bind(1, block * kBlockRows).bind(2, (block + 1) * kBlockRows);
@@ -960,13 +959,15 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
                         throw damaged("image entry " + std::to_string(rows.i64(0)) + " holds " + std::to_string(len) +
                                       " bytes, not a " + std::to_string(dim) + "-d embedding");
                     }
-                    matrix.resize((n + 1) * static_cast<std::size_t>(dim));
-                    std::memcpy(matrix.data() + n * static_cast<std::size_t>(dim), p, row_bytes);
+                    matrix.resize((n + 1) * udim);
+                    std::memcpy(matrix.data() + n * udim, p, row_bytes);
                     ids.push_back(rows.i64(0));
                     ++n;
                 }
                 rows.reset();
-                score(n);
+                const std::size_t at = scores.size();
+                scores.resize(at + n);
+                altclip::score_rows(matrix.data(), n, udim, query, scores.data() + at, model.isa());
             }
         }
     }
@@ -980,7 +981,7 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
         const std::size_t k = std::min(static_cast<std::size_t>(top_k), ids.size());
         std::vector<float> sorted = scores;
         std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k - 1), sorted.end(), std::greater<float>());
-        const double floor = sorted[k - 1] - 2 * half_dot_error(dim);
+        const double floor = sorted[k - 1] - 2 * altclip::half_dot_error(static_cast<std::size_t>(dim));
         std::vector<std::int64_t> candidates;
         for (std::size_t i = 0; i < ids.size(); ++i) {
             if (scores[i] >= floor) candidates.push_back(ids[i]);
@@ -994,7 +995,7 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
             if (!p || len != static_cast<int>(row.size() * sizeof(float))) throw altclip::FormatError(db_path + ": image entry " + std::to_string(candidates[c]) + " is damaged; rebuild the index");
             std::memcpy(row.data(), p, row.size() * sizeof(float));
             get.reset();
-            altclip::score_rows(row.data(), 1, static_cast<std::size_t>(dim), query, &exact[c]);
+            altclip::score_rows(row.data(), 1, static_cast<std::size_t>(dim), query, &exact[c], model.isa());
         }
         hits = altclip::top_k_scores(exact, k);  // candidates are in scan (id) order: ties keep the lower id
         scanned = ids.size();

@@ -138,6 +138,73 @@ TEST_CASE("top_k equals a full sort of the dot products", "[embedding]") {
     CHECK_THROWS_AS(altclip::top_k(m.data(), rows, dim, std::vector<float>(3), 1), altclip::InvalidArgument);
 }
 
+TEST_CASE("score_rows: float32 and half-float rows at every kernel level this CPU has", "[embedding]") {
+    // Unit vectors of odd sizes (tails of every length below 16), scored by each level the
+    // CPU allows, against float64 sums: float32 rows within float32 rounding, half-float
+    // rows within half_dot_error(dim) of the float32 row's exact score.
+    std::mt19937 rng(11);
+    std::normal_distribution<float> g;
+    for (const std::size_t dim : {1u, 7u, 16u, 33u, 768u, 1000u}) {
+        for (const std::size_t rows : {1u, 3u, 4u, 5u, 70u}) {
+            std::vector<float> m(rows * dim), q(dim);
+            for (auto& v : m) v = g(rng);
+            for (auto& v : q) v = g(rng);
+            altclip::normalize(q);
+            std::vector<std::uint16_t> h(m.size());
+            for (std::size_t r = 0; r < rows; ++r) {
+                std::vector<float> row(m.begin() + static_cast<std::ptrdiff_t>(r * dim),
+                                       m.begin() + static_cast<std::ptrdiff_t>((r + 1) * dim));
+                altclip::normalize(row);
+                std::copy(row.begin(), row.end(), m.begin() + static_cast<std::ptrdiff_t>(r * dim));
+            }
+            for (std::size_t i = 0; i < m.size(); ++i) h[i] = altclip::float_to_half(m[i]);
+            for (int level = 0; level <= static_cast<int>(altclip::cpu_info().effective()); ++level) {
+                const auto isa = static_cast<altclip::Isa>(level);
+                std::vector<float> s32(rows), s16(rows);
+                altclip::score_rows(m.data(), rows, dim, q, s32.data(), isa);
+                altclip::score_rows(h.data(), rows, dim, q, s16.data(), isa);
+                double worst32 = 0, worst16 = 0;
+                std::size_t at32 = 0, at16 = 0;
+                for (std::size_t r = 0; r < rows; ++r) {
+                    const double exact = dot(&m[r * dim], q.data(), dim);
+                    if (std::abs(s32[r] - exact) > worst32) worst32 = std::abs(s32[r] - exact), at32 = r;
+                    if (std::abs(s16[r] - exact) > worst16) worst16 = std::abs(s16[r] - exact), at16 = r;
+                }
+                INFO("level " << altclip::isa_name(isa) << ", dim " << dim << ", rows " << rows << ": float32 worst "
+                              << worst32 << " at row " << at32 << ", half worst " << worst16 << " at row " << at16);
+                CHECK(worst32 <= double(dim) * std::ldexp(1.0, -24));
+                CHECK(worst16 <= altclip::half_dot_error(dim));
+            }
+        }
+    }
+    std::vector<float> s(1);
+    const std::vector<std::uint16_t> h(8);
+    CHECK_THROWS_AS(altclip::score_rows(h.data(), 1, 8, std::vector<float>(3), s.data()), altclip::InvalidArgument);
+}
+
+TEST_CASE("float_to_half rounds to nearest even and inverts half_to_float", "[embedding]") {
+    // Every half value round-trips (NaNs stay NaN); midpoints between neighbours round to even.
+    for (std::uint32_t b = 0; b < 0x10000u; ++b) {
+        const auto h = static_cast<std::uint16_t>(b);
+        const float f = altclip::half_to_float(h);
+        if (std::isnan(f)) {
+            CHECK(std::isnan(altclip::half_to_float(altclip::float_to_half(f))));
+            continue;
+        }
+        REQUIRE(altclip::float_to_half(f) == h);
+        if ((b & 0x7C00u) != 0x7C00u && (b & 0x7FFFu) != 0x7BFFu) {  // finite with a finite neighbour above
+            const float up = altclip::half_to_float(static_cast<std::uint16_t>(b + 1));
+            const float mid = f + (up - f) / 2;
+            const auto want = static_cast<std::uint16_t>((b & 1u) ? b + 1 : b);
+            REQUIRE(altclip::float_to_half(mid) == want);
+        }
+    }
+    CHECK(altclip::float_to_half(1e6f) == 0x7C00u);
+    CHECK(altclip::float_to_half(-1e6f) == 0xFC00u);
+    CHECK(altclip::float_to_half(65519.f) == 0x7BFFu);  // below the midpoint to 65536 (= infinity)
+    CHECK(altclip::float_to_half(65520.f) == 0x7C00u);
+}
+
 TEST_CASE("model_identity tells model files apart", "[embedding]") {
     const auto tiny = altclip::model_identity(*altclip::ModelFile::open(data_path("models/tiny.altclip")));
     const auto again = altclip::model_identity(*altclip::ModelFile::open(data_path("models/tiny.altclip")));

@@ -7,7 +7,8 @@
 //     batch on another thread while the model runs; files that cannot be read or decoded are
 //     reported per file and never stop the run;
 //   - normalize / combine_query: unit vectors and rclip-style "+"/"-" query combination;
-//   - score_rows / top_k_scores / top_k: the exact scan of unit vectors, whole or in blocks.
+//   - score_rows / top_k_scores / top_k: the exact scan of unit vectors (float32 or half
+//     floats), whole or in blocks, with kernels chosen at run time.
 // Nothing here prints, exits or keeps global state; every failure is an altclip::Error.
 #pragma once
 
@@ -33,7 +34,8 @@
 
 #include <sys/stat.h>
 
-#include "kernels/eigen.hpp"
+#include "kernels/cpu.hpp"
+#include "kernels/scan.hpp"
 
 #include "errors.hpp"
 #include "image.hpp"
@@ -259,22 +261,37 @@ struct Hit {
 };
 
 /// Dot products of each row of `matrix` ([rows, dim], row-major) with `query` into
-/// out[0, rows). For a scan in pieces (a block of stored vectors at a time).
+/// out[0, rows). For a scan in pieces (a block of stored vectors at a time). The kernel is
+/// chosen at run time for this CPU (capped like a model's by ALTCLIP_MAX_ISA, or by `cap`).
 inline void score_rows(const float* matrix, std::size_t rows, std::size_t dim, const std::vector<float>& query,
-                       float* out) {
+                       float* out, Isa cap = Isa::best) {
     if (query.size() != dim) {
         throw InvalidArgument("score_rows: query of " + std::to_string(query.size()) + " values for vectors of " +
                               std::to_string(dim));
     }
-    using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    Eigen::Map<const Eigen::VectorXf> qv(query.data(), static_cast<Eigen::Index>(dim));
-    const std::size_t block = 4096;  // cache-friendly pieces of the matrix-vector product
-    for (std::size_t r = 0; r < rows; r += block) {
-        const std::size_t n = std::min(block, rows - r);
-        Eigen::Map<const Mat> m(matrix + r * dim, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(dim));
-        Eigen::Map<Eigen::VectorXf> o(out + r, static_cast<Eigen::Index>(n));
-        o.noalias() = m * qv;
+    kernels::scan::dot_rows(matrix, rows, dim, query.data(), out, cpu_info().effective(cap));
+}
+
+/// score_rows for stored vectors of IEEE half floats (binary16 bits, as float_to_half
+/// makes them): half the bytes to read for a scan; each score is within
+/// half_dot_error(dim) of the float32 vector's.
+inline void score_rows(const std::uint16_t* halves, std::size_t rows, std::size_t dim, const std::vector<float>& query,
+                       float* out, Isa cap = Isa::best) {
+    if (query.size() != dim) {
+        throw InvalidArgument("score_rows: query of " + std::to_string(query.size()) + " values for vectors of " +
+                              std::to_string(dim));
     }
+    kernels::scan::dot_rows(halves, rows, dim, query.data(), out, cpu_info().effective(cap));
+}
+
+/// How far the dot product of a unit query with a unit vector can move when the vector is
+/// stored as half floats: each value moves by at most 2^-11 of itself (or 2^-25 below
+/// 2^-14), so the product by at most 2^-11 * sum |q_i v_i| + 2^-25 * sum |q_i|
+/// <= 2^-11 + 2^-25 * sqrt(dim); plus the float32 sums' own rounding (at most dim * 2^-24
+/// for unit vectors). A scan over half floats that keeps every row within twice this of
+/// the k-th best score, and re-scores those from float32, gives the exact top k.
+inline double half_dot_error(std::size_t dim) {
+    return std::ldexp(1.0, -11) + std::ldexp(std::sqrt(double(dim)), -25) + std::ldexp(double(dim), -24);
 }
 
 /// The k largest of `scores`, best first (ties: lower index first). k = 0 throws InvalidArgument.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -79,6 +80,25 @@ inline float half_to_float(std::uint16_t h) {
     float f;
     std::memcpy(&f, &bits, 4);
     return f;
+}
+
+/// float -> IEEE binary16 bits, rounded to nearest even; beyond 65504 -> infinity, NaN stays NaN.
+inline std::uint16_t float_to_half(float f) {
+    std::uint32_t x = 0;
+    std::memcpy(&x, &f, sizeof x);
+    const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+    const std::uint32_t a = x & 0x7FFFFFFFu;
+    if (a >= 0x7F800000u) return static_cast<std::uint16_t>(sign | (a > 0x7F800000u ? 0x7E00u : 0x7C00u));
+    if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // rounds past 65504
+    if (a < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24 (exact in float, rounded by rint)
+        float v = 0;
+        std::memcpy(&v, &a, sizeof v);
+        return static_cast<std::uint16_t>(sign | static_cast<std::uint16_t>(std::nearbyint(v * 16777216.0f)));
+    }
+    std::uint32_t h = (((a >> 23) - 112) << 10) | ((a & 0x7FFFFFu) >> 13);
+    const std::uint32_t rest = a & 0x1FFFu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is right
+    return static_cast<std::uint16_t>(sign | h);
 }
 
 /// bfloat16 bits -> float (exact).

@@ -113,16 +113,19 @@ inline CpuInfo detect() {
 #if ALTCLIP_X86
     unsigned a = 0, b = 0, c = 0, d = 0;
     const unsigned max_leaf = static_cast<unsigned>(__get_cpuid_max(0, nullptr));
-    bool fma = false, avx = false, osxsave = false, avx2 = false, f = false, dq = false, bw = false, vl = false,
+    bool fma = false, f16c = false, bmi1 = false, bmi2 = false, avx = false, osxsave = false, avx2 = false, f = false, dq = false, bw = false, vl = false,
          vnni = false, bf16 = false, amx_tile = false, amx_bf16 = false, amx_int8 = false;
     if (max_leaf >= 1 && __get_cpuid(1, &a, &b, &c, &d)) {
         fma = c & (1u << 12);
         osxsave = c & (1u << 27);
         avx = c & (1u << 28);
+        f16c = c & (1u << 29);
     }
     if (max_leaf >= 7) {
         __cpuid_count(7, 0, a, b, c, d);
         avx2 = b & (1u << 5);
+        bmi1 = b & (1u << 3);
+        bmi2 = b & (1u << 8);
         f = b & (1u << 16);
         dq = b & (1u << 17);
         bw = b & (1u << 30);
@@ -147,6 +150,7 @@ inline CpuInfo detect() {
     };
     add(avx2 && os_avx, "avx2");
     add(fma && os_avx, "fma");
+    add(f16c && os_avx, "f16c");
     add(f && os_avx512, "avx512f");
     add(bw && os_avx512, "avx512bw");
     add(vl && os_avx512, "avx512vl");
@@ -155,7 +159,7 @@ inline CpuInfo detect() {
     add(amx_tile && os_amx, "amx_tile");
     add(amx_bf16 && os_amx, "amx_bf16");
     add(amx_int8 && os_amx, "amx_int8");
-    if (avx && avx2 && fma && os_avx) info.supported = Isa::avx2;
+    if (avx && avx2 && fma && f16c && bmi1 && bmi2 && os_avx) info.supported = Isa::avx2;
     if (info.supported == Isa::avx2 && f && dq && bw && vl && os_avx512) info.supported = Isa::avx512;
     if (info.supported == Isa::avx512 && vnni) info.supported = Isa::avx512_vnni;
     if (info.supported == Isa::avx512_vnni && bf16) info.supported = Isa::avx512_bf16;
