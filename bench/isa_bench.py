@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Kernels chosen at run time, measured: a consumer build (no -march flag) against the
 project's -march=native build, each kernel level this CPU has (ALTCLIP_MAX_ISA), and the
-alternatives a user would pick instead, PyTorch float32 and bfloat16 (model.to(torch.bfloat16)),
-all in one run, alternating in rounds.
+alternatives a user would pick instead, PyTorch float32 and bfloat16 (model.to(torch.bfloat16))
+and OpenVINO (bench/bench_openvino.py: its default precision for this CPU, and float32), all in
+one run, alternating in rounds.
 
     python3 bench/isa_bench.py                 # 3 rounds; writes bench/isa_results.json, prints a table
     python3 bench/isa_bench.py --rounds 1 --repeat 1 --text-repeat 3   # a quick check
@@ -37,7 +38,9 @@ shapes (bench/make_bench_model.py), medians of {rounds} alternating rounds x {re
 {text_repeat} caption runs per side. "consumer" is altclip_bench built with no -march flag (how a
 program linking altclip::altclip is built), "native" with -march=native; "@level" caps the
 kernels with ALTCLIP_MAX_ISA. PyTorch 2.13 runs float32, bfloat16 (model.to(torch.bfloat16)),
-and float32 capped to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2). The peaks are
+and float32 capped to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2); OpenVINO
+(`pip install openvino`, the same checkpoint converted once with `openvino.convert_model`) at its
+default precision for this CPU and at f32 (INFERENCE_PRECISION_HINT). The peaks are
 this CPU's, measured in the same run by bench/gemm_bench.cpp (FLOP/s, int8 OP/s, bytes/s).
 
 """
@@ -79,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-openvino", action="store_true")
     ap.add_argument("--output", default=os.path.join(HERE, "isa_results.json"))
     ap.add_argument("--markdown", default=os.path.join(HERE, "ISA_RESULTS.md"), help="the report as Markdown ('' for none)")
     a = ap.parse_args(argv)
@@ -122,6 +126,18 @@ def main(argv=None) -> int:
                                                  model["hub"], "--inputs", inputs, "--threads", str(a.threads),
                                                  "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
                                                  "--batch-repeat", "0", "--labels", "0", "--dtype", dt], env))
+    if not a.no_openvino:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            log("OpenVINO is not installed (pip install openvino): its sides are left out")
+        else:
+            # OpenVINO at the precision it picks for this CPU, and held to float32.
+            for prec in ["default", "f32"]:
+                sides.append((f"openvino {prec}", [sys.executable, os.path.join(HERE, "bench_openvino.py"), "--folder",
+                                                   model["hub"], "--inputs", inputs, "--threads", str(a.threads),
+                                                   "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
+                                                   "--batch-repeat", "0", "--precision", prec], {}))
     samples = {name: {"image": [], "text": [], "isa": None} for name, _, _ in sides}
     for r in range(a.rounds):
         seq = sides if r % 2 == 0 else list(reversed(sides))
