@@ -1,6 +1,5 @@
-// The coefficients of the vector exp and erfc approximations, one list for every instruction
-// set's kernels (ops.hpp's 16-lane, avx2.hpp's 8-lane), so the levels compute the same
-// polynomials.
+// The coefficients of the vector exp and erfc approximations (lanes.inc, compiled once per
+// instruction set), in one place.
 #pragma once
 
 namespace altclip::kernels::approx {

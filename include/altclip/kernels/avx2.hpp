@@ -1,8 +1,9 @@
 // The kernels of Isa::avx2 (AVX2 + FMA: most laptops and older servers): float32 math on
 // the packed layout of gemm_packed.hpp (x in slivers of MR rows, W in panels of NR columns,
 // used in place when the file stores them so), a 6 x 16 micro-kernel run four times over
-// each MR x NR tile (12 accumulators of 8 lanes fit AVX2's 16 registers), and 8-lane exp,
-// GELU and softmax. bf16 and int8 weights are widened to float32 units as panels are packed.
+// each MR x NR tile (12 accumulators of 8 lanes fit AVX2's 16 registers), and softmax and
+// GELU with lanes.inc's exp and GELU. bf16 and int8 weights are widened to float32 units as
+// panels are packed.
 // Compiled in an AVX2 target region (cpu.hpp); entered only at Isa::avx2 and above.
 #pragma once
 
@@ -13,9 +14,9 @@
 #include <limits>
 #include <vector>
 
-#include "approx.hpp"
 #include "cpu.hpp"
 #include "gemm_packed.hpp"
+#include "lanes_avx2.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 
@@ -151,53 +152,22 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
     avx2::run(avx2::pack_x(x, n, k, k, packed::thread_workspace(), pool), src, out, bias, y, out, pool);
 }
 
-/// e^x for 8 floats (as exp16 in ops.hpp: x = m ln 2 + r, degree-6 polynomial), 2^m made in
-/// the exponent bits; x clamped to [-87.3, 88.7] (so e^-inf is 1e-38, not 0).
-inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
-    const __m256 m = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(approx::kLog2e)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(m, _mm256_set1_ps(approx::kLn2Hi), x);
-    r = _mm256_fnmadd_ps(m, _mm256_set1_ps(approx::kLn2Lo), r);
-    __m256 p = _mm256_setzero_ps();
-    for (const float c : approx::kExp) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    // 2^m: m in [-126, 128] here; 2^128 overflows to inf only for x near 88.7 (as e^x would).
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(m), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-/// GELU (erf) for 8 floats: 0.5 x erfc(-x / sqrt 2), erfc as in ops.hpp's gelu16.
-inline __m256 gelu8(__m256 x) {
-    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(0.70710678118654752f));
-    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(z, _mm256_set1_ps(approx::kErfcP), _mm256_set1_ps(1.0f)));
-    __m256 p = _mm256_setzero_ps();
-    for (const float c : approx::kErfc) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c));
-    const __m256 erfc_z = _mm256_mul_ps(_mm256_mul_ps(p, t), exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
-    const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
-    const __m256 phi2 = _mm256_blendv_ps(erfc_z, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_z), pos);
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), phi2);
-}
-
-inline __m256 quick_gelu8(__m256 x) {
-    const __m256 e = exp8(_mm256_mul_ps(x, _mm256_set1_ps(-1.702f)));
-    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-}
-
-/// f over x[0, count) in place, 8 at a time; the tail through a zero-padded block, so every
-/// element takes the same path.
+/// f over x[0, count) in place, 16 lanes at a time; the tail through a zero-padded block,
+/// so every element takes the same path.
 template <class F>
-inline void map8(float* x, std::int64_t count, F f) {
+inline void map16(float* x, std::int64_t count, F f) {
+    using L = v256::Lanes;
     std::int64_t i = 0;
-    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i)));
+    for (; i + 16 <= count; i += 16) L::store(x + i, f(L::load(x + i)));
     if (i < count) {
-        alignas(32) float buf[8] = {};
+        alignas(32) float buf[16] = {};
         std::copy(x + i, x + count, buf);
-        _mm256_store_ps(buf, f(_mm256_load_ps(buf)));
+        L::store(buf, f(L::load(buf)));
         std::copy(buf, buf + (count - i), x + i);
     }
 }
-ALTCLIP_KERNEL_ENTRY inline void gelu_erf(float* x, std::int64_t count) { map8(x, count, gelu8); }
-ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map8(x, count, quick_gelu8); }
+ALTCLIP_KERNEL_ENTRY inline void gelu_erf(float* x, std::int64_t count) { map16(x, count, v256::gelu); }
+ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map16(x, count, v256::quick_gelu); }
 
 /// Softmax of each row of [rows, n] in place; a row of only -inf becomes zeros.
 inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
@@ -209,10 +179,8 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
             continue;
         }
         for (std::int64_t i = 0; i < n; ++i) a[i] -= m;
-        map8(a, n, exp8);
+        map16(a, n, v256::exp);  // masked keys (-inf) become exactly 0, as in the reference
         double sum = 0;
-        for (std::int64_t i = 0; i < n; ++i)
-            if (std::isinf(a[i] + m) && a[i] + m < 0) a[i] = 0;  // masked keys: exactly 0, as the reference
         for (std::int64_t i = 0; i < n; ++i) sum += a[i];
         const float inv = static_cast<float>(1.0 / sum);
         for (std::int64_t i = 0; i < n; ++i) a[i] *= inv;

@@ -188,22 +188,23 @@ struct F32Op {  // unit = one float
         return _mm512_fmadd_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), acc);
     }
 };
-struct Bf16Op {  // unit = two bfloat16 (k, k + 1)
+struct UnitBcast {  // a unit of packed pairs or quads, the same 32 bits in every lane
+    static __m512i bcast(const std::uint32_t* p) { return _mm512_set1_epi32(static_cast<int>(*p)); }
+};
+struct Bf16Op : UnitBcast {  // unit = two bfloat16 (k, k + 1)
     static constexpr int G = 2;
     static constexpr bool kInt = false;
     using Acc = __m512;
     static Acc zero() { return _mm512_setzero_ps(); }
-    static __m512i bcast(const std::uint32_t* p) { return _mm512_set1_epi32(static_cast<int>(*p)); }
     static Acc madd(Acc acc, __m512i a, __m512i b) {
         return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
     }
 };
-struct I8Op {  // unit = four int8 (k .. k + 3); x signed, W stored + 128 (unsigned)
+struct I8Op : UnitBcast {  // unit = four int8 (k .. k + 3); x signed, W stored + 128 (unsigned)
     static constexpr int G = 4;
     static constexpr bool kInt = true;
     using Acc = __m512i;
     static Acc zero() { return _mm512_setzero_si512(); }
-    static __m512i bcast(const std::uint32_t* p) { return _mm512_set1_epi32(static_cast<int>(*p)); }
     static Acc madd(Acc acc, __m512i a, __m512i b) {
         // vpdpbusd acc, b (unsigned), a (signed). Written as asm: through the intrinsic
         // (v16si operands on __m512i values) GCC 12 spills the 24 accumulators every step.

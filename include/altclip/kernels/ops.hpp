@@ -8,11 +8,11 @@
 #include <limits>
 #include <vector>
 
-#include "approx.hpp"
 #include "avx2.hpp"
 #include "cpu.hpp"
 #include "eigen.hpp"
 #include "gemm_packed.hpp"
+#include "lanes_avx512.hpp"
 #include "thread_pool.hpp"
 
 namespace altclip::kernels {
@@ -92,41 +92,6 @@ ALTCLIP_KERNEL_ENTRY inline void layer_norm_rows_avx512(const float* x, std::int
     }
 }
 
-/// e^x for 16 floats: x = m ln 2 + r, |r| <= ln 2 / 2, e^r by a degree-6 polynomial (Taylor
-/// terms; the error of the truncation is below float rounding for |r| <= 0.35), times 2^m
-/// (vscalefps). x is clamped to [-104, 88.7]: below, the result is 0 or a denormal; -inf
-/// gives 0-like values, never NaN.
-inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
-    const __m512 m = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(approx::kLog2e)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(approx::kLn2Hi), x);  // exact product first
-    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(approx::kLn2Lo), r);
-    __m512 p = _mm512_setzero_ps();
-    for (const float c : approx::kExp) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-    return _mm512_scalef_ps(p, m);
-}
-
-/// GELU(x) = x Phi(x) = 0.5 x erfc(-x / sqrt 2) for 16 floats, with erfc(z) for z >= 0 as
-/// t P(t) e^{-z^2}, t = 1 / (1 + p z) (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7), and
-/// erfc(-z) = 2 - erfc(z): no cancellation on either side.
-inline __m512 gelu16(__m512 x) {
-    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
-    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(approx::kErfcP), _mm512_set1_ps(1.0f)));
-    __m512 p = _mm512_setzero_ps();
-    for (const float c : approx::kErfc) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
-    const __m512 erfc_z = _mm512_mul_ps(_mm512_mul_ps(p, t), exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
-    const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
-    const __m512 phi2 = _mm512_mask_sub_ps(erfc_z, pos, _mm512_set1_ps(2.0f), erfc_z);  // 2 Phi(x)
-    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), phi2);
-}
-
-/// x * sigmoid(1.702 x) for 16 floats.
-inline __m512 quick_gelu16(__m512 x) {
-    const __m512 e = exp16(_mm512_mul_ps(x, _mm512_set1_ps(-1.702f)));
-    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-}
-
 /// f applied to x[0, count) in place, 16 at a time (the tail masked: every element takes the
 /// same path whatever its position).
 template <class F>
@@ -138,8 +103,10 @@ inline void map16(float* x, std::int64_t count, F f) {
         _mm512_mask_storeu_ps(x + i, m, f(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
-ALTCLIP_KERNEL_ENTRY inline void gelu_erf_avx512(float* x, std::int64_t count) { map16(x, count, gelu16); }
-ALTCLIP_KERNEL_ENTRY inline void quick_gelu_avx512(float* x, std::int64_t count) { map16(x, count, quick_gelu16); }
+ALTCLIP_KERNEL_ENTRY inline void gelu_erf_avx512(float* x, std::int64_t count) { map16(x, count, v512::gelu); }
+ALTCLIP_KERNEL_ENTRY inline void quick_gelu_avx512(float* x, std::int64_t count) {
+    map16(x, count, v512::quick_gelu);
+}
 
 /// Softmax of each row of [rows, n], in place: max, e^(x - max), times 1 / sum (sums in a
 /// fixed order: 16 lanes, then the lanes added). A row of only -inf becomes zeros.
@@ -160,12 +127,12 @@ ALTCLIP_KERNEL_ENTRY inline void softmax_rows_avx512(float* x, std::int64_t rows
         const __m512 vm = _mm512_set1_ps(m);
         __m512 vsum = _mm512_setzero_ps();
         for (std::int64_t i = 0; i < full; i += 16) {
-            const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(a + i), vm));
+            const __m512 e = v512::exp(_mm512_sub_ps(_mm512_loadu_ps(a + i), vm));
             _mm512_storeu_ps(a + i, e);
             vsum = _mm512_add_ps(vsum, e);
         }
         if (tail) {
-            const __m512 e = _mm512_maskz_mov_ps(tail, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, a + full), vm)));
+            const __m512 e = _mm512_maskz_mov_ps(tail, v512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, a + full), vm)));
             _mm512_mask_storeu_ps(a + full, tail, e);
             vsum = _mm512_add_ps(vsum, e);
         }
@@ -229,7 +196,7 @@ inline void map_elementwise(float* x, std::int64_t count, ThreadPool* pool, F f)
 
 /// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (torch's default "gelu"), in place.
 /// Eigen's vectorised erf (unsupported/SpecialFunctions) is accurate to a few ulp.
-/// At Isa::avx512, ops_detail::gelu16 (|error| of Phi below 1.5e-7).
+/// At Isa::avx2 and above, lanes.inc's gelu (|error| of Phi below 1.5e-7).
 inline void gelu_erf(float* x, std::int64_t count, ThreadPool* pool = nullptr) {
 #if ALTCLIP_X86
     if (ops_detail::map_chunks(x, count, pool, ops_detail::gelu_erf_avx512, avx2::gelu_erf)) return;
