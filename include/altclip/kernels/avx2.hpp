@@ -76,27 +76,29 @@ inline void pack_panel(const packed::PanelSource& w, std::int64_t j, int nr, std
 }
 
 /// tile[i][c] = sum over kus units of a[unit][i] * b[unit][c] for the 12 x 32 tile, as four
-/// 6 x 16 register blocks.
+/// 3 x 32 register blocks: 12 accumulators, three broadcasts of x held while the four 8-lane
+/// pieces of the W row stream by (16 registers; 7 loads per 12 multiply-adds).
 inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, float* tile) {
     const float* af = reinterpret_cast<const float*>(a);
     const float* bf = reinterpret_cast<const float*>(b);
-    for (int r0 = 0; r0 < MR; r0 += 6)
-        for (int c0 = 0; c0 < NR; c0 += 16) {
-            __m256 acc[6][2];
-            for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-            for (std::int64_t u = 0; u < kus; ++u) {
-                const __m256 b0 = _mm256_loadu_ps(bf + u * NR + c0), b1 = _mm256_loadu_ps(bf + u * NR + c0 + 8);
-                for (int i = 0; i < 6; ++i) {
-                    const __m256 ai = _mm256_broadcast_ss(af + u * MR + r0 + i);
-                    acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-                    acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-                }
-            }
-            for (int i = 0; i < 6; ++i) {
-                _mm256_storeu_ps(tile + (r0 + i) * NR + c0, acc[i][0]);
-                _mm256_storeu_ps(tile + (r0 + i) * NR + c0 + 8, acc[i][1]);
+    for (int r0 = 0; r0 < MR; r0 += 3) {
+        __m256 acc[3][4];
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; ++i) acc[i / 4][i % 4] = _mm256_setzero_ps();
+        for (std::int64_t u = 0; u < kus; ++u) {
+            const float* ar = af + u * MR + r0;
+            const __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + 1), a2 = _mm256_broadcast_ss(ar + 2);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) {
+                const __m256 bj = _mm256_loadu_ps(bf + u * NR + 8 * j);
+                acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
+                acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
+                acc[2][j] = _mm256_fmadd_ps(a2, bj, acc[2][j]);
             }
         }
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; ++i) _mm256_storeu_ps(tile + (r0 + i / 4) * NR + 8 * (i % 4), acc[i / 4][i % 4]);
+    }
 }
 
 /// y[n, out] (row stride ldy) = x . W^T (+ bias), W given as float32 units.
@@ -115,7 +117,17 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                 pan = static_cast<const std::uint32_t*>(w.data) + ((j / NR) * px.ku + u0) * NR;
             else
                 avx2::pack_panel(w, j, nr, u0, kus, panel);
+            // A panel used in place comes from the mapped file, from memory on first use (the
+            // hardware prefetchers stop at each 4 KB page): its next k block is prefetched over
+            // this block's slivers, a few cache lines per sliver.
+            const char* next = w.kind == packed::Source::panels && b + 1 < px.nblocks
+                                   ? reinterpret_cast<const char*>(pan + KU * NR)
+                                   : nullptr;
+            const std::int64_t next_lines = next ? (std::min(px.ku, u0 + 2 * KU) - (u0 + KU)) * NR * 4 / 64 : 0;
+            const std::int64_t per_sliver = (next_lines + px.slivers - 1) / px.slivers;
             for (std::int64_t s = 0; s < px.slivers; ++s) {
+                for (std::int64_t l = s * per_sliver; l < std::min(next_lines, (s + 1) * per_sliver); ++l)
+                    _mm_prefetch(next + 64 * l, _MM_HINT_T0);
                 micro(px.at(b, s), pan, kus, tile);
                 const std::int64_t mr = std::min<std::int64_t>(MR, px.n - s * MR);
                 for (std::int64_t i = 0; i < mr; ++i) {

@@ -226,6 +226,7 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t k
             _mm_prefetch(reinterpret_cast<const char*>(fetch + u * NR + 16), _MM_HINT_T1);
         }
         const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
+        #pragma GCC unroll 16
         for (int i = 0; i < R; ++i) {
             const __m512i ai = Op::bcast(a + i);
             acc[i][0] = Op::madd(acc[i][0], ai, b0);
@@ -251,8 +252,10 @@ inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogu
         bias[h] = first && e.bias != nullptr ? _mm512_maskz_loadu_ps(mask[h], e.bias + col0 + 16 * h) : _mm512_setzero_ps();
         ws[h] = e.wscale != nullptr ? _mm512_maskz_loadu_ps(mask[h], e.wscale + col0 + 16 * h) : _mm512_setzero_ps();
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
         if (i >= mr) break;
+        #pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             __m512 v;
             if constexpr (Op::kInt) {
@@ -559,6 +562,7 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                         const std::int64_t nf = s0 == 0 ? std::min(next_units, f0 + per_tile) - f0 : 0;
                         const std::uint32_t* fetch = nf > 0 ? panel_at[p] + (KU + f0) * NR : nullptr;
                         typename Op::Acc acc[MR][2];
+                        #pragma GCC unroll 16
                         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
                         const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
                         if (mr <= 4) micro<Op, 4>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
