@@ -10,7 +10,7 @@
 // Every failure is an altclip::FormatError naming the byte offset and what was wrong.
 //
 // Numbers keep whether they were written as integers: an integer literal that fits 64 bits
-// (signed when negative, unsigned otherwise) is held exactly, so offsets above 2^53 survive;
+// (signed when written with '-', unsigned otherwise) is held exactly, so offsets above 2^53 survive;
 // one that does not, or one with a fraction or exponent, is a double, read the same in any
 // locale (std::from_chars). A double too large for the type is an error; one too small
 // becomes 0 with its sign, as strtod gives it.
@@ -66,7 +66,7 @@ public:
     Value(T v) : type_(Type::number) {
         if constexpr (std::is_signed_v<T>) {
             if (v < 0) {
-                kind_ = Kind::negative;
+                kind_ = Kind::signed_integer;
                 num_.i = static_cast<std::int64_t>(v);
                 return;
             }
@@ -102,7 +102,7 @@ public:
     bool is_number() const { return type_ == Type::number; }
     /// A number written without fraction or exponent that fits 64 bits.
     bool is_integer() const { return is_number() && kind_ != Kind::floating; }
-    /// An integer >= 0 (any value up to 2^64 - 1).
+    /// An integer written without a minus sign (any value up to 2^64 - 1; "-0" is not one).
     bool is_unsigned() const { return is_number() && kind_ == Kind::unsigned_integer; }
     bool is_string() const { return type_ == Type::string; }
     bool is_array() const { return type_ == Type::array; }
@@ -131,7 +131,7 @@ public:
         expect(Type::number);
         switch (kind_) {
             case Kind::unsigned_integer: return static_cast<double>(num_.u);
-            case Kind::negative: return static_cast<double>(num_.i);
+            case Kind::signed_integer: return static_cast<double>(num_.i);
             case Kind::floating: break;
         }
         return num_.d;
@@ -141,7 +141,7 @@ public:
         if (!is_integer() || (kind_ == Kind::unsigned_integer && num_.u > std::uint64_t(INT64_MAX))) {
             throw InvalidArgument("json::Value: " + dump_short() + " is not an integer of 64 bits");
         }
-        return kind_ == Kind::negative ? num_.i : static_cast<std::int64_t>(num_.u);
+        return kind_ == Kind::signed_integer ? num_.i : static_cast<std::int64_t>(num_.u);
     }
     /// An integer in [0, UINT64_MAX].
     std::uint64_t as_uint64() const {
@@ -253,7 +253,7 @@ public:
 
 private:
     friend class Parser;
-    enum class Kind : unsigned char { unsigned_integer, negative, floating };
+    enum class Kind : unsigned char { unsigned_integer, signed_integer, floating };  // signed: written with '-'
 
     static const Value& null_value() {
         static const Value null;
@@ -317,11 +317,11 @@ private:
     }
 
     void write_number(std::string& out) const {
-        char buf[40];
+        char buf[40] = {};
         std::to_chars_result r{buf, std::errc()};
         switch (kind_) {
             case Kind::unsigned_integer: r = std::to_chars(buf, buf + sizeof buf, num_.u); break;
-            case Kind::negative: r = std::to_chars(buf, buf + sizeof buf, num_.i); break;
+            case Kind::signed_integer: r = std::to_chars(buf, buf + sizeof buf, num_.i); break;
             case Kind::floating:
                 if (!std::isfinite(num_.d)) {
                     out += "null";
@@ -682,8 +682,7 @@ private:
             std::from_chars_result r;
             if (negative) {
                 r = std::from_chars(start, p_, v.num_.i);
-                v.kind_ = v.num_.i < 0 ? Value::Kind::negative : Value::Kind::unsigned_integer;  // "-0" is 0
-                if (v.num_.i == 0) v.num_.u = 0;
+                v.kind_ = Value::Kind::signed_integer;  // "-0" too, as nlohmann reads it
             } else {
                 r = std::from_chars(start, p_, v.num_.u);
                 v.kind_ = Value::Kind::unsigned_integer;
