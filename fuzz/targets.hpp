@@ -1,8 +1,8 @@
 // The fuzz targets' bodies, shared by the libFuzzer entry points (fuzz_*.cpp) and the
 // regression test that replays saved inputs (tests/test_fuzz_regressions.cpp).
 // Each catches altclip::Error only: the typed errors are the expected outcome of bad input.
-// Anything else escaping (std::bad_alloc, nlohmann's exceptions, the std::logic_error thrown
-// here when an output breaks an invariant), a crash or a sanitizer report is a bug.
+// Anything else escaping (std::bad_alloc, the std::logic_error thrown here when an output
+// breaks an invariant), a crash or a sanitizer report is a bug.
 #pragma once
 
 #include <algorithm>
@@ -14,7 +14,6 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <stb/stb_image.h>
 
 #include <altclip/altclip.hpp>
@@ -97,7 +96,7 @@ inline void model_file(const std::uint8_t* data, std::size_t size) {
 // (shortest edge 224, center crop 224).
 
 inline const altclip::CLIPImageProcessor& image_processor() {
-    static const altclip::CLIPImageProcessor p(altclip::CLIPImageProcessorConfig::from_json(nlohmann::json::parse(R"({
+    static const altclip::CLIPImageProcessor p(altclip::CLIPImageProcessorConfig::from_json(altclip::json::parse(R"({
         "crop_size": 224, "do_center_crop": true, "do_normalize": true, "do_resize": true,
         "feature_extractor_type": "CLIPFeatureExtractor",
         "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
