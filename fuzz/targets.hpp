@@ -135,6 +135,28 @@ inline void image(const std::uint8_t* data, std::size_t size) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// JSON: altclip::json::parse (the model file's header reader) on any bytes; what it accepts
+// must dump to JSON that reads back to the same text; tight depth and value limits too.
+
+inline void json(const std::uint8_t* data, std::size_t size) {
+    const char* text = reinterpret_cast<const char*>(data);
+    try {
+        const altclip::json::Value v = altclip::json::parse(text, text + size);
+        const std::string once = v.dump();
+        expect(altclip::json::parse(once).dump() == once, "dump() reads back to the same text");
+        expect(v.dump_short(16).size() <= 16 + 3, "dump_short length");
+    } catch (const altclip::Error&) {
+    }
+    altclip::json::Limits tight;
+    tight.max_depth = 2;
+    tight.max_values = 8;
+    try {
+        (void)altclip::json::parse(text, text + size, tight);
+    } catch (const altclip::Error&) {
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Texts: the tokenizer of tests/data/sentencepiece.bpe.model (max length 512, and 8, which
 // truncates): encode, and a batch of the '\n'-separated parts; the output's invariants.
 
