@@ -228,7 +228,8 @@ int main(int argc, char** argv) {
         const altclip::AltCLIPProcessor processor(model.file());
         result["load_s"] = seconds_since(t_load);
         result["memory_after_load"] = memory();
-        result["dtype"] = model.file().metadata().value("dtype", "unknown");
+        const altclip::json::Value& dtype = model.file().metadata()["dtype"];
+        result["dtype"] = dtype.is_string() ? dtype.as_string() : "unknown";
         result["isa"] = altclip::isa_name(model.isa());
         result["cpu"] = altclip::cpu_info().describe();
 

@@ -1,8 +1,8 @@
-# Finds altclip's dependencies (Debian: libeigen3-dev nlohmann-json3-dev
-# libsentencepiece-dev libstb-dev). Used by the build and by the installed package config.
+# Finds altclip's dependencies (Debian: libeigen3-dev libsentencepiece-dev libstb-dev).
+# Used by the build and by the installed package config. The library reads JSON itself
+# (include/altclip/format/json.hpp); only the examples and tests use nlohmann_json.
 include(CMakeFindDependencyMacro)
 find_dependency(Eigen3 3.3 NO_MODULE)
-find_dependency(nlohmann_json 3.2)
 find_dependency(Threads)
 find_dependency(PkgConfig)
 

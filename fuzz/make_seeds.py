@@ -6,7 +6,8 @@
                its first pieces with the identity normaliser (~1 kB instead of 271 kB), and a
                few broken headers;
   image/       a few of tests/data/images (small ones of each format) and tiny edge cases;
-  tokenizer/   texts: scripts, added tokens, whitespace, long words, invalid UTF-8.
+  tokenizer/   texts: scripts, added tokens, whitespace, long words, invalid UTF-8;
+  json/        JSON documents: a model file's header, escapes, surrogates, big integers, floats.
 
 Needs numpy, sentencepiece and protobuf (scripts/setup.sh --dev). Usage: python3 fuzz/make_seeds.py
 """
@@ -120,7 +121,7 @@ TEXTS = {
     "emoji": "🚀 rocket 🚀🚀 ﬁ ligature Ⅻ",
     "long_word": "supercalifragilisticexpialidocious" * 8,
     "batch": "first\nsecond text\n\nfourth <mask>",
-    "bad_utf8": "ok \udcff".encode("utf-8", "surrogateescape").decode("latin-1"),
+    "bad_utf8": b'{"k": "\xc0\xaf \xed\xa0\x80"}',  # an overlong '/' and an encoded surrogate
 }
 
 
@@ -131,8 +132,27 @@ def write_texts(out: str) -> None:
             f.write(data)
 
 
+JSON_DOCS = {
+    "header": b'{"format": "altclip", "tensors": {"w": {"dtype": "f32", "shape": [2, 3], "offset": 0, '
+              b'"size": 24, "layout": "rows"}}, "blobs": {"b": {"offset": 64, "size": 5}}, '
+              b'"config": {"projection_dim": 16, "text_config": {"layer_norm_eps": 1e-05}}}',
+    "strings": r'["caf\u00e9 \ud83d\ude00 \n\t\"\\\/", "中文 🚀", "\u0000"]'.encode("utf-8"),
+    "numbers": b"[0, -0, 18446744073709551615, -9223372036854775808, 9007199254740993, "
+               b"18446744073709551616, 1.5e-7, -2E+10, 4.9e-324, 1e-400, 0.1]",
+    "nested": b'{"a": [[[{"b": [{"c": {}}, []]}]]], "d": null, "e": true, "f": false}',
+    "bad_utf8": b'{"k": "\xc0\xaf \xed\xa0\x80"}',  # an overlong '/' and an encoded surrogate
+}
+
+
+def write_json(out: str) -> None:
+    for name, data in JSON_DOCS.items():
+        with open(os.path.join(out, name + ".json"), "wb") as f:
+            f.write(data)
+
+
 def main() -> None:
-    for target, fn in (("model_file", write_models), ("image", write_images), ("tokenizer", write_texts)):
+    for target, fn in (("model_file", write_models), ("image", write_images), ("tokenizer", write_texts),
+                       ("json", write_json)):
         out = os.path.join(CORPUS, target)
         os.makedirs(out, exist_ok=True)
         fn(out)

@@ -1,8 +1,8 @@
 // The fuzz targets' bodies, shared by the libFuzzer entry points (fuzz_*.cpp) and the
 // regression test that replays saved inputs (tests/test_fuzz_regressions.cpp).
 // Each catches altclip::Error only: the typed errors are the expected outcome of bad input.
-// Anything else escaping (std::bad_alloc, nlohmann's exceptions, the std::logic_error thrown
-// here when an output breaks an invariant), a crash or a sanitizer report is a bug.
+// Anything else escaping (std::bad_alloc, the std::logic_error thrown here when an output
+// breaks an invariant), a crash or a sanitizer report is a bug.
 #pragma once
 
 #include <algorithm>
@@ -14,7 +14,6 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <stb/stb_image.h>
 
 #include <altclip/altclip.hpp>
@@ -97,7 +96,7 @@ inline void model_file(const std::uint8_t* data, std::size_t size) {
 // (shortest edge 224, center crop 224).
 
 inline const altclip::CLIPImageProcessor& image_processor() {
-    static const altclip::CLIPImageProcessor p(altclip::CLIPImageProcessorConfig::from_json(nlohmann::json::parse(R"({
+    static const altclip::CLIPImageProcessor p(altclip::CLIPImageProcessorConfig::from_json(altclip::json::parse(R"({
         "crop_size": 224, "do_center_crop": true, "do_normalize": true, "do_resize": true,
         "feature_extractor_type": "CLIPFeatureExtractor",
         "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
@@ -131,6 +130,28 @@ inline void image(const std::uint8_t* data, std::size_t size) {
         }
         const std::vector<float> px = image_processor().preprocess(img);
         expect(px.size() == std::size_t(3) * 224 * 224, "pixel_values size");
+    } catch (const altclip::Error&) {
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON: altclip::json::parse (the model file's header reader) on any bytes; what it accepts
+// must dump to JSON that reads back to the same text; tight depth and value limits too.
+
+inline void json(const std::uint8_t* data, std::size_t size) {
+    const char* text = reinterpret_cast<const char*>(data);
+    try {
+        const altclip::json::Value v = altclip::json::parse(text, text + size);
+        const std::string once = v.dump();
+        expect(altclip::json::parse(once).dump() == once, "dump() reads back to the same text");
+        expect(v.dump_short(16).size() <= 16 + 3, "dump_short length");
+    } catch (const altclip::Error&) {
+    }
+    altclip::json::Limits tight;
+    tight.max_depth = 2;
+    tight.max_values = 8;
+    try {
+        (void)altclip::json::parse(text, text + size, tight);
     } catch (const altclip::Error&) {
     }
 }

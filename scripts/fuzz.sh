@@ -3,7 +3,7 @@
 # build-fuzz and runs each for SECONDS (default 30), one after the other, one process each.
 #   scripts/fuzz.sh            30 s per target (what scripts/test.sh runs)
 #   scripts/fuzz.sh 600        the long run of docs/reliability.md
-#   scripts/fuzz.sh 60 image   only some targets (model_file, image, tokenizer)
+#   scripts/fuzz.sh 60 image   only some targets (model_file, image, tokenizer, json)
 # The seeds in fuzz/corpus/<target> are read, never written; what the fuzzer adds goes to
 # build-fuzz/corpus/<target> (kept between runs). A crash, leak, timeout (> 25 s for one
 # input) or out-of-memory (> 2 GB) is written to build-fuzz/artifacts/ and fails the script;
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(model_file image tokenizer)
+[ ${#targets[@]} -gt 0 ] || targets=(model_file image tokenizer json)
 build=build-fuzz
 if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz.sh: clang++ not found; run scripts/setup.sh --fuzz" >&2

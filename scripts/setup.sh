@@ -15,7 +15,8 @@ for arg in "$@"; do
   esac
 done
 
-debs=(build-essential cmake pkg-config libeigen3-dev libstb-dev nlohmann-json3-dev libsentencepiece-dev catch2)
+debs=(build-essential cmake pkg-config libeigen3-dev libstb-dev libsentencepiece-dev)
+debs+=(nlohmann-json3-dev catch2)  # examples and tests only (the library reads JSON itself)
 debs+=(libsqlite3-dev)  # examples/image_search keeps its index in SQLite (the library does not)
 [ $dev = 1 ] && debs+=(sqlite3 chromium)  # tests: image_search index read back; its HTML page rendered
 [ $fuzz = 1 ] && debs+=(clang libclang-rt-14-dev)

@@ -48,6 +48,7 @@ void replay(const std::string& target, Target run) {
 TEST_CASE("fuzz regressions: model files", "[fuzz]") { replay("model_file", altclip_fuzz::model_file); }
 TEST_CASE("fuzz regressions: images", "[fuzz]") { replay("image", altclip_fuzz::image); }
 TEST_CASE("fuzz regressions: texts", "[fuzz]") { replay("tokenizer", altclip_fuzz::tokenizer); }
+TEST_CASE("fuzz regressions: JSON", "[fuzz]") { replay("json", altclip_fuzz::json); }
 
 TEST_CASE("fuzz regression: a SentencePiece blob with a zero-length piece is a FormatError", "[fuzz]") {
     // fuzz_model_file: libsentencepiece's trie builder threw Darts::Details::Exception out of

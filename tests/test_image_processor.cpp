@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "json_nlohmann.hpp"
 
 namespace {
 
@@ -29,7 +30,13 @@ const altclip::Container& reference() {
     static const altclip::Container c(kData + "/image_reference.ref");
     return c;
 }
-const nlohmann::json& meta() { return reference().header()["metadata"]; }
+/// The metadata as the library reads it (configs go to CLIPImageProcessorConfig::from_json)...
+const altclip::json::Value& metadata() { return reference().header()["metadata"]; }
+/// ...and as nlohmann::json, for reading the cases.
+const nlohmann::json& meta() {
+    static const nlohmann::json m = altclip_test::to_nlohmann(metadata());
+    return m;
+}
 
 std::vector<std::uint8_t> u8(const altclip::TensorView& t) {
     REQUIRE(t.dtype == altclip::DType::u8);
@@ -77,7 +84,7 @@ FloatDiff float_diff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 CLIPImageProcessor processor(const std::string& config_name) {
-    return CLIPImageProcessor(CLIPImageProcessorConfig::from_json(meta()["configs"][config_name]));
+    return CLIPImageProcessor(CLIPImageProcessorConfig::from_json(metadata()["configs"][config_name]));
 }
 
 bool is_jpeg(const nlohmann::json& c) { return c["pil_format"] == "JPEG"; }
@@ -420,14 +427,14 @@ TEST_CASE("image errors name the file and say what is wrong", "[image][errors]")
 }
 
 TEST_CASE("CLIPImageProcessorConfig parses old and new styles with transformers' defaults", "[image][config]") {
-    const auto old_style = CLIPImageProcessorConfig::from_json(meta()["configs"]["altclip"]);
-    const auto new_style = CLIPImageProcessorConfig::from_json(nlohmann::json::parse(R"({
+    const auto old_style = CLIPImageProcessorConfig::from_json(metadata()["configs"]["altclip"]);
+    const auto new_style = CLIPImageProcessorConfig::from_json(altclip::json::parse(R"({
         "size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224},
         "do_resize": true, "do_center_crop": true, "do_rescale": true, "rescale_factor": 0.00392156862745098,
         "do_normalize": true, "image_mean": [0.48145466, 0.4578275, 0.40821073],
         "image_std": [0.26862954, 0.26130258, 0.27577711], "do_convert_rgb": true, "resample": 3,
         "image_processor_type": "CLIPImageProcessor"})"));
-    const auto defaults = CLIPImageProcessorConfig::from_json(nlohmann::json::object());
+    const auto defaults = CLIPImageProcessorConfig::from_json(altclip::json::Value::object());
     for (const auto* c : {&old_style, &new_style, &defaults}) {
         CHECK(c->shortest_edge == 224);
         CHECK(c->longest_edge == 0);
@@ -442,20 +449,20 @@ TEST_CASE("CLIPImageProcessorConfig parses old and new styles with transformers'
         CHECK(c->image_mean == std::vector<double>{0.48145466, 0.4578275, 0.40821073});
         CHECK(c->image_std == std::vector<double>{0.26862954, 0.26130258, 0.27577711});
     }
-    const auto exact = CLIPImageProcessorConfig::from_json(meta()["configs"]["exact"]);
+    const auto exact = CLIPImageProcessorConfig::from_json(metadata()["configs"]["exact"]);
     CHECK(exact.resize_height == 20);
     CHECK(exact.resize_width == 26);
     CHECK(exact.shortest_edge == 0);
     using Catch::Contains;
-    CHECK_THROWS_AS(CLIPImageProcessorConfig::from_json(nlohmann::json{{"resample", 2}}), altclip::ConfigError);
-    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(nlohmann::json{{"resample", 2}}),
+    CHECK_THROWS_AS(CLIPImageProcessorConfig::from_json(altclip::json::Value::object({{"resample", 2}})), altclip::ConfigError);
+    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(altclip::json::Value::object({{"resample", 2}})),
                       Contains("resample") && Contains("only 3"));
-    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(nlohmann::json::parse(R"({"size": {"foo": 3}})")),
+    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(altclip::json::parse(R"({"size": {"foo": 3}})")),
                       Contains("\"size\""));
-    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(nlohmann::json{{"crop_size", -4}}), Contains("crop_size"));
-    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(nlohmann::json::parse(R"({"image_mean": [0.5, 0.5]})")),
+    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(altclip::json::Value::object({{"crop_size", -4}})), Contains("crop_size"));
+    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(altclip::json::parse(R"({"image_mean": [0.5, 0.5]})")),
                       Contains("image_mean"));
-    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(nlohmann::json{{"do_resize", "yes"}}), Contains("do_resize"));
+    CHECK_THROWS_WITH(CLIPImageProcessorConfig::from_json(altclip::json::Value::object({{"do_resize", "yes"}})), Contains("do_resize"));
 }
 
 TEST_CASE("resize output size follows transformers' get_resize_output_image_size", "[image][config]") {

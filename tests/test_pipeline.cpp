@@ -14,6 +14,7 @@
 #include <altclip/altclip.hpp>
 
 #include "parity.hpp"
+#include "json_nlohmann.hpp"
 
 using altclip_test::check_close;
 using altclip_test::data_path;
@@ -26,7 +27,7 @@ constexpr double kRelTol = 1e-4;
 
 struct Pipeline {
     altclip::Container ref{data_path("models/real224.ref")};
-    nlohmann::json meta = ref.header()["metadata"]["pipeline"];
+    nlohmann::json meta = altclip_test::to_nlohmann(ref.header()["metadata"]["pipeline"]);
     std::vector<std::string> images, labels, templates;
     Pipeline() {
         for (const auto& p : meta["images"]) images.push_back(data_path(p.get<std::string>()));
@@ -125,7 +126,7 @@ TEST_CASE("the example programs fail cleanly on bad input, printing nothing on s
 
 TEST_CASE("embed prints the reference embeddings and inputs", "[pipeline][examples]") {
     const altclip::Container ref(data_path("models/tiny.ref"));
-    const auto texts = ref.header()["metadata"]["texts"].get<std::vector<std::string>>();
+    const auto texts = altclip_test::to_nlohmann(ref.header()["metadata"]["texts"]).get<std::vector<std::string>>();
     std::string cmd = example("embed") + " --with-inputs --model " + quote(data_path("models/tiny.altclip"));
     for (const auto& t : texts) cmd += " --text " + quote(t);
     int status = 0;

@@ -126,9 +126,8 @@ inline ModelIdentity model_identity(const ModelFile& file) {
     }
     static const char* hex = "0123456789abcdef";
     for (int i = 60; i >= 0; i -= 4) m.id += hex[(x >> i) & 15];
-    const auto& md = file.metadata();
-    auto dt = md.find("dtype");
-    m.dtype = dt != md.end() && dt->is_string() ? dt->get<std::string>() : "unknown";
+    const json::Value& dt = file.metadata()["dtype"];
+    m.dtype = dt.is_string() ? dt.as_string() : "unknown";
     m.embedding_dim = file.config().projection_dim;
     return m;
 }

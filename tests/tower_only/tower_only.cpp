@@ -1,8 +1,9 @@
 // Compiled (never linked) by the ctest test tower_only_headers (tests/CMakeLists.txt): a
 // program with its own preprocessing includes the towers and the model without stb_image,
-// the Pillow resampler or sentencepiece. The test puts tests/tower_only/poison first on the
-// include path, where stb_image.h and sentencepiece_processor.h fail the build; nlohmann_json
-// stays reachable, as reading a model file's JSON header needs it.
+// the Pillow resampler, sentencepiece or nlohmann_json. The test puts tests/tower_only/poison
+// first on the include path, where stb_image.h, sentencepiece_processor.h and
+// nlohmann/json.hpp fail the build (the model file's JSON header is read by
+// altclip/format/json.hpp).
 #include <altclip/model.hpp>
 #include <altclip/text.hpp>
 #include <altclip/vision.hpp>
@@ -10,8 +11,8 @@
 #include <cstdint>
 #include <vector>
 
-#if defined(STBI_INCLUDE_STB_IMAGE_H) || defined(SENTENCEPIECE_PROCESSOR_H_)
-#error "stb_image or sentencepiece reached a tower header"
+#if defined(STBI_INCLUDE_STB_IMAGE_H) || defined(SENTENCEPIECE_PROCESSOR_H_) || defined(INCLUDE_NLOHMANN_JSON_HPP_)
+#error "stb_image, sentencepiece or nlohmann_json reached a tower header"
 #endif
 
 // The input types, filled by the program's own preprocessing.

@@ -1,5 +1,5 @@
 // The altclip container (docs/format.md): a validated, memory-mapped file of named
-// tensors and blobs with a JSON header. Model files and test reference files both use it;
+// tensors and blobs with a JSON header (read by format/json.hpp). Model files and test reference files both use it;
 // model-specific checks (tensor names and shapes implied by the config) live in model_file.hpp.
 #pragma once
 
@@ -14,10 +14,9 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "../errors.hpp"
 #include "../tensor.hpp"
+#include "json.hpp"
 #include "layout.hpp"
 #include "mapped_file.hpp"
 
@@ -81,7 +80,7 @@ public:
     }
 
     const std::string& path() const { return name_; }
-    const nlohmann::json& header() const { return header_; }
+    const json::Value& header() const { return header_; }
     std::size_t file_size() const { return size_; }
 
     bool has_tensor(const std::string& name) const { return tensors_.count(name) != 0; }
@@ -127,13 +126,13 @@ private:
         throw FormatError(name_ + ": " + msg);
     }
 
-    std::uint64_t get_u64(const nlohmann::json& item, const char* key, const std::string& what) const {
-        auto it = item.find(key);
-        if (it == item.end() || !it->is_number_unsigned()) {
+    std::uint64_t get_u64(const json::Value& item, const char* key, const std::string& what) const {
+        const json::Value* v = item.find(key);
+        if (!v || !v->is_unsigned()) {
             fail(what + ": '" + key + "' is missing or not a non-negative integer. The file is "
                  "corrupt; re-run tools/convert.py.");
         }
-        return it->get<std::uint64_t>();
+        return v->as_uint64();
     }
 
     void parse() {
@@ -164,13 +163,15 @@ private:
         }
         const char* hp = reinterpret_cast<const char*>(data_ + kPreamble);
         try {
-            header_ = nlohmann::json::parse(hp, hp + header_size);
-        } catch (const nlohmann::json::exception& e) {
-            fail(std::string("header is not valid JSON (") + e.what() + ")." + hint);
+            header_ = json::parse(hp, hp + header_size);
+        } catch (const FormatError& e) {  // "JSON: byte N: what"
+            std::string why = e.what();
+            if (why.rfind("JSON: ", 0) == 0) why.erase(0, 6);
+            fail("header is not valid JSON (" + why + ")." + hint);
         }
         if (!header_.is_object()) fail("header is not a JSON object." + hint);
-        auto fmt = header_.find("format");
-        if (fmt == header_.end() || !fmt->is_string() || *fmt != "altclip") {
+        const json::Value* fmt = header_.find("format");
+        if (!fmt || !fmt->is_string() || fmt->as_string() != "altclip") {
             fail("header lacks \"format\": \"altclip\"." + hint);
         }
         const std::uint64_t data_start = (kPreamble + header_size + kAlign - 1) / kAlign * kAlign;
@@ -182,7 +183,7 @@ private:
 
         struct Span { std::uint64_t begin, end; std::string name; };
         std::vector<Span> spans;
-        auto place = [&](const nlohmann::json& item, const std::string& what, std::uint64_t nbytes_expected,
+        auto place = [&](const json::Value& item, const std::string& what, std::uint64_t nbytes_expected,
                          bool check_size) -> std::pair<std::uint64_t, std::uint64_t> {
             const std::uint64_t off = get_u64(item, "offset", what);
             const std::uint64_t sz = get_u64(item, "size", what);
@@ -204,34 +205,34 @@ private:
             return {off, sz};
         };
 
-        if (auto b = header_.find("blobs"); b != header_.end()) {
+        if (const json::Value* b = header_.find("blobs")) {
             if (!b->is_object()) fail("\"blobs\" is not an object." + hint);
-            for (auto it = b->begin(); it != b->end(); ++it) {
-                const std::string what = "blob '" + it.key() + "'";
-                if (!it->is_object()) fail(what + " is not an object." + hint);
-                auto [off, sz] = place(*it, what, 0, false);
-                blobs_[it.key()] = BlobView{it.key(), data_ + data_start + off, static_cast<std::size_t>(sz)};
+            for (const auto& [key, item] : b->members()) {
+                const std::string what = "blob '" + key + "'";
+                if (!item.is_object()) fail(what + " is not an object." + hint);
+                auto [off, sz] = place(item, what, 0, false);
+                blobs_[key] = BlobView{key, data_ + data_start + off, static_cast<std::size_t>(sz)};
             }
         }
-        auto t = header_.find("tensors");
-        if (t == header_.end() || !t->is_object()) fail("header has no \"tensors\" object." + hint);
-        for (auto it = t->begin(); it != t->end(); ++it) {
-            const std::string what = "tensor '" + it.key() + "'";
-            if (!it->is_object()) fail(what + " is not an object." + hint);
+        const json::Value* t = header_.find("tensors");
+        if (!t || !t->is_object()) fail("header has no \"tensors\" object." + hint);
+        for (const auto& [key, item] : t->members()) {
+            const std::string what = "tensor '" + key + "'";
+            if (!item.is_object()) fail(what + " is not an object." + hint);
             TensorView v;
-            v.name = it.key();
-            auto dt = it->find("dtype");
-            if (dt == it->end() || !dt->is_string() || !parse_dtype(dt->get<std::string>(), v.dtype)) {
+            v.name = key;
+            const json::Value* dt = item.find("dtype");
+            if (!dt || !dt->is_string() || !parse_dtype(dt->as_string(), v.dtype)) {
                 fail(what + ": missing or unknown dtype (known: f32, f16, bf16, i64, i32, u8, i8)." + hint);
             }
-            auto sh = it->find("shape");
-            if (sh == it->end() || !sh->is_array() || sh->size() > kMaxRank) {
+            const json::Value* sh = item.find("shape");
+            if (!sh || !sh->is_array() || sh->size() > kMaxRank) {
                 fail(what + ": shape missing, not an array, or of rank above " + std::to_string(kMaxRank) + "." + hint);
             }
             std::uint64_t count = 1;
-            for (const auto& d : *sh) {
-                if (!d.is_number_unsigned()) fail(what + ": a dimension is not a non-negative integer." + hint);
-                const std::uint64_t dim = d.get<std::uint64_t>();
+            for (const json::Value& d : sh->elements()) {
+                if (!d.is_unsigned()) fail(what + ": a dimension is not a non-negative integer." + hint);
+                const std::uint64_t dim = d.as_uint64();
                 if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
                     detail::mul_overflow(count, dim, count)) {
                     fail(what + ": the product of its dimensions overflows 64 bits." + hint);
@@ -242,11 +243,11 @@ private:
             if (detail::mul_overflow(count, dtype_size(v.dtype), nbytes)) {
                 fail(what + ": its byte size overflows 64 bits." + hint);
             }
-            if (auto lay = it->find("layout"); lay != it->end()) {
-                if (!lay->is_string() || (*lay != "panels" && *lay != "rows")) {
+            if (const json::Value* lay = item.find("layout")) {
+                if (!lay->is_string() || (lay->as_string() != "panels" && lay->as_string() != "rows")) {
                     fail(what + ": unknown layout (known: rows, panels)." + hint);
                 }
-                v.panels = *lay == "panels";
+                v.panels = lay->as_string() == "panels";
             }
             if (v.panels) {  // format/layout.hpp
                 if (!panel_layout::allowed(v.dtype) || v.shape.size() < 2) {
@@ -267,7 +268,7 @@ private:
                     fail(what + ": its byte size overflows 64 bits." + hint);
                 }
             }
-            auto [off, sz] = place(*it, what, nbytes, true);
+            auto [off, sz] = place(item, what, nbytes, true);
             v.data = data_ + data_start + off;
             v.nbytes = static_cast<std::size_t>(sz);
             tensors_[v.name] = std::move(v);
@@ -294,7 +295,7 @@ private:
     const unsigned char* data_ = nullptr;
     std::size_t size_ = 0;
     std::shared_ptr<const void> keep_alive_;
-    nlohmann::json header_;
+    json::Value header_;
     std::map<std::string, TensorView> tensors_;
     std::map<std::string, BlobView> blobs_;
 };

@@ -8,11 +8,10 @@
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json.hpp>
-
 #include "../config.hpp"
 #include "../errors.hpp"
 #include "container.hpp"
+#include "json.hpp"
 
 namespace altclip {
 
@@ -33,36 +32,37 @@ public:
     const std::string& path() const { return container_.path(); }
     const AltCLIPConfig& config() const { return config_; }
     /// preprocessor_config.json as stored (CLIPImageProcessorConfig::from_json parses it).
-    const nlohmann::json& preprocessor_config() const { return container_.header().at("preprocessor_config"); }
+    const json::Value& preprocessor_config() const { return container_.header().at("preprocessor_config"); }
     /// The SentencePiece model bytes (XLMRobertaTokenizer takes them).
     std::string_view sentencepiece_model() const { return container_.blob(kSentencePieceBlob).bytes(); }
-    const nlohmann::json& metadata() const { return metadata_; }
+    /// The header's free-form "metadata" object (docs/format.md), or an empty object.
+    const json::Value& metadata() const { return metadata_; }
 
 private:
     explicit ModelFile(Container c) : container_(std::move(c)) {
         const auto& h = container_.header();
         const std::string& p = container_.path();
-        auto cfg = h.find("config");
-        if (cfg == h.end() || !cfg->is_object()) {
+        const json::Value* cfg = h.find("config");
+        if (!cfg || !cfg->is_object()) {
             throw FormatError(p + ": no \"config\" in the header; this is not a model file (a reference "
                               "file?). Convert a checkpoint with tools/convert.py.");
         }
         config_ = AltCLIPConfig::from_json(*cfg, p + ": config");
-        auto pp = h.find("preprocessor_config");
-        if (pp == h.end() || !pp->is_object()) {
+        const json::Value* pp = h.find("preprocessor_config");
+        if (!pp || !pp->is_object()) {
             throw FormatError(p + ": no \"preprocessor_config\" object in the header. Re-run tools/convert.py.");
         }
         if (!container_.has_blob(kSentencePieceBlob)) {
             throw FormatError(p + ": no blob '" + kSentencePieceBlob + "' (the tokenizer). Re-run tools/convert.py "
                               "on a folder that has sentencepiece.bpe.model.");
         }
-        auto md = h.find("metadata");
-        if (md != h.end() && md->is_object()) metadata_ = *md;
+        const json::Value* md = h.find("metadata");
+        if (md && md->is_object()) metadata_ = *md;
     }
 
     Container container_;
     AltCLIPConfig config_;
-    nlohmann::json metadata_ = nlohmann::json::object();
+    json::Value metadata_ = json::Value::object();
 };
 
 }  // namespace altclip

@@ -11,9 +11,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "../errors.hpp"
+#include "../format/json.hpp"
 #include "../inputs.hpp"  // PixelValues
 #include "../limits.hpp"
 #include "image.hpp"
@@ -49,7 +48,7 @@ struct CLIPImageProcessorConfig {
     /// Old style (`"size": 224`, `"crop_size": 224`, as BAAI/AltCLIP ships) and new style
     /// (`{"shortest_edge": 224}`, `{"height": 224, "width": 224}`) are both accepted, as
     /// transformers' `get_size_dict` does. Throws ConfigError.
-    static CLIPImageProcessorConfig from_json(const nlohmann::json& j);
+    static CLIPImageProcessorConfig from_json(const json::Value& j);
 };
 
 namespace detail {
@@ -58,46 +57,48 @@ inline std::string json_where(const char* key) {
     return std::string("preprocessor config: \"") + key + "\"";
 }
 
-inline bool json_bool(const nlohmann::json& j, const char* key, bool fallback) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_boolean()) throw ConfigError(json_where(key) + " must be true or false, got " + j[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    return j[key].get<bool>();
+inline bool json_bool(const json::Value& j, const char* key, bool fallback) {
+    const json::Value& v = j[key];
+    if (v.is_null()) return fallback;
+    if (!v.is_bool()) throw ConfigError(json_where(key) + " must be true or false, got " + v.dump_short());
+    return v.as_bool();
 }
 
-inline double json_number(const nlohmann::json& j, const char* key, double fallback) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_number()) throw ConfigError(json_where(key) + " must be a number, got " + j[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    return j[key].get<double>();
+inline double json_number(const json::Value& j, const char* key, double fallback) {
+    const json::Value& v = j[key];
+    if (v.is_null()) return fallback;
+    if (!v.is_number()) throw ConfigError(json_where(key) + " must be a number, got " + v.dump_short());
+    return v.as_double();
 }
 
-inline int json_positive_int(const nlohmann::json& v, const std::string& what) {
-    if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > kMaxImageSide) {
+inline int json_positive_int(const json::Value& v, const std::string& what) {
+    if (!v.is_unsigned() || v.as_uint64() == 0 || v.as_uint64() > static_cast<std::uint64_t>(kMaxImageSide)) {
         throw ConfigError("preprocessor config: " + what + " must be a positive integer up to " +
-                          std::to_string(kMaxImageSide) + ", got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+                          std::to_string(kMaxImageSide) + ", got " + v.dump_short());
     }
-    return static_cast<int>(v.get<long long>());
+    return static_cast<int>(v.as_uint64());
 }
 
-inline std::vector<double> json_triple(const nlohmann::json& j, const char* key, std::vector<double> fallback) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    const auto& v = j[key];
-    if (v.is_number()) return std::vector<double>(3, v.get<double>());  // a scalar applies to all channels
+inline std::vector<double> json_triple(const json::Value& j, const char* key, std::vector<double> fallback) {
+    const json::Value& v = j[key];
+    if (v.is_null()) return fallback;
+    if (v.is_number()) return std::vector<double>(3, v.as_double());  // a scalar applies to all channels
     if (!v.is_array() || v.size() != 3) {
-        throw ConfigError(json_where(key) + " must be a number or a list of 3 numbers (R, G, B), got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        throw ConfigError(json_where(key) + " must be a number or a list of 3 numbers (R, G, B), got " + v.dump_short());
     }
     std::vector<double> out;
-    for (const auto& e : v) {
-        if (!e.is_number()) throw ConfigError(json_where(key) + " must contain numbers, got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-        out.push_back(e.get<double>());
+    for (const json::Value& e : v.elements()) {
+        if (!e.is_number()) throw ConfigError(json_where(key) + " must contain numbers, got " + v.dump_short());
+        out.push_back(e.as_double());
     }
     return out;
 }
 
 }  // namespace detail
 
-inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohmann::json& j) {
+inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const json::Value& j) {
     using detail::json_positive_int;
-    if (!j.is_object()) throw ConfigError("preprocessor config must be a JSON object, got " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    if (!j.is_object()) throw ConfigError("preprocessor config must be a JSON object, got " + j.dump_short());
     CLIPImageProcessorConfig c;
     c.do_resize = detail::json_bool(j, "do_resize", c.do_resize);
     c.do_center_crop = detail::json_bool(j, "do_center_crop", c.do_center_crop);
@@ -112,10 +113,9 @@ inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohma
     }
 
     // size: get_size_dict(size, default_to_square=False) - an int is the shortest edge.
-    if (j.contains("size") && !j["size"].is_null()) {
-        const auto& s = j["size"];
+    if (const json::Value& s = j["size"]; !s.is_null()) {
         c.shortest_edge = c.longest_edge = c.resize_height = c.resize_width = 0;
-        if (s.is_number_integer()) {
+        if (s.is_integer()) {
             c.shortest_edge = json_positive_int(s, "\"size\"");
         } else if (s.is_array() && s.size() == 2) {  // (height, width)
             c.resize_height = json_positive_int(s[0], "\"size\"[0]");
@@ -131,13 +131,12 @@ inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohma
         } else {
             throw ConfigError("preprocessor config: \"size\" must be an int, [height, width], "
                               "{\"shortest_edge\"}, {\"shortest_edge\", \"longest_edge\"} or "
-                              "{\"height\", \"width\"}; got " + s.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+                              "{\"height\", \"width\"}; got " + s.dump_short());
         }
     }
     // crop_size: get_size_dict(crop_size) with default_to_square=True - an int is a square.
-    if (j.contains("crop_size") && !j["crop_size"].is_null()) {
-        const auto& s = j["crop_size"];
-        if (s.is_number_integer()) {
+    if (const json::Value& s = j["crop_size"]; !s.is_null()) {
+        if (s.is_integer()) {
             c.crop_height = c.crop_width = json_positive_int(s, "\"crop_size\"");
         } else if (s.is_array() && s.size() == 2) {
             c.crop_height = json_positive_int(s[0], "\"crop_size\"[0]");
@@ -147,13 +146,12 @@ inline CLIPImageProcessorConfig CLIPImageProcessorConfig::from_json(const nlohma
             c.crop_width = json_positive_int(s["width"], "\"crop_size\".width");
         } else {
             throw ConfigError("preprocessor config: \"crop_size\" must be an int, [height, width] or "
-                              "{\"height\", \"width\"}; got " + s.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+                              "{\"height\", \"width\"}; got " + s.dump_short());
         }
     }
-    if (j.contains("resample") && !j["resample"].is_null()) {
-        const auto& r = j["resample"];
-        if (!r.is_number_integer() || r.get<long long>() != 3) {
-            throw ConfigError("preprocessor config: \"resample\" is " + r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+    if (const json::Value& r = j["resample"]; !r.is_null()) {
+        if (!r.is_unsigned() || r.as_uint64() != 3) {
+            throw ConfigError("preprocessor config: \"resample\" is " + r.dump_short() +
                               "; only 3 (PIL bicubic, what CLIP/AltCLIP use) is supported");
         }
         c.resample = 3;
