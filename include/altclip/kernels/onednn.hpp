@@ -1,0 +1,429 @@
+// Matrix products through oneDNN (Debian 12: libdnnl-dev 2.6), the library PyTorch and
+// OpenVINO run on. Its JIT writes kernels for the CPU at run time, AMX tiles included, which
+// altclip's own kernels do not use; so a model takes it at Isa::amx (use_onednn below, the one
+// place that decides), or when forced for tests and comparisons.
+//
+// What goes through it: bf16 weights (bf16 x bf16 -> f32; the activations rounded to bfloat16
+// as the avx512_bf16 kernels round them) and the ViT's int8 weights (s8 x s8 -> s32, the
+// per-row activation scale and per-column weight scale applied as the q8_dot kernels apply
+// them, so the int32 sums and the float epilogue are the same). The text tower's int8 weights
+// (WeightType::q8_bf16) stay on altclip's kernels: oneDNN 2.6 has no int8-weight x bfloat16
+// product, and widening them would double their memory.
+//
+// Each weight matrix is reordered ONCE, when the model is loaded, into the layout oneDNN's
+// matmul chooses (format_tag::any); the model owns that copy and the file's pages of the
+// matrix are released (they are not read again). Primitives are made once per shape and kept
+// in the model's Context, under a mutex: a loaded model stays immutable to its callers and
+// safe to run from several threads. oneDNN's CPU runtime in Debian is OpenMP: each call runs
+// with ModelOptions::num_threads OpenMP threads (set for the calling thread and restored), and
+// the calls of one model take turns in the products, so no more threads compute them than
+// the model was given.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../errors.hpp"
+#include "../isa.hpp"
+#include "../options.hpp"
+
+#if ALTCLIP_WITH_ONEDNN
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <tuple>
+#include <utility>
+#include <unordered_map>
+#include <vector>
+
+#include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "gemm_packed.hpp"  // packed::round_row_bf16, packed::quantize_row: the rounding the own kernels use
+#include "thread_pool.hpp"
+#include "weight_matrix.hpp"
+#endif
+
+namespace altclip::kernels::onednn {
+
+class Context;  // below, in builds with oneDNN: a model's engine, packed weights and primitives
+
+/// Whether this build links oneDNN (CMake found it and defined ALTCLIP_WITH_ONEDNN).
+#if ALTCLIP_WITH_ONEDNN
+inline constexpr bool kAvailable = true;
+#else
+inline constexpr bool kAvailable = false;
+#endif
+
+/// Whether a model whose kernels run at `isa` multiplies its bf16 and q8 weights through
+/// oneDNN: ModelOptions::onednn when on or off; else the environment variable ALTCLIP_ONEDNN
+/// (1/on, 0/off); else where oneDNN has what altclip's kernels lack, AMX tiles. Throws
+/// InvalidArgument when asked for in a build without oneDNN, or for another ALTCLIP_ONEDNN value.
+inline bool use_onednn(OnednnUse use, Isa isa) {
+    if (use == OnednnUse::automatic) {
+        if (const char* env = std::getenv("ALTCLIP_ONEDNN"); env != nullptr && *env != '\0') {
+            const std::string v(env);
+            if (v == "1" || v == "on") {
+                use = OnednnUse::on;
+            } else if (v == "0" || v == "off") {
+                use = OnednnUse::off;
+            } else {
+                throw InvalidArgument("ALTCLIP_ONEDNN='" + v + "': use 1 (or on) to force oneDNN, 0 (or off) to never "
+                                      "use it, or leave it unset (oneDNN on CPUs with AMX)");
+            }
+        }
+    }
+    if (use == OnednnUse::on && !kAvailable) {
+        throw InvalidArgument("oneDNN was asked for (ModelOptions::onednn or ALTCLIP_ONEDNN=1), but this program was "
+                              "built without it: install libdnnl-dev and re-run CMake, or leave the setting automatic");
+    }
+    if (use == OnednnUse::automatic) return kAvailable && isa >= Isa::amx;
+    return use == OnednnUse::on;
+}
+
+}  // namespace altclip::kernels::onednn
+
+#if ALTCLIP_WITH_ONEDNN
+
+namespace altclip::kernels::onednn {
+
+/// The rounding of the activations, as altclip's own kernels do it.
+namespace round {
+
+/// float32 -> bfloat16, nearest even; NaN stays a quiet NaN and denormals become zero, as
+/// vcvtne2ps2bf16 does (the avx512_bf16 kernels' instruction).
+inline std::uint16_t bf16(float f) {
+    std::uint32_t b;
+    std::memcpy(&b, &f, 4);
+    if ((b & 0x7F800000u) == 0) return static_cast<std::uint16_t>((b >> 16) & 0x8000u);
+    if ((b & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((b >> 16) | 0x0040u);
+    return static_cast<std::uint16_t>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+
+/// packed::quantize_row without AVX-512: the same scale, rounding and clamping.
+inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
+    float amax = 0;
+    for (std::int64_t t = 0; t < k; ++t) amax = std::max(amax, std::fabs(x[t]));
+    const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
+    for (std::int64_t t = 0; t < k; ++t) {
+        const float f = std::nearbyint(x[t] * inv);
+        const int v = f >= 127.0f ? 127 : f > -127.0f ? static_cast<int>(f) : -127;
+        q[t] = static_cast<std::int8_t>(v);
+    }
+    return scale;
+}
+
+}  // namespace round
+}  // namespace altclip::kernels::onednn
+
+#if ALTCLIP_X86
+ALTCLIP_AVX512_BEGIN
+namespace altclip::kernels::onednn::round {
+// The vector kernels' own functions, behind entries the generic code may call.
+ALTCLIP_KERNEL_ENTRY inline void rows_bf16_avx512(const float* x, std::int64_t r0, std::int64_t r1, std::int64_t k,
+                                                  std::uint16_t* h) {
+    for (std::int64_t r = r0; r < r1; ++r) packed::round_row_bf16(x + r * k, k, h + r * k);
+}
+ALTCLIP_KERNEL_ENTRY inline void rows_q8_avx512(const float* x, std::int64_t r0, std::int64_t r1, std::int64_t k,
+                                                std::int8_t* q, float* scale) {
+    for (std::int64_t r = r0; r < r1; ++r) scale[r] = packed::quantize_row(x + r * k, k, q + r * k);
+}
+}  // namespace altclip::kernels::onednn::round
+ALTCLIP_AVX512_END
+#endif
+
+namespace altclip::kernels::onednn {
+
+class Context;
+
+/// A weight matrix [out, k] in the layout oneDNN chose for it (oneDNN's weights are [k, out]).
+struct PackedWeight {
+    enum class Kind { bf16, s8 } kind = Kind::bf16;
+    std::int64_t out = 0, k = 0;
+    dnnl::memory memory;           // owned by oneDNN's allocator, written once at load
+    const float* scale = nullptr;  // s8: the weight scale per output column [out]
+    const Context* context = nullptr;
+};
+
+/// OpenMP threads for oneDNN's work on this thread, the caller's setting restored after.
+class OmpThreads {
+public:
+    explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
+    ~OmpThreads() { omp_set_num_threads(saved_); }
+    OmpThreads(const OmpThreads&) = delete;
+    OmpThreads& operator=(const OmpThreads&) = delete;
+
+private:
+    int saved_;
+};
+
+/// A dnnl::error as the library's error.
+inline ResourceError error(const std::string& what, const dnnl::error& e) {
+    return ResourceError("oneDNN could not " + what + ": " + e.what() + " (status " + std::to_string(int(e.status)) +
+                         "); set ALTCLIP_ONEDNN=0 (or ModelOptions::onednn = off) to use altclip's own kernels");
+}
+
+/// One model's oneDNN state: its engine, its packed weights, and its primitives by shape.
+class Context {
+public:
+    /// `threads`: the model's num_threads (its pool's size); `isa`: the level of its kernels
+    /// (the rounding of activations uses the vector code where the level has it).
+    Context(int threads, Isa isa) try : engine_(dnnl::engine::kind::cpu, 0), threads_(threads), isa_(isa) {
+    } catch (const dnnl::error& e) {
+        throw error("start its CPU engine", e);
+    }
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    int threads() const { return threads_; }
+    Isa isa() const { return isa_; }
+    const dnnl::engine& engine() const { return engine_; }
+
+    /// Reorders `w` (bf16 -> Kind::bf16, int8 -> Kind::s8; row-major or in panels) into the
+    /// layout oneDNN's matmul chooses, and keeps it; the file's pages under w are released.
+    const PackedWeight* pack(const WeightMatrix& w, const std::string& name) {
+        PackedWeight p;
+        const bool s8 = w.type == WeightType::q8 || w.type == WeightType::q8_dot || w.type == WeightType::q8_bf16;
+        p.kind = s8 ? PackedWeight::Kind::s8 : PackedWeight::Kind::bf16;
+        p.out = w.rows;
+        p.k = w.cols;
+        p.scale = s8 ? w.scale : nullptr;
+        p.context = this;
+        const dnnl::memory::data_type dt = s8 ? dnnl::memory::data_type::s8 : dnnl::memory::data_type::bf16;
+        // Panels (bf16 only) back to row-major first; oneDNN reads row-major [out, k] as its
+        // [k, out] weights with the tag ba.
+        std::vector<std::uint16_t> rows;
+        const void* src = w.data;
+        if (w.panels) {
+            rows.resize(static_cast<std::size_t>(w.rows * w.cols));
+            const auto* units = static_cast<const std::uint32_t*>(w.data);
+            for (std::int64_t r = 0; r < w.rows; ++r)
+                for (std::int64_t c = 0; c < w.cols; ++c) {
+                    const std::uint32_t unit = units[panel_unit(r, c, w.cols, 2)];
+                    rows[static_cast<std::size_t>(r * w.cols + c)] = static_cast<std::uint16_t>(c % 2 == 0 ? unit : unit >> 16);
+                }
+            src = rows.data();
+        }
+        try {
+            OmpThreads omp(threads_);
+            const dnnl::matmul::primitive_desc pd = make_pd(p.kind, kLayoutRows, p.k, p.out, false, true);
+            dnnl::memory plain({{p.k, p.out}, dt, dnnl::memory::format_tag::ba}, engine_, const_cast<void*>(src));
+            p.memory = dnnl::memory(pd.weights_desc(), engine_);
+            dnnl::stream stream(engine_);
+            dnnl::reorder(plain, p.memory).execute(stream, plain, p.memory);
+            stream.wait();
+            note_impl(p.kind, pd.impl_info_str());
+        } catch (const dnnl::error& e) {
+            throw error("reorder the weight '" + name + "'", e);
+        }
+        const std::int64_t stored = w.panels ? panel_layout::row_blocks(w.rows) * kPanelRows * ((w.cols + 1) / 2) * 4
+                                             : w.rows * w.cols * (s8 ? 1 : 2);
+        release_pages(w.data, static_cast<std::size_t>(stored));
+        weights_.push_back(std::make_unique<PackedWeight>(std::move(p)));
+        return weights_.back().get();
+    }
+
+    /// The matmul for m rows of x times `w` (with a bias or not), made on first use.
+    struct Primitive {
+        dnnl::matmul matmul;
+        dnnl::memory::desc src, dst, scratch;
+    };
+    Primitive primitive(const PackedWeight& w, std::int64_t m, bool bias) const {
+        const auto key = std::make_tuple(static_cast<int>(w.kind), m, w.k, w.out, bias);
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (auto it = primitives_.find(key); it != primitives_.end()) return it->second;
+        // Text batches have as many rows as real tokens: bound the shapes kept.
+        if (primitives_.size() >= kMaxPrimitives) primitives_.clear();
+        OmpThreads omp(threads_);  // oneDNN divides the work for the threads present at creation
+        const dnnl::memory::desc packed = w.memory.get_desc();
+        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, w.out, bias, false, &packed);
+        Primitive p{dnnl::matmul(pd), pd.src_desc(), pd.dst_desc(), pd.scratchpad_desc()};
+        impls_.insert(std::string(w.kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + pd.impl_info_str());
+        primitives_.emplace(key, p);
+        return p;
+    }
+
+    /// The calls of one model take turns in oneDNN's products (see the top of this file).
+    std::mutex& execute_mutex() const { return execute_mutex_; }
+
+    /// "oneDNN 2.6.3: bf16 brg:avx512_core_amx_bf16, int8 brg:avx512_core_amx_int8": oneDNN's
+    /// version and the implementations it chose for this model's products so far (at load,
+    /// for a 256-row input).
+    std::string describe() const {
+        const dnnl_version_t* v = dnnl_version();
+        std::string s = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                        std::to_string(v->patch) + " (" + std::to_string(threads_) + " OpenMP threads)";
+        std::lock_guard<std::mutex> lock(mutex_);
+        const char* sep = ": ";
+        for (const auto& impl : impls_) {
+            s += sep + impl;
+            sep = ", ";
+        }
+        return s;
+    }
+
+private:
+    static constexpr std::int64_t kLayoutRows = 256;  // rows of x the weight layout is chosen for
+    static constexpr std::size_t kMaxPrimitives = 512;
+
+    dnnl::matmul::primitive_desc make_pd(PackedWeight::Kind kind, std::int64_t m, std::int64_t k, std::int64_t out,
+                                         bool bias, bool any_weights,
+                                         const dnnl::memory::desc* weights = nullptr) const {
+        using dt = dnnl::memory::data_type;
+        using tag = dnnl::memory::format_tag;
+        const bool s8 = kind == PackedWeight::Kind::s8;
+        const dnnl::memory::desc src({m, k}, s8 ? dt::s8 : dt::bf16, tag::ab);
+        const dnnl::memory::desc wei = any_weights ? dnnl::memory::desc({k, out}, s8 ? dt::s8 : dt::bf16, tag::any) : *weights;
+        const dnnl::memory::desc dst({m, out}, s8 ? dt::s32 : dt::f32, tag::ab);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // a buffer per calling thread
+        if (bias) {
+            const dnnl::memory::desc b({1, out}, dt::f32, tag::ab);
+            return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), attr, engine_);
+        }
+        return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine_);
+    }
+
+    void note_impl(PackedWeight::Kind kind, const char* impl) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        impls_.insert(std::string(kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + impl);
+    }
+
+    /// Drops the pages wholly inside [p, p + bytes) when they belong to a read-only file
+    /// mapping (a model file opened from disk): their data now lives in the reordered copy, so
+    /// keeping them would count the matrix twice in the process's memory, and a read of them
+    /// later faults them in again from the file. Anywhere else (a model file held in memory)
+    /// nothing is done: there MADV_DONTNEED would zero the data.
+    void release_pages(const void* p, std::size_t bytes) {
+        const long page_size = ::sysconf(_SC_PAGESIZE);
+        if (page_size <= 0 || bytes == 0) return;
+        const auto page = static_cast<std::uintptr_t>(page_size);
+        const auto a = reinterpret_cast<std::uintptr_t>(p);
+        const auto begin = (a + page - 1) / page * page, end = (a + bytes) / page * page;
+        if (end <= begin) return;
+        if (!(begin >= mapping_.first && end <= mapping_.second)) mapping_ = file_mapping_around(begin);
+        if (begin >= mapping_.first && end <= mapping_.second)
+            ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    }
+
+    /// The read-only, private, file-backed mapping holding address a (/proc/self/maps), or an
+    /// empty range.
+    static std::pair<std::uintptr_t, std::uintptr_t> file_mapping_around(std::uintptr_t a) {
+        std::FILE* f = std::fopen("/proc/self/maps", "r");
+        if (f == nullptr) return {0, 0};
+        std::pair<std::uintptr_t, std::uintptr_t> found{0, 0};
+        char line[4096];
+        while (std::fgets(line, sizeof line, f) != nullptr) {
+            unsigned long lo = 0, hi = 0, offset = 0, inode = 0;
+            char perms[8] = {}, dev[32] = {};
+            if (std::sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &offset, dev, &inode) != 6) continue;
+            if (a < lo || a >= hi) continue;
+            if (inode != 0 && perms[0] == 'r' && perms[1] == '-' && perms[3] == 'p') found = {lo, hi};
+            break;
+        }
+        std::fclose(f);
+        return found;
+    }
+
+    std::pair<std::uintptr_t, std::uintptr_t> mapping_{0, 0};  // the last file mapping found (load only)
+    dnnl::engine engine_;
+    int threads_ = 1;
+    Isa isa_ = Isa::portable;
+    std::vector<std::unique_ptr<PackedWeight>> weights_;  // filled at load only
+    mutable std::mutex mutex_;                            // guards primitives_ and impls_
+    mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
+    mutable std::set<std::string> impls_;
+    mutable std::mutex execute_mutex_;
+};
+
+/// The buffers of one calling thread: x rounded or quantized, and oneDNN's scratchpad.
+struct Workspace {
+    std::vector<std::uint16_t> xb;
+    std::vector<std::int8_t> xq;
+    std::vector<float> xscale;
+    std::vector<unsigned char> scratch;
+};
+inline Workspace& thread_workspace() {
+    thread_local Workspace ws;
+    return ws;
+}
+
+/// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack.
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedWeight& w, const float* bias,
+                   std::int64_t out, float* y, ThreadPool* pool) {
+    const Context& ctx = *w.context;
+    Workspace& ws = thread_workspace();
+    const bool s8 = w.kind == PackedWeight::Kind::s8;
+    [[maybe_unused]] const bool vec = ALTCLIP_X86 && ctx.isa() >= (s8 ? Isa::avx512 : Isa::avx512_bf16);
+    void* src = nullptr;
+    if (s8) {  // int8 per row, as the q8_dot kernels: scale max|x| / 127, nearest even
+        ws.xq.resize(static_cast<std::size_t>(n * k));
+        ws.xscale.resize(static_cast<std::size_t>(n));
+        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+#if ALTCLIP_X86
+            if (vec) return round::rows_q8_avx512(x, r0, r1, k, ws.xq.data(), ws.xscale.data());
+#endif
+            for (std::int64_t r = r0; r < r1; ++r) ws.xscale[r] = round::quantize_row(x + r * k, k, ws.xq.data() + r * k);
+        });
+        src = ws.xq.data();
+    } else {  // bfloat16, nearest even, as the bf16_dot kernels
+        ws.xb.resize(static_cast<std::size_t>(n * k));
+        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+#if ALTCLIP_X86
+            if (vec) return round::rows_bf16_avx512(x, r0, r1, k, ws.xb.data());
+#endif
+            for (std::int64_t i = r0 * k; i < r1 * k; ++i) ws.xb[static_cast<std::size_t>(i)] = round::bf16(x[i]);
+        });
+        src = ws.xb.data();
+    }
+    try {
+        const Context::Primitive p = ctx.primitive(w, n, !s8 && bias != nullptr);
+        ws.scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
+        const dnnl::engine& eng = ctx.engine();
+        // s8: oneDNN writes the int32 sums into y, converted in place below.
+        dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, y), scratch_m(p.scratch, eng, ws.scratch.data());
+        std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_m},
+                                                      {DNNL_ARG_WEIGHTS, w.memory},
+                                                      {DNNL_ARG_DST, dst_m},
+                                                      {DNNL_ARG_SCRATCHPAD, scratch_m}};
+        if (!s8 && bias != nullptr)
+            args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, out}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ab},
+                                                     eng, const_cast<float*>(bias)));
+        std::lock_guard<std::mutex> turn(ctx.execute_mutex());
+        OmpThreads omp(ctx.threads());
+        dnnl::stream stream(eng);
+        p.matmul.execute(stream, args);
+        stream.wait();
+    } catch (const dnnl::error& e) {
+        throw error("multiply " + std::to_string(n) + " x " + std::to_string(k) + " by " + std::to_string(k) + " x " +
+                        std::to_string(out),
+                    e);
+    }
+    if (s8) {
+        // As the packed q8_dot epilogue: float(int32 sum) * x scale * w scale + bias.
+        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t i = r0; i < r1; ++i) {
+                float* yi = y + i * out;
+                const float xs = ws.xscale[static_cast<std::size_t>(i)];
+                for (std::int64_t j = 0; j < out; ++j) {
+                    std::int32_t acc;
+                    std::memcpy(&acc, yi + j, 4);
+                    yi[j] = static_cast<float>(acc) * xs * w.scale[j] + (bias != nullptr ? bias[j] : 0.0f);
+                }
+            }
+        });
+    }
+}
+
+}  // namespace altclip::kernels::onednn
+
+#endif  // ALTCLIP_WITH_ONEDNN
