@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
         result["memory_after_load"] = memory();
         result["dtype"] = model.file().metadata().value("dtype", "unknown");
         result["isa"] = altclip::isa_name(model.isa());
+        result["matmul_engine"] = model.matmul_engine();
         result["cpu"] = altclip::cpu_info().describe();
 
         const auto& cfg = model.config();
