@@ -1,6 +1,8 @@
 // altclip_onednn_bench: oneDNN's matmul (kernels/onednn.hpp; f32 directly) against altclip's own
 // kernels (kernels::linear) on AltCLIP's shapes, float32, bf16 and int8, in alternating rounds;
-// prints the median time of each side and the implementation oneDNN chose.
+// prints the median time of each side and the implementation oneDNN chose. bf16 and int8 go
+// through the library's path (single-threaded primitives per column part on altclip's pool);
+// f32 through one oneDNN matmul on its own OpenMP threads.
 //
 //   altclip_onednn_bench [--threads N] [--rounds R] [--seconds S]
 //
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -74,7 +77,7 @@ struct F32Matmul {
         using dt = dnnl::memory::data_type;
         using tag = dnnl::memory::format_tag;
         const auto& eng = ctx.engine();
-        onednn::OmpThreads omp(ctx.threads());
+        onednn::OmpThreads omp(ctx.pool()->size());
         const dnnl::memory::desc s({n, k}, dt::f32, tag::ab), wd({k, out}, dt::f32, tag::any),
             bd({1, out}, dt::f32, tag::ab), d({n, out}, dt::f32, tag::ab);
         const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(s, wd, bd, d), eng);
@@ -90,7 +93,7 @@ struct F32Matmul {
         bias = dnnl::memory(bd, eng, const_cast<float*>(b));
     }
     void run(const onednn::Context& ctx) {
-        onednn::OmpThreads omp(ctx.threads());
+        onednn::OmpThreads omp(ctx.pool()->size());
         dnnl::stream st(ctx.engine());
         prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}});
         st.wait();
@@ -114,8 +117,9 @@ int main(int argc, char** argv) {
         }
     }
     threads = std::max(1, threads);
-    ThreadPool pool(threads);
-    onednn::Context ctx(pool.size(), pool.isa());
+    const auto pool_ptr = std::make_shared<ThreadPool>(threads);
+    ThreadPool& pool = *pool_ptr;
+    onednn::Context ctx(pool_ptr);
     std::printf("CPU: %s\naltclip kernels: %s, %d threads; %d alternating rounds, median ms\n",
                 altclip::cpu_info().describe().c_str(), altclip::isa_name(pool.isa()), threads, rounds);
     std::printf("| shape n x k > out | type | altclip ms | oneDNN ms | altclip / oneDNN time | GFLOP/s altclip | oneDNN | oneDNN impl |\n");

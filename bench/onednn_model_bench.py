@@ -21,7 +21,7 @@ import sys
 def run(bench, model, threads, onednn, extra_env):
     env = dict(os.environ, ALTCLIP_ONEDNN="1" if onednn else "0", **extra_env)
     cmd = [bench, "--model", model, "--threads", str(threads), "--repeat", "3", "--warmup", "1",
-           "--batch-repeat", "0", "--text-repeat", "10", "--label-repeat", "0", "--labels", "0"]
+           "--batch-repeat", "0", "--text-repeat", "10", "--labels", "0"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out[out.index("{"):])
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -95,8 +96,9 @@ const std::vector<std::array<std::int64_t, 3>> kShapes = {  // n, k, out: k and 
 // are exact on both sides and the float epilogue is the same, so a few float32 roundings
 // (1e-6 of the largest sum the scales allow).
 TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes", "[kernels][onednn]") {
-    ThreadPool pool(2);
-    onednn::Context ctx(pool.size(), pool.isa());
+    const auto pool_ptr = std::make_shared<ThreadPool>(2);
+    ThreadPool& pool = *pool_ptr;
+    onednn::Context ctx(pool_ptr);
     for (auto [n, k, out] : kShapes) {
         INFO("n " << n << " k " << k << " out " << out << ", altclip kernels at " << altclip::isa_name(pool.isa()));
         const auto x = random_normal(n * k, 41), wf = random_normal(out * k, 42), b = random_normal(out, 43);

@@ -11,13 +11,16 @@
 // product, and widening them would double their memory.
 //
 // Each weight matrix is reordered ONCE, when the model is loaded, into the layout oneDNN's
-// matmul chooses (format_tag::any); the model owns that copy and the file's pages of the
-// matrix are released (they are not read again). Primitives are made once per shape and kept
-// in the model's Context, under a mutex: a loaded model stays immutable to its callers and
-// safe to run from several threads. oneDNN's CPU runtime in Debian is OpenMP: each call runs
-// with ModelOptions::num_threads OpenMP threads (set for the calling thread and restored), and
-// the calls of one model take turns in the products, so no more threads compute them than
-// the model was given.
+// matmul chooses (format_tag::any), in parts of whole 64-column blocks; the model owns that
+// copy and the file's pages of the matrix are released (they are not read again). Primitives
+// are made once per shape and kept in the model's Context, under a mutex: a loaded model stays
+// immutable to its callers and safe to run from several threads.
+//
+// Threads: oneDNN's CPU runtime in Debian is OpenMP, whose idle team threads spin after each
+// product, competing with altclip's pool for the cores while it runs the attention and norms.
+// So oneDNN runs single-threaded (OpenMP threads set to 1 for the call, the caller's setting
+// restored), one primitive per part of the columns, the parts spread over the model's own
+// pool: ModelOptions::num_threads bounds the threads exactly as for altclip's kernels.
 #pragma once
 
 #include <cstdint>
@@ -145,11 +148,17 @@ namespace altclip::kernels::onednn {
 
 class Context;
 
-/// A weight matrix [out, k] in the layout oneDNN chose for it (oneDNN's weights are [k, out]).
+/// A weight matrix [out, k] in the layouts oneDNN chose for it (oneDNN's weights are [k, out]),
+/// as column parts: each call multiplies the parts on altclip's thread pool, one oneDNN
+/// primitive per part on one thread.
 struct PackedWeight {
     enum class Kind { bf16, s8 } kind = Kind::bf16;
     std::int64_t out = 0, k = 0;
-    dnnl::memory memory;           // owned by oneDNN's allocator, written once at load
+    struct Part {
+        std::int64_t col0 = 0, cols = 0;
+        dnnl::memory memory;  // owned by oneDNN's allocator, written once at load
+    };
+    std::vector<Part> parts;
     const float* scale = nullptr;  // s8: the weight scale per output column [out]
     const Context* context = nullptr;
 };
@@ -157,8 +166,12 @@ struct PackedWeight {
 /// OpenMP threads for oneDNN's work on this thread, the caller's setting restored after.
 class OmpThreads {
 public:
-    explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
-    ~OmpThreads() { omp_set_num_threads(saved_); }
+    explicit OmpThreads(int n) : saved_(omp_get_max_threads()) {
+        if (saved_ != n) omp_set_num_threads(n);
+    }
+    ~OmpThreads() {
+        if (saved_ != omp_get_max_threads()) omp_set_num_threads(saved_);
+    }
     OmpThreads(const OmpThreads&) = delete;
     OmpThreads& operator=(const OmpThreads&) = delete;
 
@@ -175,93 +188,109 @@ inline ResourceError error(const std::string& what, const dnnl::error& e) {
 /// One model's oneDNN state: its engine, its packed weights, and its primitives by shape.
 class Context {
 public:
-    /// `threads`: the model's num_threads (its pool's size); `isa`: the level of its kernels
-    /// (the rounding of activations uses the vector code where the level has it).
-    Context(int threads, Isa isa) try : engine_(dnnl::engine::kind::cpu, 0), threads_(threads), isa_(isa) {
+    /// `pool`: the model's threads (the parts of each product run on it); its Isa decides the
+    /// rounding code of the activations (the vector code where the level has it).
+    explicit Context(std::shared_ptr<ThreadPool> pool) try : engine_(dnnl::engine::kind::cpu, 0), pool_(std::move(pool)) {
     } catch (const dnnl::error& e) {
         throw error("start its CPU engine", e);
     }
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
 
-    int threads() const { return threads_; }
-    Isa isa() const { return isa_; }
+    ThreadPool* pool() const { return pool_.get(); }
+    Isa isa() const { return pool_->isa(); }
     const dnnl::engine& engine() const { return engine_; }
 
     /// Reorders `w` (bf16 -> Kind::bf16, int8 -> Kind::s8; row-major or in panels) into the
-    /// layout oneDNN's matmul chooses, and keeps it; the file's pages under w are released.
+    /// layouts oneDNN's matmul chooses, and keeps them; the file's pages under w are released.
     const PackedWeight* pack(const WeightMatrix& w, const std::string& name) {
-        PackedWeight p;
+        auto p = std::make_unique<PackedWeight>();
         const bool s8 = w.type == WeightType::q8 || w.type == WeightType::q8_dot || w.type == WeightType::q8_bf16;
-        p.kind = s8 ? PackedWeight::Kind::s8 : PackedWeight::Kind::bf16;
-        p.out = w.rows;
-        p.k = w.cols;
-        p.scale = s8 ? w.scale : nullptr;
-        p.context = this;
+        p->kind = s8 ? PackedWeight::Kind::s8 : PackedWeight::Kind::bf16;
+        p->out = w.rows;
+        p->k = w.cols;
+        p->scale = s8 ? w.scale : nullptr;
+        p->context = this;
         const dnnl::memory::data_type dt = s8 ? dnnl::memory::data_type::s8 : dnnl::memory::data_type::bf16;
-        // Panels (bf16 only) back to row-major first; oneDNN reads row-major [out, k] as its
-        // [k, out] weights with the tag ba.
-        std::vector<std::uint16_t> rows;
-        const void* src = w.data;
-        if (w.panels) {
-            rows.resize(static_cast<std::size_t>(w.rows * w.cols));
-            const auto* units = static_cast<const std::uint32_t*>(w.data);
-            for (std::int64_t r = 0; r < w.rows; ++r)
-                for (std::int64_t c = 0; c < w.cols; ++c) {
-                    const std::uint32_t unit = units[panel_unit(r, c, w.cols, 2)];
-                    rows[static_cast<std::size_t>(r * w.cols + c)] = static_cast<std::uint16_t>(c % 2 == 0 ? unit : unit >> 16);
-                }
-            src = rows.data();
+        // Parts: whole 64-column blocks (oneDNN's weight blocks), about two per thread, so a
+        // short input (a 16-token text) keeps every thread busy too.
+        const std::int64_t blocks = (p->out + 63) / 64;
+        const std::int64_t nparts = std::max<std::int64_t>(1, std::min<std::int64_t>(blocks, 2 * pool_->size()));
+        for (std::int64_t i = 0, b0 = 0; i < nparts; ++i) {
+            const std::int64_t b1 = blocks * (i + 1) / nparts;
+            p->parts.push_back({b0 * 64, std::min(p->out, b1 * 64) - b0 * 64, {}});
+            b0 = b1;
         }
+        const std::int64_t k = p->k;
         try {
-            OmpThreads omp(threads_);
-            const dnnl::matmul::primitive_desc pd = make_pd(p.kind, kLayoutRows, p.k, p.out, false, true);
-            dnnl::memory plain({{p.k, p.out}, dt, dnnl::memory::format_tag::ba}, engine_, const_cast<void*>(src));
-            p.memory = dnnl::memory(pd.weights_desc(), engine_);
-            dnnl::stream stream(engine_);
-            dnnl::reorder(plain, p.memory).execute(stream, plain, p.memory);
-            stream.wait();
-            note_impl(p.kind, pd.impl_info_str());
+            parallel_for(pool_.get(), nparts, [&](std::int64_t i) {
+                PackedWeight::Part& part = p->parts[static_cast<std::size_t>(i)];
+                OmpThreads omp(1);
+                // Rows col0.. of W, row-major (panels, bf16 only, unpacked first), are oneDNN's
+                // [k, cols] weights with the tag ba.
+                const void* src = static_cast<const char*>(w.data) + part.col0 * k * (s8 ? 1 : 2);
+                std::vector<std::uint16_t> rows;
+                if (w.panels) {
+                    rows.resize(static_cast<std::size_t>(part.cols * k));
+                    const auto* units = static_cast<const std::uint32_t*>(w.data);
+                    const std::int64_t ku = (k + 1) / 2;
+                    for (std::int64_t r = part.col0; r < part.col0 + part.cols; ++r) {
+                        const std::uint32_t* u = units + (r / kPanelRows) * ku * kPanelRows + r % kPanelRows;
+                        std::uint16_t* dst = rows.data() + (r - part.col0) * k;
+                        for (std::int64_t c = 0; c < k; c += 2) {
+                            const std::uint32_t unit = u[(c / 2) * kPanelRows];
+                            dst[c] = static_cast<std::uint16_t>(unit);
+                            if (c + 1 < k) dst[c + 1] = static_cast<std::uint16_t>(unit >> 16);
+                        }
+                    }
+                    src = rows.data();
+                }
+                const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, p->out, false, nullptr);
+                dnnl::memory plain({{k, part.cols}, dt, dnnl::memory::format_tag::ba}, engine_, const_cast<void*>(src));
+                part.memory = dnnl::memory(pd.weights_desc(), engine_);
+                dnnl::stream stream(engine_);
+                dnnl::reorder(plain, part.memory).execute(stream, plain, part.memory);
+                stream.wait();
+                note_impl(p->kind, pd.impl_info_str());
+            });
         } catch (const dnnl::error& e) {
             throw error("reorder the weight '" + name + "'", e);
         }
         const std::int64_t stored = w.panels ? panel_layout::row_blocks(w.rows) * kPanelRows * ((w.cols + 1) / 2) * 4
                                              : w.rows * w.cols * (s8 ? 1 : 2);
         release_pages(w.data, static_cast<std::size_t>(stored));
-        weights_.push_back(std::make_unique<PackedWeight>(std::move(p)));
+        weights_.push_back(std::move(p));
         return weights_.back().get();
     }
 
-    /// The matmul for m rows of x times `w` (with a bias or not), made on first use.
+    /// The matmul of m rows of x by one part (with a bias or not) writing into rows of `ldd`
+    /// floats, made on first use.
     struct Primitive {
         dnnl::matmul matmul;
-        dnnl::memory::desc src, dst, scratch;
+        dnnl::memory::desc src, dst, bias, scratch;
     };
-    Primitive primitive(const PackedWeight& w, std::int64_t m, bool bias) const {
-        const auto key = std::make_tuple(static_cast<int>(w.kind), m, w.k, w.out, bias);
+    Primitive primitive(const PackedWeight& w, const PackedWeight::Part& part, std::int64_t m, bool bias) const {
+        const auto key = std::make_tuple(static_cast<int>(w.kind), m, w.k, part.cols, w.out, bias);
         std::lock_guard<std::mutex> lock(mutex_);
         if (auto it = primitives_.find(key); it != primitives_.end()) return it->second;
         // Text batches have as many rows as real tokens: bound the shapes kept.
         if (primitives_.size() >= kMaxPrimitives) primitives_.clear();
-        OmpThreads omp(threads_);  // oneDNN divides the work for the threads present at creation
-        const dnnl::memory::desc packed = w.memory.get_desc();
-        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, w.out, bias, false, &packed);
-        Primitive p{dnnl::matmul(pd), pd.src_desc(), pd.dst_desc(), pd.scratchpad_desc()};
+        OmpThreads omp(1);  // one thread per primitive: oneDNN plans its work for the threads present now
+        const dnnl::memory::desc packed = part.memory.get_desc();
+        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, part.cols, w.out, bias, &packed);
+        Primitive p{dnnl::matmul(pd), pd.src_desc(), pd.dst_desc(), {}, pd.scratchpad_desc()};
+        if (bias) p.bias = pd.bias_desc();
         impls_.insert(std::string(w.kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + pd.impl_info_str());
         primitives_.emplace(key, p);
         return p;
     }
 
-    /// The calls of one model take turns in oneDNN's products (see the top of this file).
-    std::mutex& execute_mutex() const { return execute_mutex_; }
-
     /// "oneDNN 2.6.3: bf16 brg:avx512_core_amx_bf16, int8 brg:avx512_core_amx_int8": oneDNN's
-    /// version and the implementations it chose for this model's products so far (at load,
-    /// for a 256-row input).
+    /// version and the implementations it chose for this model's products so far.
     std::string describe() const {
         const dnnl_version_t* v = dnnl_version();
         std::string s = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-                        std::to_string(v->patch) + " (" + std::to_string(threads_) + " OpenMP threads)";
+                        std::to_string(v->patch) + " (" + std::to_string(pool_->size()) + " threads)";
         std::lock_guard<std::mutex> lock(mutex_);
         const char* sep = ": ";
         for (const auto& impl : impls_) {
@@ -275,19 +304,19 @@ private:
     static constexpr std::int64_t kLayoutRows = 256;  // rows of x the weight layout is chosen for
     static constexpr std::size_t kMaxPrimitives = 512;
 
-    dnnl::matmul::primitive_desc make_pd(PackedWeight::Kind kind, std::int64_t m, std::int64_t k, std::int64_t out,
-                                         bool bias, bool any_weights,
-                                         const dnnl::memory::desc* weights = nullptr) const {
+    /// x [m, k] times `cols` columns of the weights, into rows of `ldd` floats (int32 for s8).
+    dnnl::matmul::primitive_desc make_pd(PackedWeight::Kind kind, std::int64_t m, std::int64_t k, std::int64_t cols,
+                                         std::int64_t ldd, bool bias, const dnnl::memory::desc* weights) const {
         using dt = dnnl::memory::data_type;
         using tag = dnnl::memory::format_tag;
         const bool s8 = kind == PackedWeight::Kind::s8;
         const dnnl::memory::desc src({m, k}, s8 ? dt::s8 : dt::bf16, tag::ab);
-        const dnnl::memory::desc wei = any_weights ? dnnl::memory::desc({k, out}, s8 ? dt::s8 : dt::bf16, tag::any) : *weights;
-        const dnnl::memory::desc dst({m, out}, s8 ? dt::s32 : dt::f32, tag::ab);
+        const dnnl::memory::desc wei = weights == nullptr ? dnnl::memory::desc({k, cols}, s8 ? dt::s8 : dt::bf16, tag::any) : *weights;
+        const dnnl::memory::desc dst({m, cols}, s8 ? dt::s32 : dt::f32, dnnl::memory::dims{ldd, 1});
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // a buffer per calling thread
         if (bias) {
-            const dnnl::memory::desc b({1, out}, dt::f32, tag::ab);
+            const dnnl::memory::desc b({1, cols}, dt::f32, tag::ab);
             return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), attr, engine_);
         }
         return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine_);
@@ -334,18 +363,17 @@ private:
         return found;
     }
 
-    std::pair<std::uintptr_t, std::uintptr_t> mapping_{0, 0};  // the last file mapping found (load only)
     dnnl::engine engine_;
-    int threads_ = 1;
-    Isa isa_ = Isa::portable;
+    std::shared_ptr<ThreadPool> pool_;
     std::vector<std::unique_ptr<PackedWeight>> weights_;  // filled at load only
+    std::pair<std::uintptr_t, std::uintptr_t> mapping_{0, 0};  // the last file mapping found (load only)
     mutable std::mutex mutex_;                            // guards primitives_ and impls_
-    mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
+    mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
     mutable std::set<std::string> impls_;
-    mutable std::mutex execute_mutex_;
 };
 
-/// The buffers of one calling thread: x rounded or quantized, and oneDNN's scratchpad.
+/// The buffers of one thread: x rounded or quantized (the calling thread's, shared read-only
+/// with the pool's threads for the call), and oneDNN's scratchpad (each thread's own).
 struct Workspace {
     std::vector<std::uint16_t> xb;
     std::vector<std::int8_t> xq;
@@ -357,7 +385,8 @@ inline Workspace& thread_workspace() {
     return ws;
 }
 
-/// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack.
+/// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack. `pool` may differ from
+/// the context's (a caller's own); nullptr runs the parts on this thread.
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedWeight& w, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool) {
     const Context& ctx = *w.context;
@@ -385,43 +414,48 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
         });
         src = ws.xb.data();
     }
-    try {
-        const Context::Primitive p = ctx.primitive(w, n, !s8 && bias != nullptr);
-        ws.scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
-        const dnnl::engine& eng = ctx.engine();
-        // s8: oneDNN writes the int32 sums into y, converted in place below.
-        dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, y), scratch_m(p.scratch, eng, ws.scratch.data());
-        std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_m},
-                                                      {DNNL_ARG_WEIGHTS, w.memory},
-                                                      {DNNL_ARG_DST, dst_m},
-                                                      {DNNL_ARG_SCRATCHPAD, scratch_m}};
-        if (!s8 && bias != nullptr)
-            args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, out}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ab},
-                                                     eng, const_cast<float*>(bias)));
-        std::lock_guard<std::mutex> turn(ctx.execute_mutex());
-        OmpThreads omp(ctx.threads());
-        dnnl::stream stream(eng);
-        p.matmul.execute(stream, args);
-        stream.wait();
-    } catch (const dnnl::error& e) {
-        throw error("multiply " + std::to_string(n) + " x " + std::to_string(k) + " by " + std::to_string(k) + " x " +
-                        std::to_string(out),
-                    e);
-    }
-    if (s8) {
-        // As the packed q8_dot epilogue: float(int32 sum) * x scale * w scale + bias.
-        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
-            for (std::int64_t i = r0; i < r1; ++i) {
-                float* yi = y + i * out;
-                const float xs = ws.xscale[static_cast<std::size_t>(i)];
-                for (std::int64_t j = 0; j < out; ++j) {
+    const float* xscale = ws.xscale.data();
+    // Each part on one thread of the pool, oneDNN single-threaded there: the model's threads are
+    // the only ones computing, and no OpenMP team waits (spinning) beside the pool's threads.
+    parallel_for(pool, static_cast<std::int64_t>(w.parts.size()), [&](std::int64_t i) {
+        const PackedWeight::Part& part = w.parts[static_cast<std::size_t>(i)];
+        float* yp = y + part.col0;
+        try {
+            const bool with_bias = !s8 && bias != nullptr;
+            const Context::Primitive p = ctx.primitive(w, part, n, with_bias);
+            Workspace& mine = thread_workspace();
+            mine.scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
+            const dnnl::engine& eng = ctx.engine();
+            // s8: oneDNN writes the int32 sums into y, converted in place below.
+            dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, yp), scratch_m(p.scratch, eng, mine.scratch.data());
+            std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_m},
+                                                          {DNNL_ARG_WEIGHTS, part.memory},
+                                                          {DNNL_ARG_DST, dst_m},
+                                                          {DNNL_ARG_SCRATCHPAD, scratch_m}};
+            if (with_bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, eng, const_cast<float*>(bias + part.col0)));
+            OmpThreads omp(1);
+            dnnl::stream stream(eng);
+            p.matmul.execute(stream, args);
+            stream.wait();
+        } catch (const dnnl::error& e) {
+            throw error("multiply " + std::to_string(n) + " x " + std::to_string(k) + " by " + std::to_string(k) +
+                            " x " + std::to_string(part.cols),
+                        e);
+        }
+        if (s8) {
+            // As the packed q8_dot epilogue: float(int32 sum) * x scale * w scale + bias.
+            for (std::int64_t r = 0; r < n; ++r) {
+                float* yr = yp + r * out;
+                const float xs = xscale[r];
+                for (std::int64_t j = 0; j < part.cols; ++j) {
                     std::int32_t acc;
-                    std::memcpy(&acc, yi + j, 4);
-                    yi[j] = static_cast<float>(acc) * xs * w.scale[j] + (bias != nullptr ? bias[j] : 0.0f);
+                    std::memcpy(&acc, yr + j, 4);
+                    const std::int64_t c = part.col0 + j;
+                    yr[j] = static_cast<float>(acc) * xs * w.scale[c] + (bias != nullptr ? bias[c] : 0.0f);
                 }
             }
-        });
-    }
+        }
+    });
 }
 
 }  // namespace altclip::kernels::onednn

@@ -32,7 +32,7 @@ public:
         // The matrix products' engine, chosen once per model (kernels/onednn.hpp).
         if (kernels::onednn::use_onednn(options.onednn, pool_->isa()) && !options.exact) {
 #if ALTCLIP_WITH_ONEDNN
-            storage_->onednn = std::make_shared<kernels::onednn::Context>(pool_->size(), pool_->isa());
+            storage_->onednn = std::make_shared<kernels::onednn::Context>(pool_);
 #endif
         }
     }
