@@ -245,7 +245,7 @@ public:
                     }
                     src = rows.data();
                 }
-                const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, p->out, false, nullptr);
+                const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, false, nullptr);
                 dnnl::memory plain({{k, part.cols}, dt, dnnl::memory::format_tag::ba}, engine_, const_cast<void*>(src));
                 part.memory = dnnl::memory(pd.weights_desc(), engine_);
                 dnnl::stream stream(engine_);
@@ -263,21 +263,20 @@ public:
         return weights_.back().get();
     }
 
-    /// The matmul of m rows of x by one part (with a bias or not) writing into rows of `ldd`
-    /// floats, made on first use.
+    /// The matmul of m rows of x by one part (with a bias or not), made on first use.
     struct Primitive {
         dnnl::matmul matmul;
         dnnl::memory::desc src, dst, bias, scratch;
     };
     Primitive primitive(const PackedWeight& w, const PackedWeight::Part& part, std::int64_t m, bool bias) const {
-        const auto key = std::make_tuple(static_cast<int>(w.kind), m, w.k, part.cols, w.out, bias);
+        const auto key = std::make_tuple(static_cast<int>(w.kind), m, w.k, part.cols, bias);
         std::lock_guard<std::mutex> lock(mutex_);
         if (auto it = primitives_.find(key); it != primitives_.end()) return it->second;
         // Text batches have as many rows as real tokens: bound the shapes kept.
         if (primitives_.size() >= kMaxPrimitives) primitives_.clear();
         OmpThreads omp(1);  // one thread per primitive: oneDNN plans its work for the threads present now
         const dnnl::memory::desc packed = part.memory.get_desc();
-        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, part.cols, w.out, bias, &packed);
+        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, part.cols, bias, &packed);
         Primitive p{dnnl::matmul(pd), pd.src_desc(), pd.dst_desc(), {}, pd.scratchpad_desc()};
         if (bias) p.bias = pd.bias_desc();
         impls_.insert(std::string(w.kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + pd.impl_info_str());
@@ -304,15 +303,16 @@ private:
     static constexpr std::int64_t kLayoutRows = 256;  // rows of x the weight layout is chosen for
     static constexpr std::size_t kMaxPrimitives = 512;
 
-    /// x [m, k] times `cols` columns of the weights, into rows of `ldd` floats (int32 for s8).
+    /// x [m, k] times `cols` columns of the weights into a dense [m, cols] (float32, int32 for
+    /// s8): oneDNN 2.6's brgemm kernels take no row stride for the destination.
     dnnl::matmul::primitive_desc make_pd(PackedWeight::Kind kind, std::int64_t m, std::int64_t k, std::int64_t cols,
-                                         std::int64_t ldd, bool bias, const dnnl::memory::desc* weights) const {
+                                         bool bias, const dnnl::memory::desc* weights) const {
         using dt = dnnl::memory::data_type;
         using tag = dnnl::memory::format_tag;
         const bool s8 = kind == PackedWeight::Kind::s8;
         const dnnl::memory::desc src({m, k}, s8 ? dt::s8 : dt::bf16, tag::ab);
         const dnnl::memory::desc wei = weights == nullptr ? dnnl::memory::desc({k, cols}, s8 ? dt::s8 : dt::bf16, tag::any) : *weights;
-        const dnnl::memory::desc dst({m, cols}, s8 ? dt::s32 : dt::f32, dnnl::memory::dims{ldd, 1});
+        const dnnl::memory::desc dst({m, cols}, s8 ? dt::s32 : dt::f32, tag::ab);
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // a buffer per calling thread
         if (bias) {
@@ -368,7 +368,7 @@ private:
     std::vector<std::unique_ptr<PackedWeight>> weights_;  // filled at load only
     std::pair<std::uintptr_t, std::uintptr_t> mapping_{0, 0};  // the last file mapping found (load only)
     mutable std::mutex mutex_;                            // guards primitives_ and impls_
-    mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
+    mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
     mutable std::set<std::string> impls_;
 };
 
@@ -379,6 +379,7 @@ struct Workspace {
     std::vector<std::int8_t> xq;
     std::vector<float> xscale;
     std::vector<unsigned char> scratch;
+    std::vector<float> part;  // one part's [n, cols] result, copied into y's columns
 };
 inline Workspace& thread_workspace() {
     thread_local Workspace ws;
@@ -425,9 +426,11 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
             const Context::Primitive p = ctx.primitive(w, part, n, with_bias);
             Workspace& mine = thread_workspace();
             mine.scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
+            mine.part.resize(static_cast<std::size_t>(n * part.cols));
             const dnnl::engine& eng = ctx.engine();
-            // s8: oneDNN writes the int32 sums into y, converted in place below.
-            dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, yp), scratch_m(p.scratch, eng, mine.scratch.data());
+            // s8: int32 sums, converted below.
+            dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, mine.part.data()),
+                scratch_m(p.scratch, eng, mine.scratch.data());
             std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_m},
                                                           {DNNL_ARG_WEIGHTS, part.memory},
                                                           {DNNL_ARG_DST, dst_m},
@@ -442,14 +445,17 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
                             " x " + std::to_string(part.cols),
                         e);
         }
-        if (s8) {
+        const float* res = thread_workspace().part.data();
+        if (!s8) {
+            for (std::int64_t r = 0; r < n; ++r) std::memcpy(yp + r * out, res + r * part.cols, part.cols * sizeof(float));
+        } else {
             // As the packed q8_dot epilogue: float(int32 sum) * x scale * w scale + bias.
             for (std::int64_t r = 0; r < n; ++r) {
                 float* yr = yp + r * out;
                 const float xs = xscale[r];
                 for (std::int64_t j = 0; j < part.cols; ++j) {
                     std::int32_t acc;
-                    std::memcpy(&acc, yr + j, 4);
+                    std::memcpy(&acc, res + r * part.cols + j, 4);
                     const std::int64_t c = part.col0 + j;
                     yr[j] = static_cast<float>(acc) * xs * w.scale[c] + (bias != nullptr ? bias[c] : 0.0f);
                 }
