@@ -231,6 +231,7 @@ int main(int argc, char** argv) {
         const altclip::json::Value& dtype = model.file().metadata()["dtype"];
         result["dtype"] = dtype.is_string() ? dtype.as_string() : "unknown";
         result["isa"] = altclip::isa_name(model.isa());
+        result["matmul_engine"] = model.matmul_engine();
         result["cpu"] = altclip::cpu_info().describe();
 
         const auto& cfg = model.config();

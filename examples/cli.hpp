@@ -135,6 +135,7 @@ inline void describe(const Model& model, const Args& a, const std::string& progr
                   : model.isa() >= altclip::Isa::avx512 ? " (bf16 and q8 files widened to float32)"
                                                         : " (Eigen; bf16 and q8 files widened to float32)")
               << (a.has("exact") ? "; --exact: float32 math" : "") << "\n";
+    std::cerr << program << ": matrix products: " << model.matmul_engine() << "\n";
 }
 
 }  // namespace cli

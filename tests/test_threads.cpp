@@ -122,7 +122,9 @@ void check_model(const std::string& model_name) {
 }  // namespace
 
 TEST_CASE("threads: one model run from 8 threads at once gives the single-threaded results", "[threads]") {
-    const std::string name = GENERATE(as<std::string>{}, "models/tiny.altclip", "models/real224.altclip");
+    const std::string name = GENERATE(as<std::string>{}, "models/tiny.altclip", "models/real224.altclip",
+                                      // bf16 and int8 products (through oneDNN in altclip_tests_onednn)
+                                      "models/tiny-bf16.altclip", "models/tiny-q8.altclip");
     INFO(name);
     check_model(name);
 }

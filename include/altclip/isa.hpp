@@ -18,7 +18,8 @@ enum class Isa : int {
     avx512 = 2,       // AVX-512 F/BW/DQ/VL: float32 kernels; bf16 and int8 weights widened
     avx512_vnni = 3,  // + AVX512_VNNI: int8 x int8 dot products for q8 files
     avx512_bf16 = 4,  // + AVX512_BF16: bfloat16 dot products for bf16 files (and q8 text)
-    amx = 5,          // + AMX-BF16/INT8 tiles (no kernels of their own yet: run avx512_bf16)
+    amx = 5,          // + AMX-BF16/INT8 tiles: bf16/q8 products through oneDNN (kernels/onednn.hpp) in builds
+                      // that link it; altclip's own kernels run avx512_bf16
     best = amx,       // no cap: the best the CPU allows
 };
 
@@ -53,7 +54,7 @@ struct CpuInfo {
         s += " [" + features + "]; kernels: ";
         s += isa_name(effective());
         if (effective() != supported) s += std::string(" (capped by ALTCLIP_MAX_ISA; the CPU allows ") + isa_name(supported) + ")";
-        if (effective() == Isa::amx) s += " (no AMX kernels yet: the avx512_bf16 ones run)";
+        if (effective() == Isa::amx) s += " (AMX through oneDNN in builds that link it; altclip's own kernels run avx512_bf16)";
         return s;
     }
 };

@@ -108,6 +108,9 @@ public:
     int num_threads() const { return pool_->size(); }
     /// The instruction-set level this model's kernels run (cpu_info(), ModelOptions::max_isa).
     Isa isa() const { return pool_->isa(); }
+    /// What multiplies this model's matrices: oneDNN (its version and implementations) and/or
+    /// altclip's kernels at isa() (ModelOptions::onednn).
+    std::string matmul_engine() const { return detail::matmul_engine(*storage_, isa()); }
 
     const AltCLIPConfig& config() const { return file_->config(); }
     const ModelFile& file() const { return *file_; }

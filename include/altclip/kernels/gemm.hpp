@@ -5,7 +5,7 @@
 //
 // linear() is where the instruction set is chosen for every matrix product: the pool's Isa
 // (cpu.hpp), and the weight type the loader chose for it (modules/weights.hpp), lowered to what that
-// Isa can run. At Isa::avx512 and above, weights in panels and inputs of kPackRows rows or
+// Isa can run; a matrix the loader packed for oneDNN (onednn.hpp) goes there instead. At Isa::avx512 and above, weights in panels and inputs of kPackRows rows or
 // more (an image, a batch of labels) go through the packed outer-product kernel of
 // gemm_packed.hpp. Shorter inputs with row-major weights (a 16-token text on a q8 file) are
 // computed here as MR x NR dot products at a time, each a 16-lane accumulator along k,
@@ -24,6 +24,7 @@
 #include "cpu.hpp"
 #include "eigen.hpp"
 #include "gemm_packed.hpp"
+#include "onednn.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 
@@ -403,6 +404,12 @@ namespace altclip::kernels {
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool) {
     if (n <= 0 || out <= 0) return;
+#if ALTCLIP_WITH_ONEDNN
+    if (weights.onednn != nullptr) {  // packed for oneDNN at load (onednn::use_onednn decided)
+        onednn::linear(x, n, k, *weights.onednn, bias, out, y, pool);
+        return;
+    }
+#endif
     const Isa isa = isa_of(pool);
     WeightMatrix w = weights;
     w.type = runnable(w.type, isa);

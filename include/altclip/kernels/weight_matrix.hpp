@@ -7,6 +7,10 @@
 
 namespace altclip::kernels {
 
+namespace onednn {
+struct PackedWeight;  // onednn.hpp
+}
+
 /// How a weight matrix is stored and multiplied.
 enum class WeightType {
     f32,       // float32, used as stored
@@ -27,6 +31,9 @@ struct WeightMatrix {
     std::int64_t rows = 0, cols = 0;
     const float* scale = nullptr;  // q8, q8_dot: [rows]
     bool panels = false;
+    /// Set when this model multiplies the matrix through oneDNN (onednn.hpp): its copy in
+    /// oneDNN's layout, which linear() then uses instead of `data`.
+    const onednn::PackedWeight* onednn = nullptr;
 };
 
 }  // namespace altclip::kernels

@@ -28,7 +28,14 @@ public:
         : file_(std::move(file)),
           storage_(std::make_shared<WeightStorage>()),
           pool_(make_thread_pool(options, who)),
-          loader_(file_, storage_, scope, !options.exact, pool_->isa()) {}
+          loader_(file_, storage_, scope, !options.exact, pool_->isa()) {
+        // The matrix products' engine, chosen once per model (kernels/onednn.hpp).
+        if (kernels::onednn::use_onednn(options.onednn, pool_->isa()) && !options.exact) {
+#if ALTCLIP_WITH_ONEDNN
+            storage_->onednn = std::make_shared<kernels::onednn::Context>(pool_);
+#endif
+        }
+    }
 
     const ModelFile& file() const { return *file_; }
     WeightLoader& loader() { return loader_; }
@@ -74,6 +81,9 @@ public:
     const Config& config() const { return config_; }
     /// The instruction-set level this tower's kernels run (cpu_info(), ModelOptions::max_isa).
     Isa isa() const { return pool_->isa(); }
+    /// What multiplies this tower's matrices: oneDNN (its version and implementations) and/or
+    /// altclip's kernels at isa() (ModelOptions::onednn).
+    std::string matmul_engine() const { return detail::matmul_engine(*storage_, isa()); }
 
 protected:
     /// Loads the tower alone, with a set-up of its own.

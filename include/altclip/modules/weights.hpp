@@ -28,7 +28,18 @@ namespace altclip::detail {
 struct WeightStorage {
     std::shared_ptr<const ModelFile> file;           // keeps the mapping alive
     std::vector<std::vector<float>> widened;         // tensors copied to row-major f32 (get())
+    std::shared_ptr<kernels::onednn::Context> onednn;  // set when the products run through oneDNN (setup.hpp)
 };
+
+/// What multiplies a model's matrices, for model.matmul_engine() and --verbose.
+inline std::string matmul_engine(const WeightStorage& storage, Isa isa) {
+    const std::string own = std::string("altclip ") + isa_name(isa) + " kernels";
+#if ALTCLIP_WITH_ONEDNN
+    if (storage.onednn) return storage.onednn->describe() + "; the other products: " + own;
+#endif
+    (void)storage;
+    return own;
+}
 
 /// nn.Linear: weight [out, in] (in place for f32, bf16 and q8 files, widened for f16; row-major or in the
 /// kernels' panel layout, as stored), optional bias [out].
@@ -158,6 +169,7 @@ public:
                 m.type = bf16_dot_ && bf16_ok_ ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
             m.data = t.data;
             m.panels = t.panels;
+            if (t.dtype == DType::bf16) pack_for_onednn(m, name);
             return m;
         }
         if (found && c.tensor(name).dtype == DType::i8) {
@@ -177,6 +189,7 @@ public:
             }
             m.data = c.tensor(name).data;
             m.scale = get(name + "_scale", {shape[0]});
+            if (!text && m.scale != nullptr) pack_for_onednn(m, name);
             return m;
         }
         m.data = get(name, shape);
@@ -184,6 +197,18 @@ public:
     }
 
 private:
+    /// The dispatch hook for oneDNN (kernels/onednn.hpp): when this model uses it (setup.hpp
+    /// decides) and not exact, the matrix is copied once into oneDNN's layout, and
+    /// kernels::linear multiplies that copy.
+    void pack_for_onednn(kernels::WeightMatrix& m, const std::string& name) {
+#if ALTCLIP_WITH_ONEDNN
+        if (storage_->onednn && bf16_dot_) m.onednn = storage_->onednn->pack(m, name);
+#else
+        (void)m;
+        (void)name;
+#endif
+    }
+
     static std::string shape_str(const std::vector<std::int64_t>& s) {
         std::string r = "[";
         for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);

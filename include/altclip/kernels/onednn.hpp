@@ -1,0 +1,469 @@
+// Matrix products through oneDNN (Debian 12: libdnnl-dev 2.6), the library PyTorch and
+// OpenVINO run on. Its JIT writes kernels for the CPU at run time, AMX tiles included, which
+// altclip's own kernels do not use; so a model takes it at Isa::amx (use_onednn below, the one
+// place that decides), or when forced for tests and comparisons.
+//
+// What goes through it: bf16 weights (bf16 x bf16 -> f32; the activations rounded to bfloat16
+// as the avx512_bf16 kernels round them) and the ViT's int8 weights (s8 x s8 -> s32, the
+// per-row activation scale and per-column weight scale applied as the q8_dot kernels apply
+// them, so the int32 sums and the float epilogue are the same). The text tower's int8 weights
+// (WeightType::q8_bf16) stay on altclip's kernels: oneDNN 2.6 has no int8-weight x bfloat16
+// product, and widening them would double their memory.
+//
+// Each weight matrix is reordered ONCE, when the model is loaded, into the layout oneDNN's
+// matmul chooses (format_tag::any), in parts of whole 64-column blocks; the model owns that
+// copy and the file's pages of the matrix are released (they are not read again). Primitives
+// are made once per shape and kept in the model's Context, under a mutex: a loaded model stays
+// immutable to its callers and safe to run from several threads.
+//
+// Threads: oneDNN's CPU runtime in Debian is OpenMP, whose idle team threads spin after each
+// product, competing with altclip's pool for the cores while it runs the attention and norms.
+// So oneDNN runs single-threaded (OpenMP threads set to 1 for the call, the caller's setting
+// restored), one primitive per part of the columns, the parts spread over the model's own
+// pool: ModelOptions::num_threads bounds the threads exactly as for altclip's kernels.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../errors.hpp"
+#include "../isa.hpp"
+#include "../options.hpp"
+
+#if ALTCLIP_WITH_ONEDNN
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <tuple>
+#include <utility>
+#include <unordered_map>
+#include <vector>
+
+#include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "gemm_packed.hpp"  // packed::round_row_bf16, packed::quantize_row: the rounding the own kernels use
+#include "thread_pool.hpp"
+#include "weight_matrix.hpp"
+#endif
+
+namespace altclip::kernels::onednn {
+
+class Context;  // below, in builds with oneDNN: a model's engine, packed weights and primitives
+
+/// Whether this build links oneDNN (CMake found it and defined ALTCLIP_WITH_ONEDNN).
+#if ALTCLIP_WITH_ONEDNN
+inline constexpr bool kAvailable = true;
+#else
+inline constexpr bool kAvailable = false;
+#endif
+
+/// Whether a model whose kernels run at `isa` multiplies its bf16 and q8 weights through
+/// oneDNN: ModelOptions::onednn when on or off; else the environment variable ALTCLIP_ONEDNN
+/// (1/on, 0/off); else where oneDNN has what altclip's kernels lack, AMX tiles. Throws
+/// InvalidArgument when asked for in a build without oneDNN, or for another ALTCLIP_ONEDNN value.
+inline bool use_onednn(OnednnUse use, Isa isa) {
+    if (use == OnednnUse::automatic) {
+        if (const char* env = std::getenv("ALTCLIP_ONEDNN"); env != nullptr && *env != '\0') {
+            const std::string v(env);
+            if (v == "1" || v == "on") {
+                use = OnednnUse::on;
+            } else if (v == "0" || v == "off") {
+                use = OnednnUse::off;
+            } else {
+                throw InvalidArgument("ALTCLIP_ONEDNN='" + v + "': use 1 (or on) to force oneDNN, 0 (or off) to never "
+                                      "use it, or leave it unset (oneDNN on CPUs with AMX)");
+            }
+        }
+    }
+    if (use == OnednnUse::on && !kAvailable) {
+        throw InvalidArgument("oneDNN was asked for (ModelOptions::onednn or ALTCLIP_ONEDNN=1), but this program was "
+                              "built without it: install libdnnl-dev and re-run CMake, or leave the setting automatic");
+    }
+    if (use == OnednnUse::automatic) return kAvailable && isa >= Isa::amx;
+    return use == OnednnUse::on;
+}
+
+}  // namespace altclip::kernels::onednn
+
+#if ALTCLIP_WITH_ONEDNN
+
+namespace altclip::kernels::onednn {
+
+/// The rounding of the activations, as altclip's own kernels do it.
+namespace round {
+
+/// float32 -> bfloat16, nearest even; NaN stays a quiet NaN and denormals become zero, as
+/// vcvtne2ps2bf16 does (the avx512_bf16 kernels' instruction).
+inline std::uint16_t bf16(float f) {
+    std::uint32_t b;
+    std::memcpy(&b, &f, 4);
+    if ((b & 0x7F800000u) == 0) return static_cast<std::uint16_t>((b >> 16) & 0x8000u);
+    if ((b & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((b >> 16) | 0x0040u);
+    return static_cast<std::uint16_t>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+
+/// packed::quantize_row without AVX-512: the same scale, rounding and clamping.
+inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
+    float amax = 0;
+    for (std::int64_t t = 0; t < k; ++t) amax = std::max(amax, std::fabs(x[t]));
+    const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
+    for (std::int64_t t = 0; t < k; ++t) {
+        const float f = std::nearbyint(x[t] * inv);
+        const int v = f >= 127.0f ? 127 : f > -127.0f ? static_cast<int>(f) : -127;
+        q[t] = static_cast<std::int8_t>(v);
+    }
+    return scale;
+}
+
+}  // namespace round
+}  // namespace altclip::kernels::onednn
+
+#if ALTCLIP_X86
+ALTCLIP_AVX512_BEGIN
+namespace altclip::kernels::onednn::round {
+// The vector kernels' own functions, behind entries the generic code may call.
+ALTCLIP_KERNEL_ENTRY inline void rows_bf16_avx512(const float* x, std::int64_t r0, std::int64_t r1, std::int64_t k,
+                                                  std::uint16_t* h) {
+    for (std::int64_t r = r0; r < r1; ++r) packed::round_row_bf16(x + r * k, k, h + r * k);
+}
+ALTCLIP_KERNEL_ENTRY inline void rows_q8_avx512(const float* x, std::int64_t r0, std::int64_t r1, std::int64_t k,
+                                                std::int8_t* q, float* scale) {
+    for (std::int64_t r = r0; r < r1; ++r) scale[r] = packed::quantize_row(x + r * k, k, q + r * k);
+}
+}  // namespace altclip::kernels::onednn::round
+ALTCLIP_AVX512_END
+#endif
+
+namespace altclip::kernels::onednn {
+
+class Context;
+
+/// A weight matrix [out, k] in the layouts oneDNN chose for it (oneDNN's weights are [k, out]),
+/// as column parts: each call multiplies the parts on altclip's thread pool, one oneDNN
+/// primitive per part on one thread.
+struct PackedWeight {
+    enum class Kind { bf16, s8 } kind = Kind::bf16;
+    std::int64_t out = 0, k = 0;
+    struct Part {
+        std::int64_t col0 = 0, cols = 0;
+        dnnl::memory memory;  // owned by oneDNN's allocator, written once at load
+    };
+    std::vector<Part> parts;
+    const float* scale = nullptr;  // s8: the weight scale per output column [out]
+    const Context* context = nullptr;
+};
+
+/// OpenMP threads for oneDNN's work on this thread, the caller's setting restored after.
+class OmpThreads {
+public:
+    explicit OmpThreads(int n) : saved_(omp_get_max_threads()) {
+        if (saved_ != n) omp_set_num_threads(n);
+    }
+    ~OmpThreads() {
+        if (saved_ != omp_get_max_threads()) omp_set_num_threads(saved_);
+    }
+    OmpThreads(const OmpThreads&) = delete;
+    OmpThreads& operator=(const OmpThreads&) = delete;
+
+private:
+    int saved_;
+};
+
+/// A dnnl::error as the library's error.
+inline ResourceError error(const std::string& what, const dnnl::error& e) {
+    return ResourceError("oneDNN could not " + what + ": " + e.what() + " (status " + std::to_string(int(e.status)) +
+                         "); set ALTCLIP_ONEDNN=0 (or ModelOptions::onednn = off) to use altclip's own kernels");
+}
+
+/// One model's oneDNN state: its engine, its packed weights, and its primitives by shape.
+class Context {
+public:
+    /// `pool`: the model's threads (the parts of each product run on it); its Isa decides the
+    /// rounding code of the activations (the vector code where the level has it).
+    explicit Context(std::shared_ptr<ThreadPool> pool) try : engine_(dnnl::engine::kind::cpu, 0), pool_(std::move(pool)) {
+    } catch (const dnnl::error& e) {
+        throw error("start its CPU engine", e);
+    }
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    ThreadPool* pool() const { return pool_.get(); }
+    Isa isa() const { return pool_->isa(); }
+    const dnnl::engine& engine() const { return engine_; }
+
+    /// Reorders `w` (bf16 -> Kind::bf16, int8 -> Kind::s8; row-major or in panels) into the
+    /// layouts oneDNN's matmul chooses, and keeps them; the file's pages under w are released.
+    const PackedWeight* pack(const WeightMatrix& w, const std::string& name) {
+        auto p = std::make_unique<PackedWeight>();
+        const bool s8 = w.type == WeightType::q8 || w.type == WeightType::q8_dot || w.type == WeightType::q8_bf16;
+        p->kind = s8 ? PackedWeight::Kind::s8 : PackedWeight::Kind::bf16;
+        p->out = w.rows;
+        p->k = w.cols;
+        p->scale = s8 ? w.scale : nullptr;
+        p->context = this;
+        const dnnl::memory::data_type dt = s8 ? dnnl::memory::data_type::s8 : dnnl::memory::data_type::bf16;
+        // Parts: whole 64-column blocks (oneDNN's weight blocks), about two per thread, so a
+        // short input (a 16-token text) keeps every thread busy too.
+        const std::int64_t blocks = (p->out + 63) / 64;
+        const std::int64_t nparts = std::max<std::int64_t>(1, std::min<std::int64_t>(blocks, 2 * pool_->size()));
+        for (std::int64_t i = 0, b0 = 0; i < nparts; ++i) {
+            const std::int64_t b1 = blocks * (i + 1) / nparts;
+            p->parts.push_back({b0 * 64, std::min(p->out, b1 * 64) - b0 * 64, {}});
+            b0 = b1;
+        }
+        const std::int64_t k = p->k;
+        try {
+            parallel_for(pool_.get(), nparts, [&](std::int64_t i) {
+                PackedWeight::Part& part = p->parts[static_cast<std::size_t>(i)];
+                OmpThreads omp(1);
+                // Rows col0.. of W, row-major (panels, bf16 only, unpacked first), are oneDNN's
+                // [k, cols] weights with the tag ba.
+                const void* src = static_cast<const char*>(w.data) + part.col0 * k * (s8 ? 1 : 2);
+                std::vector<std::uint16_t> rows;
+                if (w.panels) {
+                    rows.resize(static_cast<std::size_t>(part.cols * k));
+                    const auto* units = static_cast<const std::uint32_t*>(w.data);
+                    const std::int64_t ku = (k + 1) / 2;
+                    for (std::int64_t r = part.col0; r < part.col0 + part.cols; ++r) {
+                        const std::uint32_t* u = units + (r / kPanelRows) * ku * kPanelRows + r % kPanelRows;
+                        std::uint16_t* dst = rows.data() + (r - part.col0) * k;
+                        for (std::int64_t c = 0; c < k; c += 2) {
+                            const std::uint32_t unit = u[(c / 2) * kPanelRows];
+                            dst[c] = static_cast<std::uint16_t>(unit);
+                            if (c + 1 < k) dst[c + 1] = static_cast<std::uint16_t>(unit >> 16);
+                        }
+                    }
+                    src = rows.data();
+                }
+                const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, false, nullptr);
+                dnnl::memory plain({{k, part.cols}, dt, dnnl::memory::format_tag::ba}, engine_, const_cast<void*>(src));
+                part.memory = dnnl::memory(pd.weights_desc(), engine_);
+                dnnl::stream stream(engine_);
+                dnnl::reorder(plain, part.memory).execute(stream, plain, part.memory);
+                stream.wait();
+                note_impl(p->kind, pd.impl_info_str());
+            });
+        } catch (const dnnl::error& e) {
+            throw error("reorder the weight '" + name + "'", e);
+        }
+        const std::int64_t stored = w.panels ? panel_layout::row_blocks(w.rows) * kPanelRows * ((w.cols + 1) / 2) * 4
+                                             : w.rows * w.cols * (s8 ? 1 : 2);
+        release_pages(w.data, static_cast<std::size_t>(stored));
+        weights_.push_back(std::move(p));
+        return weights_.back().get();
+    }
+
+    /// The matmul of m rows of x by one part (with a bias or not), made on first use.
+    struct Primitive {
+        dnnl::matmul matmul;
+        dnnl::memory::desc src, dst, bias, scratch;
+    };
+    Primitive primitive(const PackedWeight& w, const PackedWeight::Part& part, std::int64_t m, bool bias) const {
+        const auto key = std::make_tuple(static_cast<int>(w.kind), m, w.k, part.cols, bias);
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (auto it = primitives_.find(key); it != primitives_.end()) return it->second;
+        // Text batches have as many rows as real tokens: bound the shapes kept.
+        if (primitives_.size() >= kMaxPrimitives) primitives_.clear();
+        OmpThreads omp(1);  // one thread per primitive: oneDNN plans its work for the threads present now
+        const dnnl::memory::desc packed = part.memory.get_desc();
+        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, part.cols, bias, &packed);
+        Primitive p{dnnl::matmul(pd), pd.src_desc(), pd.dst_desc(), {}, pd.scratchpad_desc()};
+        if (bias) p.bias = pd.bias_desc();
+        impls_.insert(std::string(w.kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + pd.impl_info_str());
+        primitives_.emplace(key, p);
+        return p;
+    }
+
+    /// "oneDNN 2.6.3: bf16 brg:avx512_core_amx_bf16, int8 brg:avx512_core_amx_int8": oneDNN's
+    /// version and the implementations it chose for this model's products so far.
+    std::string describe() const {
+        const dnnl_version_t* v = dnnl_version();
+        std::string s = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                        std::to_string(v->patch) + " (" + std::to_string(pool_->size()) + " threads)";
+        std::lock_guard<std::mutex> lock(mutex_);
+        const char* sep = ": ";
+        for (const auto& impl : impls_) {
+            s += sep + impl;
+            sep = ", ";
+        }
+        return s;
+    }
+
+private:
+    static constexpr std::int64_t kLayoutRows = 256;  // rows of x the weight layout is chosen for
+    static constexpr std::size_t kMaxPrimitives = 512;
+
+    /// x [m, k] times `cols` columns of the weights into a dense [m, cols] (float32, int32 for
+    /// s8): oneDNN 2.6's brgemm kernels take no row stride for the destination.
+    dnnl::matmul::primitive_desc make_pd(PackedWeight::Kind kind, std::int64_t m, std::int64_t k, std::int64_t cols,
+                                         bool bias, const dnnl::memory::desc* weights) const {
+        using dt = dnnl::memory::data_type;
+        using tag = dnnl::memory::format_tag;
+        const bool s8 = kind == PackedWeight::Kind::s8;
+        const dnnl::memory::desc src({m, k}, s8 ? dt::s8 : dt::bf16, tag::ab);
+        const dnnl::memory::desc wei = weights == nullptr ? dnnl::memory::desc({k, cols}, s8 ? dt::s8 : dt::bf16, tag::any) : *weights;
+        const dnnl::memory::desc dst({m, cols}, s8 ? dt::s32 : dt::f32, tag::ab);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // a buffer per calling thread
+        if (bias) {
+            const dnnl::memory::desc b({1, cols}, dt::f32, tag::ab);
+            return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), attr, engine_);
+        }
+        return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine_);
+    }
+
+    void note_impl(PackedWeight::Kind kind, const char* impl) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        impls_.insert(std::string(kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + impl);
+    }
+
+    /// Drops the pages wholly inside [p, p + bytes) when they belong to a read-only file
+    /// mapping (a model file opened from disk): their data now lives in the reordered copy, so
+    /// keeping them would count the matrix twice in the process's memory, and a read of them
+    /// later faults them in again from the file. Anywhere else (a model file held in memory)
+    /// nothing is done: there MADV_DONTNEED would zero the data.
+    void release_pages(const void* p, std::size_t bytes) {
+        const long page_size = ::sysconf(_SC_PAGESIZE);
+        if (page_size <= 0 || bytes == 0) return;
+        const auto page = static_cast<std::uintptr_t>(page_size);
+        const auto a = reinterpret_cast<std::uintptr_t>(p);
+        const auto begin = (a + page - 1) / page * page, end = (a + bytes) / page * page;
+        if (end <= begin) return;
+        if (!(begin >= mapping_.first && end <= mapping_.second)) mapping_ = file_mapping_around(begin);
+        if (begin >= mapping_.first && end <= mapping_.second)
+            ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    }
+
+    /// The read-only, private, file-backed mapping holding address a (/proc/self/maps), or an
+    /// empty range.
+    static std::pair<std::uintptr_t, std::uintptr_t> file_mapping_around(std::uintptr_t a) {
+        std::FILE* f = std::fopen("/proc/self/maps", "r");
+        if (f == nullptr) return {0, 0};
+        std::pair<std::uintptr_t, std::uintptr_t> found{0, 0};
+        char line[4096];
+        while (std::fgets(line, sizeof line, f) != nullptr) {
+            unsigned long lo = 0, hi = 0, offset = 0, inode = 0;
+            char perms[8] = {}, dev[32] = {};
+            if (std::sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &offset, dev, &inode) != 6) continue;
+            if (a < lo || a >= hi) continue;
+            if (inode != 0 && perms[0] == 'r' && perms[1] == '-' && perms[3] == 'p') found = {lo, hi};
+            break;
+        }
+        std::fclose(f);
+        return found;
+    }
+
+    dnnl::engine engine_;
+    std::shared_ptr<ThreadPool> pool_;
+    std::vector<std::unique_ptr<PackedWeight>> weights_;  // filled at load only
+    std::pair<std::uintptr_t, std::uintptr_t> mapping_{0, 0};  // the last file mapping found (load only)
+    mutable std::mutex mutex_;                            // guards primitives_ and impls_
+    mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
+    mutable std::set<std::string> impls_;
+};
+
+/// The buffers of one thread: x rounded or quantized (the calling thread's, shared read-only
+/// with the pool's threads for the call), and oneDNN's scratchpad (each thread's own).
+struct Workspace {
+    std::vector<std::uint16_t> xb;
+    std::vector<std::int8_t> xq;
+    std::vector<float> xscale;
+    std::vector<unsigned char> scratch;
+    std::vector<float> part;  // one part's [n, cols] result, copied into y's columns
+};
+inline Workspace& thread_workspace() {
+    thread_local Workspace ws;
+    return ws;
+}
+
+/// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack. `pool` may differ from
+/// the context's (a caller's own); nullptr runs the parts on this thread.
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedWeight& w, const float* bias,
+                   std::int64_t out, float* y, ThreadPool* pool) {
+    const Context& ctx = *w.context;
+    Workspace& ws = thread_workspace();
+    const bool s8 = w.kind == PackedWeight::Kind::s8;
+    [[maybe_unused]] const bool vec = ALTCLIP_X86 && ctx.isa() >= (s8 ? Isa::avx512 : Isa::avx512_bf16);
+    void* src = nullptr;
+    if (s8) {  // int8 per row, as the q8_dot kernels: scale max|x| / 127, nearest even
+        ws.xq.resize(static_cast<std::size_t>(n * k));
+        ws.xscale.resize(static_cast<std::size_t>(n));
+        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+#if ALTCLIP_X86
+            if (vec) return round::rows_q8_avx512(x, r0, r1, k, ws.xq.data(), ws.xscale.data());
+#endif
+            for (std::int64_t r = r0; r < r1; ++r) ws.xscale[r] = round::quantize_row(x + r * k, k, ws.xq.data() + r * k);
+        });
+        src = ws.xq.data();
+    } else {  // bfloat16, nearest even, as the bf16_dot kernels
+        ws.xb.resize(static_cast<std::size_t>(n * k));
+        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+#if ALTCLIP_X86
+            if (vec) return round::rows_bf16_avx512(x, r0, r1, k, ws.xb.data());
+#endif
+            for (std::int64_t i = r0 * k; i < r1 * k; ++i) ws.xb[static_cast<std::size_t>(i)] = round::bf16(x[i]);
+        });
+        src = ws.xb.data();
+    }
+    const float* xscale = ws.xscale.data();
+    // Each part on one thread of the pool, oneDNN single-threaded there: the model's threads are
+    // the only ones computing, and no OpenMP team waits (spinning) beside the pool's threads.
+    parallel_for(pool, static_cast<std::int64_t>(w.parts.size()), [&](std::int64_t i) {
+        const PackedWeight::Part& part = w.parts[static_cast<std::size_t>(i)];
+        float* yp = y + part.col0;
+        try {
+            const bool with_bias = !s8 && bias != nullptr;
+            const Context::Primitive p = ctx.primitive(w, part, n, with_bias);
+            Workspace& mine = thread_workspace();
+            mine.scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
+            mine.part.resize(static_cast<std::size_t>(n * part.cols));
+            const dnnl::engine& eng = ctx.engine();
+            // s8: int32 sums, converted below.
+            dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, mine.part.data()),
+                scratch_m(p.scratch, eng, mine.scratch.data());
+            std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_m},
+                                                          {DNNL_ARG_WEIGHTS, part.memory},
+                                                          {DNNL_ARG_DST, dst_m},
+                                                          {DNNL_ARG_SCRATCHPAD, scratch_m}};
+            if (with_bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, eng, const_cast<float*>(bias + part.col0)));
+            OmpThreads omp(1);
+            dnnl::stream stream(eng);
+            p.matmul.execute(stream, args);
+            stream.wait();
+        } catch (const dnnl::error& e) {
+            throw error("multiply " + std::to_string(n) + " x " + std::to_string(k) + " by " + std::to_string(k) +
+                            " x " + std::to_string(part.cols),
+                        e);
+        }
+        const float* res = thread_workspace().part.data();
+        if (!s8) {
+            for (std::int64_t r = 0; r < n; ++r) std::memcpy(yp + r * out, res + r * part.cols, part.cols * sizeof(float));
+        } else {
+            // As the packed q8_dot epilogue: float(int32 sum) * x scale * w scale + bias.
+            for (std::int64_t r = 0; r < n; ++r) {
+                float* yr = yp + r * out;
+                const float xs = xscale[r];
+                for (std::int64_t j = 0; j < part.cols; ++j) {
+                    std::int32_t acc;
+                    std::memcpy(&acc, res + r * part.cols + j, 4);
+                    const std::int64_t c = part.col0 + j;
+                    yr[j] = static_cast<float>(acc) * xs * w.scale[c] + (bias != nullptr ? bias[c] : 0.0f);
+                }
+            }
+        }
+    });
+}
+
+}  // namespace altclip::kernels::onednn
+
+#endif  // ALTCLIP_WITH_ONEDNN
