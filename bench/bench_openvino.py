@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -25,6 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(HERE, ".cache", "openvino")
 
 T_START = time.perf_counter()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 
@@ -36,17 +37,7 @@ def note(msg: str) -> None:
 
 
 def time_runs(what: str, warmup: int, repeat: int, fn) -> dict:
-    for i in range(warmup):
-        t0 = time.perf_counter()
-        fn()
-        note(f"{what} warm-up {i + 1}/{warmup}: {time.perf_counter() - t0:.3f} s")
-    samples = []
-    for i in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-        note(f"{what} run {i + 1}/{repeat}: {samples[-1]:.3f} s")
-    return {"median": statistics.median(samples), "min": min(samples), "samples": samples}
+    return timing.time_runs("bench_openvino", what, warmup, repeat, fn)
 
 
 def folder_key(folder: str) -> str:

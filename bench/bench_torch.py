@@ -16,11 +16,12 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import sys
 import time
 
 T_START = time.perf_counter()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -44,17 +45,7 @@ def memory() -> dict:
 
 
 def time_runs(what: str, warmup: int, repeat: int, fn) -> dict:
-    for i in range(warmup):
-        t0 = time.perf_counter()
-        fn()
-        note(f"{what} warm-up {i + 1}/{warmup}: {time.perf_counter() - t0:.3f} s")
-    samples = []
-    for i in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-        note(f"{what} run {i + 1}/{repeat}: {samples[-1]:.3f} s")
-    return {"median": statistics.median(samples), "min": min(samples), "samples": samples}
+    return timing.time_runs("bench_torch", what, warmup, repeat, fn)
 
 
 def pooled(x):
