@@ -45,11 +45,22 @@
 #include <unordered_map>
 #include <vector>
 
-#include <omp.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <oneapi/dnnl/dnnl.hpp>
+
+// Debian's oneDNN runs on GNU OpenMP (libgomp, linked with it). Its two thread-count calls are
+// declared here when the compiler has no omp.h of its own (clang without libomp-dev), as
+// GCC's omp.h declares them.
+#if __has_include(<omp.h>)
+#include <omp.h>
+#else
+extern "C" {
+int omp_get_max_threads(void) noexcept;
+void omp_set_num_threads(int) noexcept;
+}
+#endif
 
 #include "gemm_packed.hpp"  // packed::round_row_bf16, packed::quantize_row: the rounding the own kernels use
 #include "thread_pool.hpp"
