@@ -15,17 +15,14 @@
 #include <altclip/kernels/ops.hpp>
 #include <altclip/kernels/thread_pool.hpp>
 
+#include "random_data.hpp"
+
 using namespace altclip::kernels;
 
 namespace {
 
-std::vector<float> randn(std::size_t n, unsigned seed) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> d;
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
+using altclip_test::randn;
+using altclip_test::to_bf16;
 
 double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
     double m = 0, s = 0;
@@ -67,11 +64,6 @@ TEST_CASE("linear equals the scalar product on every tail shape", "[kernels]") {
 
 TEST_CASE("linear on bf16 weights: widened (exact) and bf16 dot products", "[kernels]") {
     ThreadPool pool(2);
-    auto to_bf16 = [](float f) {  // round to nearest even
-        std::uint32_t b;
-        std::memcpy(&b, &f, 4);
-        return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-    };
     auto widen = [](std::uint16_t h) {
         std::uint32_t b = std::uint32_t(h) << 16;
         float f;

@@ -20,6 +20,7 @@
 #include <altclip/kernels/thread_pool.hpp>
 
 #include "parity.hpp"
+#include "random_data.hpp"
 
 using namespace altclip::kernels;
 
@@ -27,19 +28,8 @@ using namespace altclip::kernels;
 
 namespace {
 
-std::vector<float> random_normal(std::size_t n, unsigned seed) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> d;
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(g);
-    return v;
-}
+using altclip_test::to_bf16;
 
-std::uint16_t to_bf16(float f) {  // nearest even
-    std::uint32_t b;
-    std::memcpy(&b, &f, 4);
-    return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-}
 float from_bf16(std::uint16_t h) {
     const std::uint32_t b = std::uint32_t(h) << 16;
     float f;
@@ -101,7 +91,7 @@ TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes"
     onednn::Context ctx(pool_ptr);
     for (auto [n, k, out] : kShapes) {
         INFO("n " << n << " k " << k << " out " << out << ", altclip kernels at " << altclip::isa_name(pool.isa()));
-        const auto x = random_normal(n * k, 41), wf = random_normal(out * k, 42), b = random_normal(out, 43);
+        const auto x = altclip_test::randn(n * k, 41), wf = altclip_test::randn(out * k, 42), b = altclip_test::randn(out, 43);
 
         // bf16: row-major and in panels, with and without bias.
         std::vector<std::uint16_t> wb(wf.size());
@@ -190,7 +180,7 @@ TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes"
 }
 
 TEST_CASE("onednn: the rounding of activations equals the vector kernels'", "[kernels][onednn]") {
-    const auto x = random_normal(4099, 51);
+    const auto x = altclip_test::randn(4099, 51);
     std::vector<float> xs = x;
     xs[3] = 1e-40f;  // denormal: zero, as vcvtne2ps2bf16
     xs[5] = -0.0f;
