@@ -318,6 +318,8 @@ void check_model(const Db& db, const std::map<std::string, std::string>& meta, c
                                    ": embeddings of different models cannot be compared; " + rebuild_hint(db.path(), model_path));
 }
 
+void add_generation(const Db& db);
+
 void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::string& model_path) {
     db.exec("BEGIN IMMEDIATE");
     db.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
@@ -357,10 +359,36 @@ void create_schema(const Db& db, const altclip::ModelIdentity& id, const std::st
         {"model_file", std::filesystem::absolute(model_path).lexically_normal().string()},
     };
     for (const auto& [k, v] : rows) ins.bind(1, k).bind(2, valid_utf8(v) ? v : printable(v)).run();
+    add_generation(db);
     db.exec("COMMIT");
 }
 
 constexpr std::int64_t kBlockRows = 4096;
+
+/// A query scans the packed blocks on several threads, each with its own connection and read
+/// transaction. Those must see the same snapshot; SQLite (as Debian builds it) has no
+/// sqlite3_snapshot_open, so every change to the rows a query reads bumps meta's
+/// 'generation' in the same transaction (these triggers, kept in the index, fire for every
+/// writer), and a connection whose read transaction sees another generation takes no part.
+/// Indexes made before the counter get it from their next `image_search index` run; until
+/// then a query scans them on one thread.
+void add_generation(const Db& db) {
+    std::string sql = "INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');";
+    for (const char* table : {"images", "scan_blocks"}) {
+        for (const char* event : {"INSERT", "UPDATE", "DELETE"}) {
+            sql += std::string("CREATE TRIGGER IF NOT EXISTS generation_") + table + "_" + event + " AFTER " + event +
+                   " ON " + table + " BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;";
+        }
+    }
+    db.exec(sql);
+}
+
+/// The generation this connection's read transaction sees ("" for an index without one).
+/// Called first in a transaction, it also fixes the transaction's snapshot.
+std::string read_generation(const Db& db) {
+    Stmt s(db, "SELECT value FROM meta WHERE key = 'generation'");
+    return s.step() ? s.bytes(0) : std::string();
+}
 
 /// An open BLOB (table.column at rowid) for reading in pieces; closed when it goes.
 class Blob {
@@ -561,6 +589,11 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = FULL");
     if (!existed) create_schema(db, identity, model_path);
+    else {
+        db.exec("BEGIN IMMEDIATE");
+        add_generation(db);  // an index made before the counter: from now on scanned on all threads
+        db.exec("COMMIT");
+    }
     auto remove_new_index = [&] {
         if (existed) return;
         for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_path + suffix, ec);
@@ -841,6 +874,159 @@ void write_atomically(const std::string& path, const std::string& text) {
     }
 }
 
+/// Every indexed image's score against `query`: ids[i], scores[i], in id order.
+struct Scan {
+    std::vector<std::int64_t> ids;
+    std::vector<float> scores;
+    int threads = 1;  // threads that scanned packed blocks
+};
+
+/// A packed block, or a dirty one (read row by row from `images`), and its scores.
+struct ScanUnit {
+    std::int64_t block = 0, count = 0;  // count: a packed block's rows
+    bool packed = true;
+    bool done = false;
+    std::vector<std::int64_t> ids;
+    std::vector<float> scores;
+};
+
+const char* const kMapBlocks = "PRAGMA mmap_size = 17179869184";  // blocks read straight from the mapped file
+
+/// Scores packed block `u` through connection `db`. The block is read in pieces of about
+/// 64 KiB into `piece`, a buffer that stays in the core's cache while it is scored, so each
+/// stored byte crosses the memory bus once (a whole block copied out first would cross it
+/// three times).
+void score_packed(const Db& db, ScanUnit& u, const std::vector<float>& query, std::size_t dim, altclip::Isa isa,
+                  std::vector<std::uint16_t>& piece) {
+    auto damaged = [&] {
+        return altclip::FormatError(db.path() + ": scan block " + std::to_string(u.block) +
+                                    " has the wrong size; the index is damaged, rebuild it with image_search index");
+    };
+    const auto n = static_cast<std::size_t>(u.count);
+    if (read_blob(db, "scan_blocks", "ids", u.block, u.ids) != n * sizeof(std::int64_t)) throw damaged();
+    Blob vectors(db, "scan_blocks", "vectors", u.block);
+    if (vectors.bytes() != n * dim * sizeof(std::uint16_t)) throw damaged();
+    const std::size_t piece_rows = std::max<std::size_t>(1, (std::size_t{64} << 10) / (dim * sizeof(std::uint16_t)));
+    piece.resize(piece_rows * dim);
+    u.scores.resize(n);
+    for (std::size_t r = 0; r < n; r += piece_rows) {
+        const std::size_t m = std::min(piece_rows, n - r);
+        vectors.read(piece.data(), m * dim * sizeof(std::uint16_t), r * dim * sizeof(std::uint16_t));
+        altclip::score_rows(piece.data(), m, dim, query, u.scores.data() + r, isa);
+    }
+    u.done = true;
+}
+
+/// Scores dirty block `u` (rows changed since it was packed) from the float32 embeddings.
+void score_dirty(const Db& db, Stmt& rows, ScanUnit& u, const std::vector<float>& query, std::size_t dim, altclip::Isa isa) {
+    const std::size_t row_bytes = dim * sizeof(float);
+    std::vector<float> matrix;
+    rows.bind(1, u.block * kBlockRows).bind(2, (u.block + 1) * kBlockRows);
+    while (rows.step()) {
+        int len = 0;
+        const void* p = rows.blob(1, len);
+        if (static_cast<std::size_t>(len) != row_bytes || !p) {
+            throw altclip::FormatError(db.path() + ": image entry " + std::to_string(rows.i64(0)) + " holds " +
+                                       std::to_string(len) + " bytes, not a " + std::to_string(dim) +
+                                       "-d embedding; the index is damaged, rebuild it with image_search index");
+        }
+        matrix.resize(matrix.size() + dim);
+        std::memcpy(matrix.data() + matrix.size() - dim, p, row_bytes);
+        u.ids.push_back(rows.i64(0));
+    }
+    rows.reset();
+    u.scores.resize(u.ids.size());
+    altclip::score_rows(matrix.data(), u.ids.size(), dim, query, u.scores.data(), isa);
+    u.done = true;
+}
+
+/// Scores every indexed image against `query`, inside the read transaction `db` has begun:
+/// the packed blocks, and from `images` the rows of blocks changed since they were packed (an
+/// index run that was interrupted). Up to `threads` threads read and score packed blocks,
+/// the others through connections of their own that see the same generation (add_generation).
+Scan scan(const Db& db, const std::vector<float>& query, std::size_t dim, altclip::Isa isa, int threads) {
+    const std::string generation = read_generation(db);  // the first read: fixes the snapshot
+    std::vector<std::int64_t> dirty;
+    {
+        Stmt d(db, "SELECT block FROM dirty_blocks ORDER BY block");
+        while (d.step()) dirty.push_back(d.i64(0));
+    }
+    std::vector<ScanUnit> units;  // in block order, so ties keep the lower id first
+    std::int64_t packed = 0, total = 0;
+    {
+        Stmt b(db, "SELECT block, count FROM scan_blocks ORDER BY block");
+        while (b.step()) {
+            if (std::binary_search(dirty.begin(), dirty.end(), b.i64(0))) continue;
+            units.push_back({b.i64(0), b.i64(1), true, false, {}, {}});
+            packed += b.i64(1);
+        }
+        Stmt count(db, "SELECT count(*) FROM images");
+        if (count.step()) total = count.i64(0);
+        Stmt in_dirty(db, "SELECT count(*) FROM images WHERE id / 4096 IN (SELECT block FROM dirty_blocks)");
+        if (in_dirty.step() && packed + in_dirty.i64(0) != total) {  // not consistent: scan every row
+            units.clear();
+            dirty.clear();
+            Stmt all(db, "SELECT DISTINCT id / 4096 FROM images ORDER BY 1");
+            while (all.step()) dirty.push_back(all.i64(0));
+        }
+    }
+    for (std::int64_t block : dirty) units.push_back({block, 0, false, false, {}, {}});
+    std::sort(units.begin(), units.end(), [](const ScanUnit& a, const ScanUnit& b) { return a.block < b.block; });
+    std::vector<std::size_t> packed_units;
+    for (std::size_t i = 0; i < units.size(); ++i) {
+        if (units[i].packed) packed_units.push_back(i);
+    }
+
+    // Packed blocks go to whichever thread asks next. A helper thread that cannot take part
+    // (no generation in this index, another snapshot, no connection) leaves its share to
+    // this thread, which after the join scores every block not done: a block's damage is
+    // then reported from here.
+    std::atomic<std::size_t> next{0};
+    std::atomic<int> joined{1};
+    auto take_packed = [&](const Db& conn, std::vector<std::uint16_t>& piece) {
+        for (std::size_t i; (i = next.fetch_add(1)) < packed_units.size();) score_packed(conn, units[packed_units[i]], query, dim, isa, piece);
+    };
+    std::vector<std::thread> helpers;
+    const int wanted = generation.empty() ? 1 : std::max(1, std::min<int>(threads, static_cast<int>(packed_units.size())));
+    for (int t = 1; t < wanted; ++t) {
+        helpers.emplace_back([&] {
+            try {
+                Db conn(db.path(), true);
+                conn.exec(kMapBlocks);
+                conn.exec("BEGIN");
+                if (read_generation(conn) != generation) return;  // an indexer committed in between
+                joined.fetch_add(1);
+                std::vector<std::uint16_t> piece;
+                take_packed(conn, piece);
+                conn.exec("COMMIT");
+            } catch (const std::exception&) {
+                // this thread's blocks are scored again below, by the main thread
+            }
+        });
+    }
+    std::vector<std::uint16_t> piece;
+    Stmt rows(db, "SELECT id, embedding FROM images WHERE id >= ? AND id < ? ORDER BY id");
+    for (auto& u : units) {
+        if (!u.packed) score_dirty(db, rows, u, query, dim, isa);
+    }
+    take_packed(db, piece);
+    for (auto& h : helpers) h.join();
+
+    Scan out;
+    out.threads = joined.load();
+    out.ids.reserve(static_cast<std::size_t>(total));
+    out.scores.reserve(static_cast<std::size_t>(total));
+    for (auto& u : units) {
+        if (!u.done) {  // a helper's block, left unfinished by an error: scored here
+            u.ids.clear();
+            score_packed(db, u, query, dim, isa, piece);
+        }
+        out.ids.insert(out.ids.end(), u.ids.begin(), u.ids.end());
+        out.scores.insert(out.scores.end(), u.scores.begin(), u.scores.end());
+    }
+    return out;
+}
+
 int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
@@ -878,99 +1064,14 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     const auto query = altclip::combine_query(positive, &negative);
     const auto t_embed = clock::now();
 
-    db.exec("PRAGMA mmap_size = 17179869184");  // blocks read straight from the mapped file
     // One read transaction: every statement below sees the same snapshot, even while an
-    // indexer commits (WAL lets both run).
+    // indexer commits (WAL lets both run). The scan's other threads check they see it too.
+    db.exec(kMapBlocks);
     db.exec("BEGIN");
-    // The packed blocks, and the rows of blocks changed since they were packed (an index
-    // run that was interrupted); paths are read for the hits alone.
-    std::vector<std::int64_t> ids;
-    std::vector<float> scores;
-    {
-        std::vector<std::int64_t> dirty;
-        {
-            Stmt d(db, "SELECT block FROM dirty_blocks ORDER BY block");
-            while (d.step()) dirty.push_back(d.i64(0));
-        }
-        std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // (block, count)
-        std::int64_t packed = 0, total = 0;
-        {
-            Stmt b(db, "SELECT block, count FROM scan_blocks ORDER BY block");
-            while (b.step()) {
-                if (std::binary_search(dirty.begin(), dirty.end(), b.i64(0))) continue;
-                blocks.emplace_back(b.i64(0), b.i64(1));
-                packed += b.i64(1);
-            }
-            Stmt count(db, "SELECT count(*) FROM images");
-            if (count.step()) total = count.i64(0);
-            Stmt in_dirty(db, "SELECT count(*) FROM images WHERE id / 4096 IN (SELECT block FROM dirty_blocks)");
-            if (in_dirty.step() && packed + in_dirty.i64(0) != total) {  // not consistent: scan every row
-                blocks.clear();
-                dirty.clear();
-                Stmt all(db, "SELECT DISTINCT id / 4096 FROM images ORDER BY 1");
-                while (all.step()) dirty.push_back(all.i64(0));
-            }
-        }
-        ids.reserve(static_cast<std::size_t>(total));
-        scores.reserve(static_cast<std::size_t>(total));
-        const auto udim = static_cast<std::size_t>(dim);
-        const std::size_t row_bytes = udim * sizeof(float);
-        auto damaged = [&](const std::string& what) {
-            return altclip::FormatError(db_path + ": " + what + "; the index is damaged, rebuild it with image_search index");
-        };
-        // A packed block is read in pieces of about 64 KiB into one small buffer that stays
-        // in the core's cache while it is scored, so each stored byte crosses the memory
-        // bus once (a whole block copied out first would cross it three times).
-        const std::size_t piece_rows = std::max<std::size_t>(1, (std::size_t{64} << 10) / (udim * sizeof(std::uint16_t)));
-        std::vector<std::uint16_t> piece(piece_rows * udim);
-        std::vector<std::int64_t> block_ids;
-        std::vector<float> matrix;
-        // Blocks and dirty blocks merged in block order, so ties keep the lower id first.
-        std::size_t bi = 0, di = 0;
-        Stmt rows(db, "SELECT id, embedding FROM images WHERE id >= ? AND id < ? ORDER BY id");
-        while (bi < blocks.size() || di < dirty.size()) {
-            if (di >= dirty.size() || (bi < blocks.size() && blocks[bi].first < dirty[di])) {
-                const auto [block, count] = blocks[bi++];
-                const auto n = static_cast<std::size_t>(count);
-                if (read_blob(db, "scan_blocks", "ids", block, block_ids) != n * sizeof(std::int64_t)) {
-                    throw damaged("scan block " + std::to_string(block) + " has the wrong size");
-                }
-                ids.insert(ids.end(), block_ids.begin(), block_ids.end());
-                Blob vectors(db, "scan_blocks", "vectors", block);
-                if (vectors.bytes() != n * udim * sizeof(std::uint16_t)) {
-                    throw damaged("scan block " + std::to_string(block) + " has the wrong size");
-                }
-                for (std::size_t r = 0; r < n; r += piece_rows) {
-                    const std::size_t m = std::min(piece_rows, n - r);
-                    vectors.read(piece.data(), m * udim * sizeof(std::uint16_t), r * udim * sizeof(std::uint16_t));
-                    const std::size_t at = scores.size();
-                    scores.resize(at + m);
-                    altclip::score_rows(piece.data(), m, udim, query, scores.data() + at, model.isa());
-                }
-            } else {
-                const std::int64_t block = dirty[di++];
-                rows.bind(1, block * kBlockRows).bind(2, (block + 1) * kBlockRows);
-                matrix.clear();
-                std::size_t n = 0;
-                while (rows.step()) {
-                    int len = 0;
-                    const void* p = rows.blob(1, len);
-                    if (static_cast<std::size_t>(len) != row_bytes || !p) {
-                        throw damaged("image entry " + std::to_string(rows.i64(0)) + " holds " + std::to_string(len) +
-                                      " bytes, not a " + std::to_string(dim) + "-d embedding");
-                    }
-                    matrix.resize((n + 1) * udim);
-                    std::memcpy(matrix.data() + n * udim, p, row_bytes);
-                    ids.push_back(rows.i64(0));
-                    ++n;
-                }
-                rows.reset();
-                const std::size_t at = scores.size();
-                scores.resize(at + n);
-                altclip::score_rows(matrix.data(), n, udim, query, scores.data() + at, model.isa());
-            }
-        }
-    }
+    Scan scanned_rows = scan(db, query, static_cast<std::size_t>(dim), model.isa(), model.num_threads());
+    std::vector<std::int64_t> ids = std::move(scanned_rows.ids);
+    std::vector<float> scores = std::move(scanned_rows.scores);
+    const int scan_threads = scanned_rows.threads;
     const auto t_read = clock::now();
     // The scores of packed rows are off by at most `eps` (half floats): every row that could
     // be in the true top k scores at least the k-th best score minus 2 eps. Those are scored
@@ -1036,9 +1137,10 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     }
     if (args.has("timings")) {
         auto ms = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-        std::fprintf(stderr, "timings: open+model load %.1f ms, query embedding %.1f ms, read and score %zu vectors %.1f ms, "
-                     "exact top k of %zu candidates %.1f ms\n",
-                     ms(t0, t_load), ms(t_load, t_embed), scanned, ms(t_embed, t_read), ids.size(), ms(t_read, t_scan));
+        std::fprintf(stderr, "timings: open+model load %.1f ms, query embedding %.1f ms, read and score %zu vectors %.1f ms "
+                     "on %d thread%s, exact top k of %zu candidates %.1f ms\n",
+                     ms(t0, t_load), ms(t_load, t_embed), scanned, ms(t_embed, t_read), scan_threads, scan_threads == 1 ? "" : "s", ids.size(),
+                     ms(t_read, t_scan));
     }
     return 0;
 }

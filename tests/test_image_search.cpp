@@ -350,6 +350,41 @@ TEST_CASE("image_search query ranks as the dot products of embed --normalize out
                 CHECK(got[i]["path"] == truth[i].second);  // (rows within float noise of a neighbour may swap)
             }
         }
+
+        // The packed blocks scanned by two threads (each with its own connection, checked to
+        // see the same generation of the index) or by one give the same output, byte for byte.
+        CHECK(sql_int(db, "SELECT count(*) FROM scan_blocks") >= 3);
+        auto with = [&](const char* threads) {
+            return search(t.path, {"query", "--db", db.string(), "--model", kModel, "a photo of a cat", "--top-k", "100",
+                                   "--json", "--timings", "--threads", threads});
+        };
+        const auto one = with("1"), two = with("2");
+        REQUIRE(one.status == 0);
+        REQUIRE(two.status == 0);
+        CHECK_THAT(one.err, Catch::Matchers::Contains("on 1 thread,"));
+        CHECK_THAT(two.err, Catch::Matchers::Contains("on 2 threads,"));
+        CHECK(one.out == two.out);
+        CHECK(two.out == top.out);
+
+        // Every write moves the generation on (the triggers live in the index, so any writer's
+        // do). An index without the counter (made before it) is scanned on one thread, with
+        // the same results, until the next index run adds it.
+        const auto before = sql_int(db, "SELECT value FROM meta WHERE key = 'generation'");
+        sql(db, "UPDATE images SET mtime_ns = mtime_ns + 1 WHERE id = 1");
+        CHECK(sql_int(db, "SELECT value FROM meta WHERE key = 'generation'") == before + 1);
+        sql(db, "DELETE FROM meta WHERE key = 'generation';"
+                "DROP TRIGGER generation_images_INSERT; DROP TRIGGER generation_images_UPDATE;"
+                "DROP TRIGGER generation_images_DELETE; DROP TRIGGER generation_scan_blocks_INSERT;"
+                "DROP TRIGGER generation_scan_blocks_UPDATE; DROP TRIGGER generation_scan_blocks_DELETE;");
+        const auto old_index = with("2");
+        REQUIRE(old_index.status == 0);
+        CHECK_THAT(old_index.err, Catch::Matchers::Contains("on 1 thread,"));
+        CHECK(old_index.out == one.out);
+        REQUIRE(index(t.path, db, {photos.string()}).status == 0);
+        CHECK(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'generation_%'") == 6);
+        const auto upgraded = with("2");
+        CHECK_THAT(upgraded.err, Catch::Matchers::Contains("on 2 threads,"));
+        CHECK(upgraded.out == one.out);
     }
 }
 
