@@ -52,6 +52,30 @@ def log(msg: str) -> None:
     print(f"[isa_bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def image_gflop(spec: dict) -> float:
+    """Multiply-adds x 2 of one image through the vision tower (patch embedding, every layer's
+    products and attention; the norms and activations are left out), in GFLOP."""
+    v = spec["vision"]
+    d, ff, layers = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
+    patches = (v["image_size"] // v["patch_size"]) ** 2
+    t = patches + 1
+    per_layer = 2 * t * d * 4 * d + 2 * 2 * t * d * ff + 2 * 2 * t * t * d
+    embed = 2 * patches * v["num_channels"] * v["patch_size"] ** 2 * d
+    return (embed + layers * per_layer + 2 * d * spec["projection_dim"]) / 1e9
+
+
+def peak_of(side: str, isa: str) -> str:
+    """The same-run peak a side's image products run against: bf16 dot products for bf16 at
+    AVX512_BF16 (and PyTorch/OpenVINO bf16), int8 for q8's VNNI vision tower, else f32 FMA."""
+    if side.startswith("altclip"):
+        if " bf16 " in side and isa in ("avx512_bf16", "amx"):
+            return "peak_bf16_flops"
+        if " q8 " in side and isa in ("avx512_vnni", "avx512_bf16", "amx"):
+            return "peak_i8_ops"
+        return "peak_f32_flops"
+    return "peak_bf16_flops" if "bfloat16" in side or "bf16" in isa else "peak_f32_flops"
+
+
 def build(jobs: int) -> None:
     for name, (folder, native) in BUILDS.items():
         log(f"building altclip_bench ({name}: Release, ALTCLIP_NATIVE={native}) in {folder}")
@@ -74,6 +98,46 @@ def run_json(cmd: list, env_extra: dict, what: str) -> dict:
     return json.loads(out)
 
 
+def render(result: dict, a) -> None:
+    """Prints the table (and writes it as Markdown) from a result as isa_results.json holds it."""
+    cpu, med = result["cpu"], result["sides"]
+    lines = []
+
+    def out(*parts) -> None:
+        lines.append(" ".join(str(p) for p in parts))
+
+    out(f"CPU: {cpu}; {a.threads} threads; {a.rounds} rounds, medians")
+    gflop = image_gflop(make_bench_model.SPEC)
+    out("| side | kernels | one image | 16-token text | image vs PyTorch f32 | vs PyTorch bf16 | image GFLOP/s (share of peak) |")
+    out("|---|---|---:|---:|---:|---:|---:|")
+    t32 = med.get("pytorch float32", {}).get("image_s")
+    t16 = med.get("pytorch bfloat16", {}).get("image_s")
+    for n, m in med.items():
+        r32 = f"{t32 / m['image_s']:.2f}x" if t32 else ""
+        r16 = f"{t16 / m['image_s']:.2f}x" if t16 else ""
+        rate = gflop / m["image_s"]
+        peak_name = peak_of(n, m["isa"])
+        peak = result["peaks"].get(peak_name)
+        share = f"{rate:.0f} ({100 * rate * 1e9 / peak:.0f}% of {peak_name.replace('peak_', '')})" if peak else f"{rate:.0f}"
+        m["image_gflops"] = rate
+        out(f"| {n} | {m['isa']} | {m['image_s'] * 1e3:.0f} ms | {m['text_s'] * 1e3:.1f} ms | {r32} | {r16} | {share} |")
+    out()
+    if "pytorch float32 @avx2" in med and "altclip f32 consumer @avx2" in med:
+        out(f"avx2 on both sides: PyTorch f32 / altclip f32 image "
+              f"{med['pytorch float32 @avx2']['image_s'] / med['altclip f32 consumer @avx2']['image_s']:.2f}x")
+    for dtype in ["f32", "bf16", "q8"]:
+        c, nat = med[f"altclip {dtype} consumer"], med[f"altclip {dtype} native"]
+        out(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
+              f"text {c['text_s'] / nat['text_s']:.3f}")
+    out("peaks:", json.dumps(result["peaks"]))
+    report = "\n".join(lines)
+    print(report)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(MD_HEAD.format(date=result["date"], rounds=a.rounds, repeat=a.repeat, text_repeat=a.text_repeat)
+                    + report + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -85,7 +149,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-openvino", action="store_true")
     ap.add_argument("--output", default=os.path.join(HERE, "isa_results.json"))
     ap.add_argument("--markdown", default=os.path.join(HERE, "ISA_RESULTS.md"), help="the report as Markdown ('' for none)")
+    ap.add_argument("--render", action="store_true", help="only make the table again from --output's results")
     a = ap.parse_args(argv)
+    if a.render:
+        with open(a.output) as f:
+            result = json.load(f)
+        a.rounds, a.threads = result["rounds"], result["threads"]
+        a.repeat, a.text_repeat = result.get("repeat", a.repeat), result.get("text_repeat", a.text_repeat)
+        render(result, a)
+        return 0
 
     if not a.no_build:
         build(max(1, os.cpu_count() or 1))
@@ -151,39 +223,12 @@ def main(argv=None) -> int:
     med = {n: {"image_s": statistics.median(s["image"]), "text_s": statistics.median(s["text"]), "isa": s["isa"],
                "image_samples": len(s["image"])} for n, s in samples.items()}
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "threads": a.threads, "rounds": a.rounds,
+              "repeat": a.repeat, "text_repeat": a.text_repeat,
               "peaks": {k: v for k, v in peaks.items() if "peak" in k or "bandwidth" in k}, "sides": med}
     with open(a.output, "w") as f:
         json.dump(result, f, indent=2)
 
-    lines = []
-
-    def out(*parts) -> None:
-        lines.append(" ".join(str(p) for p in parts))
-
-    out(f"CPU: {cpu}; {a.threads} threads; {a.rounds} rounds, medians")
-    out("| side | kernels | one image | 16-token text | image vs PyTorch f32 | vs PyTorch bf16 |")
-    out("|---|---|---:|---:|---:|---:|")
-    t32 = med.get("pytorch float32", {}).get("image_s")
-    t16 = med.get("pytorch bfloat16", {}).get("image_s")
-    for n, m in med.items():
-        r32 = f"{t32 / m['image_s']:.2f}x" if t32 else ""
-        r16 = f"{t16 / m['image_s']:.2f}x" if t16 else ""
-        out(f"| {n} | {m['isa']} | {m['image_s'] * 1e3:.0f} ms | {m['text_s'] * 1e3:.1f} ms | {r32} | {r16} |")
-    out()
-    if "pytorch float32 @avx2" in med and "altclip f32 consumer @avx2" in med:
-        out(f"avx2 on both sides: PyTorch f32 / altclip f32 image "
-              f"{med['pytorch float32 @avx2']['image_s'] / med['altclip f32 consumer @avx2']['image_s']:.2f}x")
-    for dtype in ["f32", "bf16", "q8"]:
-        c, nat = med[f"altclip {dtype} consumer"], med[f"altclip {dtype} native"]
-        out(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
-              f"text {c['text_s'] / nat['text_s']:.3f}")
-    out("peaks:", json.dumps(result["peaks"]))
-    report = "\n".join(lines)
-    print(report)
-    if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(MD_HEAD.format(date=result["date"], rounds=a.rounds, repeat=a.repeat, text_repeat=a.text_repeat)
-                    + report + "\n")
+    render(result, a)
     return 0
 
 
