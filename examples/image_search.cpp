@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -56,7 +57,8 @@ const char* kUsage =
     "query: ranks the indexed images by similarity to the texts (any language) and example images,\n"
     "       minus the --not texts. --top-k K (default 10); --json prints {\"results\": [{\"path\", \"score\"}]};\n"
     "       --html writes a page of thumbnails; --timings prints where the time went on stderr.\n"
-    "--threads N: threads for the model (default: all cores). --batch B: images per model call (default 8).\n";
+    "--threads N: threads for the model and the query's scan (default: all cores). --batch B: images per\n"
+    "model call (default 8).\n";
 
 constexpr int kApplicationId = 0x41435349;  // "ACSI": altclip search index
 constexpr int kSchemaVersion = 1;
@@ -1048,8 +1050,11 @@ int run_query(const cli::Args& args, const std::vector<std::string>& texts) {
     const auto meta = read_meta(db);
     const auto file = altclip::ModelFile::open(model_path);
     check_model(db, meta, altclip::model_identity(*file), model_path);
+    // The tokenizer (its vocabulary parsed from the file) is built on another thread while
+    // the model checks its tensors and starts its threads: a query pays for the slower one.
+    auto made = std::async(std::launch::async, [&file] { return altclip::AltCLIPProcessor(*file); });
     const altclip::AltCLIPModel model(file, cli::model_options(args, kProgram));
-    const altclip::AltCLIPProcessor processor(*file);
+    const altclip::AltCLIPProcessor processor = made.get();
     const auto t_load = clock::now();
 
     const std::int64_t dim = model.config().projection_dim;

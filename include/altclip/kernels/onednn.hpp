@@ -240,21 +240,21 @@ public:
                 // Rows col0.. of W, row-major (panels, bf16 only, unpacked first), are oneDNN's
                 // [k, cols] weights with the tag ba.
                 const void* src = static_cast<const char*>(w.data) + part.col0 * k * (s8 ? 1 : 2);
-                std::vector<std::uint16_t> rows;
+                std::unique_ptr<std::uint16_t[]> rows;  // every element written below: not zeroed first
                 if (w.panels) {
-                    rows.resize(static_cast<std::size_t>(part.cols * k));
+                    rows.reset(new std::uint16_t[static_cast<std::size_t>(part.cols * k)]);
                     const auto* units = static_cast<const std::uint32_t*>(w.data);
                     const std::int64_t ku = (k + 1) / 2;
                     for (std::int64_t r = part.col0; r < part.col0 + part.cols; ++r) {
                         const std::uint32_t* u = units + (r / kPanelRows) * ku * kPanelRows + r % kPanelRows;
-                        std::uint16_t* dst = rows.data() + (r - part.col0) * k;
+                        std::uint16_t* dst = rows.get() + (r - part.col0) * k;
                         for (std::int64_t c = 0; c < k; c += 2) {
                             const std::uint32_t unit = u[(c / 2) * kPanelRows];
                             dst[c] = static_cast<std::uint16_t>(unit);
                             if (c + 1 < k) dst[c + 1] = static_cast<std::uint16_t>(unit >> 16);
                         }
                     }
-                    src = rows.data();
+                    src = rows.get();
                 }
                 const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, false, nullptr);
                 dnnl::memory plain({{k, part.cols}, dt, dnnl::memory::format_tag::ba}, engine_, const_cast<void*>(src));
