@@ -157,16 +157,17 @@ int main(int argc, char** argv) {
         d_bf16.onednn = ctx.pack(w_bf16, "bf16");
         d_q8.onednn = ctx.pack(w_q8, "q8");
         F32Matmul f32(ctx, x.data(), wf.data(), b.data(), y.data(), sh.n, sh.k, sh.out);
+        altclip::kernels::Workspace ws;  // kept over the runs, as a forward pass keeps it over its products
         struct Pair {
             const char* type;
             std::function<void()> own, dnn;
         } pairs[] = {
-            {"f32", [&] { linear(x.data(), sh.n, sh.k, w_f32, b.data(), sh.out, y.data(), &pool); },
+            {"f32", [&] { linear(x.data(), sh.n, sh.k, w_f32, b.data(), sh.out, y.data(), &pool, ws); },
              [&] { f32.run(ctx); }},
-            {"bf16", [&] { linear(x.data(), sh.n, sh.k, w_bf16, b.data(), sh.out, y.data(), &pool); },
-             [&] { linear(x.data(), sh.n, sh.k, d_bf16, b.data(), sh.out, y.data(), &pool); }},
-            {"int8", [&] { linear(x.data(), sh.n, sh.k, w_q8, b.data(), sh.out, y.data(), &pool); },
-             [&] { linear(x.data(), sh.n, sh.k, d_q8, b.data(), sh.out, y.data(), &pool); }},
+            {"bf16", [&] { linear(x.data(), sh.n, sh.k, w_bf16, b.data(), sh.out, y.data(), &pool, ws); },
+             [&] { linear(x.data(), sh.n, sh.k, d_bf16, b.data(), sh.out, y.data(), &pool, ws); }},
+            {"int8", [&] { linear(x.data(), sh.n, sh.k, w_q8, b.data(), sh.out, y.data(), &pool, ws); },
+             [&] { linear(x.data(), sh.n, sh.k, d_q8, b.data(), sh.out, y.data(), &pool, ws); }},
         };
         for (const Pair& p : pairs) {
             std::vector<double> own, dnn;

@@ -97,12 +97,13 @@ struct AltRobertaLayer {
         detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
                                num_heads, mask, ctx, scratch, pool, starts);
         const auto& ao = attention.output;
-        kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool);
+        kernels::Workspace& ws = scratch.workspace();
+        kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool, ws);
         for (std::int64_t i = 0; i < rows * H; ++i) a[i] += h[i];
         kernels::layer_norm(a, rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
-        kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool);
+        kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws);
         kernels::gelu_erf(inter, rows * I, pool);
-        kernels::linear(inter, rows, I, output.dense.weight, output.dense.bias, H, h, pool);
+        kernels::linear(inter, rows, I, output.dense.weight, output.dense.bias, H, h, pool, ws);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += a[i];
         kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h, pool);
     }
@@ -166,7 +167,7 @@ public:
         kernels::layer_norm(h.ptr(), B * L, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, h.ptr(), pool);
         out.last_hidden_state = Tensor({B, L, P});
         kernels::linear(h.ptr(), B * L, H, transformation.weight, transformation.bias, P, out.last_hidden_state.ptr(),
-                        pool);
+                        pool, scratch.workspace());
         out.pooler_output = Tensor({B, P});
         for (std::int64_t b = 0; b < B; ++b) {
             const float* first = out.last_hidden_state.slice(b);
@@ -218,7 +219,8 @@ public:
         }
         kernels::layer_norm(first.data(), B, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, first.data(), pool);
         Tensor pooled({B, P});
-        kernels::linear(first.data(), B, H, transformation.weight, transformation.bias, P, pooled.ptr(), pool);
+        kernels::linear(first.data(), B, H, transformation.weight, transformation.bias, P, pooled.ptr(), pool,
+                        scratch.workspace());
         return pooled;
     } catch (const std::bad_alloc&) {
         throw detail::out_of_memory("AltCLIPTextModel::pooler_output", "a batch of " + std::to_string(tokens.batch) +

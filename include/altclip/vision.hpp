@@ -45,7 +45,7 @@ struct AltCLIPVisionEmbeddings {
 
     /// One image [channels, height, width] -> out [1 + patches, hidden].
     void forward(const float* image, std::int64_t height, std::int64_t width, bool interpolate_pos_encoding,
-                 float* out, kernels::ThreadPool* pool) const {
+                 float* out, kernels::Scratch& scratch, kernels::ThreadPool* pool) const {
         const std::int64_t p = config.patch_size, C = config.num_channels, H = config.hidden_size;
         const std::int64_t gh = height / p, gw = width / p, n = gh * gw, k = C * p * p;
         // im2col: patch (y, x) row-major, each flattened as the conv weight [C, p, p].
@@ -59,7 +59,7 @@ struct AltCLIPVisionEmbeddings {
                         std::copy(src, src + p, dst + (c * p + y) * p);
                     }
             }
-        kernels::linear(cols.data(), n, k, patch_embedding, nullptr, H, out + H, pool);
+        kernels::linear(cols.data(), n, k, patch_embedding, nullptr, H, out + H, pool, scratch.workspace());
         std::copy(class_embedding, class_embedding + H, out);
         const std::int64_t positions = config.num_positions() - 1;
         const bool same_grid = n == positions && height == width;
@@ -93,7 +93,8 @@ struct AltCLIPAttention {
                  kernels::ThreadPool* pool) const {
         float* ctx = scratch.get(detail::kSlotCtx, batch * seq * q_proj.out);
         detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool);
-        kernels::linear(ctx, batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool);
+        kernels::linear(ctx, batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool,
+                        scratch.workspace());
     }
 };
 
@@ -108,9 +109,9 @@ struct AltCLIPMLP {
     void forward(const float* x, std::int64_t rows, float* out, kernels::Scratch& scratch,
                  kernels::ThreadPool* pool) const {
         float* h = scratch.get(detail::kSlotInter, rows * fc1.out);
-        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool);
+        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool, scratch.workspace());
         kernels::quick_gelu(h, rows * fc1.out, pool);
-        kernels::linear(h, rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool);
+        kernels::linear(h, rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool, scratch.workspace());
     }
 };
 
@@ -199,13 +200,13 @@ public:
         BaseModelOutputWithPooling out;
         Tensor h({B, seq, H});
         const std::int64_t image_numel = px.channels * px.height * px.width;
+        kernels::Scratch scratch;
         for (std::int64_t b = 0; b < B; ++b) {
             embeddings.forward(px.data + b * image_numel, px.height, px.width, interpolate_pos_encoding, h.slice(b),
-                               pool);
+                               scratch, pool);
         }
         kernels::layer_norm(h.ptr(), B * seq, H, pre_layrnorm.weight, pre_layrnorm.bias, pre_layrnorm.eps, h.ptr(), pool);
         if (output_hidden_states) out.hidden_states.push_back(h);
-        kernels::Scratch scratch;
         for (const auto& layer : encoder.layers) {
             layer.forward(h.ptr(), B, seq, scratch, pool);
             if (output_hidden_states) out.hidden_states.push_back(h);

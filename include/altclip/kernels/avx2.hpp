@@ -29,7 +29,7 @@ using packed::MR;
 using packed::NR;
 
 /// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR].
-inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, packed::Workspace& ws,
+inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, PackedXBuffers& ws,
                               ThreadPool* pool) {
     packed::PackedX p;
     p.n = n;
@@ -146,7 +146,8 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
 
 /// kernels::linear at Isa::avx2: every weight type multiplied in float32.
 ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
-                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool) {
+                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool,
+                                        Workspace& ws) {
     packed::PanelSource src{packed::Source::f32, w.data, k, nullptr};
     switch (w.type) {
         case WeightType::f32: src.kind = w.panels ? packed::Source::panels : packed::Source::f32; break;
@@ -161,7 +162,7 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
             src.scale = w.scale;
             break;
     }
-    avx2::run(avx2::pack_x(x, n, k, k, packed::thread_workspace(), pool), src, out, bias, y, out, pool);
+    avx2::run(avx2::pack_x(x, n, k, k, ws.caller().x, pool), src, out, bias, y, out, pool);
 }
 
 /// f over x[0, count) in place, 16 lanes at a time; the tail through a zero-padded block,
@@ -201,25 +202,26 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
 
 /// One (sequence, head) of attention: scores = Q K^T * scale through the packed product
 /// (K's rows are the "weights"), masked, softmaxed, times V (transposed into a buffer).
+/// `b`: the buffers of the thread running it (every element written before it is read).
 ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq,
                                                 std::int64_t d, std::int64_t ld, const std::int64_t* key_mask,
-                                                float scale, float* out) {
-    std::vector<float> scores(static_cast<std::size_t>(seq * seq)), vt(static_cast<std::size_t>(d * seq)),
-        o(static_cast<std::size_t>(seq * d));
-    packed::Workspace ws;
-    avx2::run(avx2::pack_x(q, seq, d, ld, ws, nullptr), packed::PanelSource{packed::Source::f32, k, d, nullptr, ld}, seq, nullptr,
-        scores.data(), seq, nullptr);
+                                                float scale, float* out, KernelBuffers& b) {
+    float* const scores = packed::aligned_at_least(b.scores, seq * seq);
+    float* const vt = packed::aligned_at_least(b.values_t, d * seq);
+    float* const o = packed::aligned_at_least(b.out, seq * d);
+    avx2::run(avx2::pack_x(q, seq, d, ld, b.q, nullptr), packed::PanelSource{packed::Source::f32, k, d, nullptr, ld}, seq, nullptr,
+        scores, seq, nullptr);
     for (std::int64_t i = 0; i < seq; ++i)
         for (std::int64_t j = 0; j < seq; ++j) {
-            float& s = scores[static_cast<std::size_t>(i * seq + j)];
+            float& s = scores[i * seq + j];
             s = key_mask != nullptr && key_mask[j] == 0 ? -std::numeric_limits<float>::infinity() : s * scale;
         }
-    avx2::softmax_rows(scores.data(), seq, seq);
+    avx2::softmax_rows(scores, seq, seq);
     for (std::int64_t t = 0; t < seq; ++t)
-        for (std::int64_t c = 0; c < d; ++c) vt[static_cast<std::size_t>(c * seq + t)] = v[t * ld + c];
-    avx2::run(avx2::pack_x(scores.data(), seq, seq, seq, ws, nullptr), packed::PanelSource{packed::Source::f32, vt.data(), seq, nullptr},
-        d, nullptr, o.data(), d, nullptr);
-    for (std::int64_t t = 0; t < seq; ++t) std::copy(o.data() + t * d, o.data() + (t + 1) * d, out + t * ld);
+        for (std::int64_t c = 0; c < d; ++c) vt[c * seq + t] = v[t * ld + c];
+    avx2::run(avx2::pack_x(scores, seq, seq, seq, b.p, nullptr), packed::PanelSource{packed::Source::f32, vt, seq, nullptr},
+        d, nullptr, o, d, nullptr);
+    for (std::int64_t t = 0; t < seq; ++t) std::copy(o + t * d, o + (t + 1) * d, out + t * ld);
 }
 
 }  // namespace altclip::kernels::avx2

@@ -343,11 +343,12 @@ inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t 
 
 /// linear() at Isa::avx512 and above, w.type runnable there.
 ALTCLIP_KERNEL_ENTRY inline void linear_avx512(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
-                                               const float* bias, std::int64_t out, float* y, ThreadPool* pool) {
+                                               const float* bias, std::int64_t out, float* y, ThreadPool* pool,
+                                               Workspace& ws) {
     // Weights stored in panels go through the packed kernel for any number of rows: with no
     // panel to pack, it reads them once as a short input needs (bench/RESULTS.md).
     if (n >= kPackRows || w.panels) {
-        packed::linear(x, n, k, w, bias, out, y, pool);
+        packed::linear(x, n, k, w, bias, out, y, pool, ws);
         return;
     }
     const std::int64_t blocks = (out + kColumnBlock - 1) / kColumnBlock;
@@ -400,13 +401,14 @@ ALTCLIP_AVX512_END
 namespace altclip::kernels {
 
 /// y[n, out] = x[n, k] . w[out, k]^T (+ bias). `pool` may be nullptr (single thread, the
-/// best Isa this CPU allows).
+/// best Isa this CPU allows). `ws`: the kernels' buffers of the call (a forward pass's,
+/// Scratch::workspace), reused by its every product.
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
-                   std::int64_t out, float* y, ThreadPool* pool) {
+                   std::int64_t out, float* y, ThreadPool* pool, Workspace& ws) {
     if (n <= 0 || out <= 0) return;
 #if ALTCLIP_WITH_ONEDNN
     if (weights.onednn != nullptr) {  // packed for oneDNN at load (onednn::use_onednn decided)
-        onednn::linear(x, n, k, *weights.onednn, bias, out, y, pool);
+        onednn::linear(x, n, k, *weights.onednn, bias, out, y, pool, ws);
         return;
     }
 #endif
@@ -415,11 +417,11 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     w.type = runnable(w.type, isa);
 #if ALTCLIP_X86
     if (isa >= Isa::avx512) {
-        gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool);
+        gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool, ws);
         return;
     }
     if (isa >= Isa::avx2) {
-        avx2::linear(x, n, k, w, bias, out, y, pool);
+        avx2::linear(x, n, k, w, bias, out, y, pool, ws);
         return;
     }
 #endif
@@ -451,10 +453,22 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     parallel_for(pool, blocks, run);
 }
 
+/// The same with buffers for this call only (a one-off product, tests).
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
+                   std::int64_t out, float* y, ThreadPool* pool) {
+    Workspace ws;
+    linear(x, n, k, weights, bias, out, y, pool, ws);
+}
+
 /// The same with a float32 weight pointer.
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const float* w, const float* bias, std::int64_t out,
+                   float* y, ThreadPool* pool, Workspace& ws) {
+    linear(x, n, k, WeightMatrix{WeightType::f32, w, out, k}, bias, out, y, pool, ws);
+}
+inline void linear(const float* x, std::int64_t n, std::int64_t k, const float* w, const float* bias, std::int64_t out,
                    float* y, ThreadPool* pool) {
-    linear(x, n, k, WeightMatrix{WeightType::f32, w, out, k}, bias, out, y, pool);
+    Workspace ws;
+    linear(x, n, k, w, bias, out, y, pool, ws);
 }
 
 }  // namespace altclip::kernels

@@ -6,8 +6,8 @@
 // precision: a unit is one float32 (f32), a pair of bfloat16 along k (vdpbf16ps), or four
 // int8 along k (vpdpbusd). Per call:
 //   - x is packed once into slivers of MR rows, [k block][sliver][unit][MR], shared by all
-//     threads (for int8 it is first quantized per row, as the dot-product path does), in a
-//     buffer the calling thread keeps for its next call (Workspace);
+//     threads (for int8 it is first quantized per row, as the dot-product path does), in the
+//     caller's buffers for the call (Workspace, buffer.hpp), kept for its next product;
 //   - each task owns 64 output columns; for each k block it packs their two panels of W
 //     ([unit][NR], 16 KB each), or takes them in place when the model file stores W so
 //     (Source::panels, prefetching the next block's meanwhile), and runs the MR x NR
@@ -24,6 +24,7 @@
 #include <cstring>
 #include <vector>
 
+#include "buffer.hpp"
 #include "cpu.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
@@ -61,19 +62,6 @@ struct PackedX {
     std::int64_t block_stride() const { return slivers * KU * MR; }
     const std::uint32_t* at(std::int64_t b, std::int64_t s) const { return data + b * block_stride() + s * sliver_stride(); }
 };
-
-/// Where pack_x puts x: one per calling thread, grown as needed and kept, so that a forward
-/// pass does not allocate (and fault in) a fresh megabyte for every product. Only the
-/// thread that called linear() writes it; the pool's threads read it during that call.
-struct Workspace {
-    std::vector<std::uint32_t> units;
-    std::vector<std::int32_t> xsum;
-    std::vector<float> xscale;
-};
-inline Workspace& thread_workspace() {
-    thread_local Workspace w;
-    return w;
-}
 
 /// Where a W panel comes from: the stored [out, k] matrix and how its units are made.
 enum class Source {
@@ -142,23 +130,14 @@ inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t 
     return r;
 }
 
-/// At least n elements of a thread's kept buffer (grown as needed, contents left as they
-/// are), starting on a cache line: for aligned vector loads, and so that the vector split of
-/// a row never depends on which thread's buffer holds it.
+/// At least n elements of a kept buffer (grown as needed, contents left as they are),
+/// starting on a cache line: for aligned vector loads, and so that the vector split of a row
+/// never depends on which slot's buffer holds it.
 template <class T>
 inline T* aligned_at_least(std::vector<T>& v, std::int64_t n) {
     static_assert(sizeof(T) == 4, "32-bit elements");
     if (static_cast<std::int64_t>(v.size()) < n + 16) v.resize(static_cast<std::size_t>(n + 16));
     return v.data() + ((64 - reinterpret_cast<std::uintptr_t>(v.data()) % 64) % 64) / 4;
-}
-
-/// Where a task keeps its tiles' sums between k blocks: [sliver][panel][MR][NR], one per
-/// thread, grown as needed and kept. Contiguous tiles, unlike y's rows (whose stride of
-/// `out` floats, 4 KB for 1024 columns, puts a tile's 12 rows in one L1 set and made the
-/// read-add-write of partial sums cost as much as a sixth of the product).
-inline std::vector<float>& thread_tile_sums() {
-    thread_local std::vector<float> c;
-    return c;
 }
 
 }  // namespace altclip::kernels::packed
@@ -341,8 +320,9 @@ inline void transpose16(__m512i (&r)[16]) {
 }
 
 /// Packs x (float32, row stride ldx) as G-value units: G = 1 float32, 2 bfloat16 (round to
-/// nearest even), 4 int8 (symmetric per-row scale max|x| / 127, round half to even).
-inline PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, int g, Workspace& ws,
+/// nearest even), 4 int8 (symmetric per-row scale max|x| / 127, round half to even), into
+/// `ws` (grown as needed): written by this call's threads, then read by the product's.
+inline PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, int g, PackedXBuffers& ws,
                       ThreadPool* pool) {
     PackedX p;
     p.n = n;
@@ -510,21 +490,27 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
 }
 
 
-/// y = x . W^T (+ bias) through the packed kernel with the x already packed.
+/// y = x . W^T (+ bias) through the packed kernel with the x already packed. A task keeps
+/// its tiles' sums between k blocks in its slot's tile_sums of `ws`: [sliver][panel][MR][NR],
+/// contiguous tiles, unlike y's rows (whose stride of `out` floats, 4 KB for 1024 columns,
+/// puts a tile's 12 rows in one L1 set and made the read-add-write of partial sums cost as
+/// much as a sixth of the product).
 template <class Op>
 inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
-                float* y, ThreadPool* pool) {
+                float* y, ThreadPool* pool, Workspace& ws) {
     const std::int64_t tasks = (out + kTaskCols - 1) / kTaskCols;
     constexpr int kPanels = static_cast<int>(kTaskCols / NR);
     constexpr std::int64_t kTile = MR * NR;
-    auto task = [&](std::int64_t t) {
+    KernelBuffers* const slots = ws.slots(slot_count(pool, tasks));
+    auto task = [&](std::int64_t t, int slot) {
         // The task's panels of this k block are packed once (32 KB; used in place when W is
         // stored in panels) and then run over the
         // slivers of x kSliverBlock at a time, so that for many rows (a batch of images) the
         // part of x in use stays in L2 while every panel passes over it. Sums of all but the
-        // last k block go to the thread's tile buffer; the last block writes y.
+        // last k block go to the slot's tile buffer; the last block writes y.
         alignas(64) std::uint32_t panels[kPanels][KU * NR];
-        float* const sums = px.nblocks > 1 ? aligned_at_least(thread_tile_sums(), px.slivers * kPanels * kTile) : nullptr;
+        float* const sums =
+            px.nblocks > 1 ? aligned_at_least(slots[slot].tile_sums, px.slivers * kPanels * kTile) : nullptr;
         const std::int64_t j0 = t * kTaskCols, j1 = std::min(out, j0 + kTaskCols);
         for (std::int64_t b = 0; b < px.nblocks; ++b) {
             const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
@@ -579,40 +565,41 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             }
         }
     };
-    parallel_for(pool, tasks, task);
+    parallel_for_slots(pool, tasks, task);
 }
 
 /// The whole product for a weight matrix of any stored type (see gemm.hpp's WeightType).
 /// Called by kernels::linear only, which has checked the CPU for the weight type's instructions.
 ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
-                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool) {
+                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool,
+                                        Workspace& workspace) {
     PanelSource src{Source::f32, w.data, k, nullptr};
-    Workspace& ws = thread_workspace();
+    PackedXBuffers& ws = workspace.caller().x;
     switch (w.type) {
         case WeightType::f32:
             if (w.panels) src.kind = Source::panels;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace);
             return;
         case WeightType::bf16_dot:
             src.kind = w.panels ? Source::panels : Source::bf16_pairs;
-            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool);
+            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool, workspace);
             return;
         case WeightType::bf16:
             src.kind = w.panels ? Source::bf16_panels_widen : Source::bf16_widen;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace);
             return;
         case WeightType::q8_dot:
             src.kind = Source::i8_quads;
-            run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool);
+            run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool, workspace);
             return;
         case WeightType::q8_bf16:
             src.kind = Source::i8_bf16;
-            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, w.scale, y, pool);
+            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, w.scale, y, pool, workspace);
             return;
         case WeightType::q8:
             src.kind = Source::i8_widen;
             src.scale = w.scale;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool);
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace);
             return;
     }
 }

@@ -62,6 +62,7 @@ void omp_set_num_threads(int) noexcept;
 }
 #endif
 
+#include "buffer.hpp"
 #include "gemm_packed.hpp"  // packed::round_row_bf16, packed::quantize_row: the rounding the own kernels use
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
@@ -325,7 +326,7 @@ private:
         const dnnl::memory::desc wei = weights == nullptr ? dnnl::memory::desc({k, cols}, s8 ? dt::s8 : dt::bf16, tag::any) : *weights;
         const dnnl::memory::desc dst({m, cols}, s8 ? dt::s32 : dt::f32, tag::ab);
         dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // a buffer per calling thread
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // the call's, one per slot (linear)
         if (bias) {
             const dnnl::memory::desc b({1, cols}, dt::f32, tag::ab);
             return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), attr, engine_);
@@ -383,26 +384,14 @@ private:
     mutable std::set<std::string> impls_;
 };
 
-/// The buffers of one thread: x rounded or quantized (the calling thread's, shared read-only
-/// with the pool's threads for the call), and oneDNN's scratchpad (each thread's own).
-struct Workspace {
-    std::vector<std::uint16_t> xb;
-    std::vector<std::int8_t> xq;
-    std::vector<float> xscale;
-    std::vector<unsigned char> scratch;
-    std::vector<float> part;  // one part's [n, cols] result, copied into y's columns
-};
-inline Workspace& thread_workspace() {
-    thread_local Workspace ws;
-    return ws;
-}
-
 /// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack. `pool` may differ from
-/// the context's (a caller's own); nullptr runs the parts on this thread.
+/// the context's (a caller's own); nullptr runs the parts on this thread. Buffers, in
+/// `workspace`: x rounded or quantized (the caller's, read by the pool's threads for the
+/// call); oneDNN's scratchpad and a part's result (each slot's own).
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedWeight& w, const float* bias,
-                   std::int64_t out, float* y, ThreadPool* pool) {
+                   std::int64_t out, float* y, ThreadPool* pool, Workspace& workspace) {
     const Context& ctx = *w.context;
-    Workspace& ws = thread_workspace();
+    KernelBuffers& ws = workspace.caller();
     const bool s8 = w.kind == PackedWeight::Kind::s8;
     [[maybe_unused]] const bool vec = ALTCLIP_X86 && ctx.isa() >= (s8 ? Isa::avx512 : Isa::avx512_bf16);
     void* src = nullptr;
@@ -429,19 +418,21 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
     const float* xscale = ws.xscale.data();
     // Each part on one thread of the pool, oneDNN single-threaded there: the model's threads are
     // the only ones computing, and no OpenMP team waits (spinning) beside the pool's threads.
-    parallel_for(pool, static_cast<std::int64_t>(w.parts.size()), [&](std::int64_t i) {
+    const auto nparts = static_cast<std::int64_t>(w.parts.size());
+    KernelBuffers* const slots = workspace.slots(slot_count(pool, nparts));
+    parallel_for_slots(pool, nparts, [&](std::int64_t i, int slot) {
         const PackedWeight::Part& part = w.parts[static_cast<std::size_t>(i)];
+        KernelBuffers& mine = slots[slot];
         float* yp = y + part.col0;
         try {
             const bool with_bias = !s8 && bias != nullptr;
             const Context::Primitive p = ctx.primitive(w, part, n, with_bias);
-            Workspace& mine = thread_workspace();
-            mine.scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
+            mine.dnnl_scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
             mine.part.resize(static_cast<std::size_t>(n * part.cols));
             const dnnl::engine& eng = ctx.engine();
             // s8: int32 sums, converted below.
             dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, mine.part.data()),
-                scratch_m(p.scratch, eng, mine.scratch.data());
+                scratch_m(p.scratch, eng, mine.dnnl_scratch.data());
             std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_m},
                                                           {DNNL_ARG_WEIGHTS, part.memory},
                                                           {DNNL_ARG_DST, dst_m},
@@ -456,7 +447,7 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
                             " x " + std::to_string(part.cols),
                         e);
         }
-        const float* res = thread_workspace().part.data();
+        const float* res = mine.part.data();
         if (!s8) {
             for (std::int64_t r = 0; r < n; ++r) std::memcpy(yp + r * out, res + r * part.cols, part.cols * sizeof(float));
         } else {

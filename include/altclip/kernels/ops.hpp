@@ -231,32 +231,21 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
 ALTCLIP_AVX512_BEGIN
 namespace attention_detail {
 
-/// One thread's buffers for attention_head (kept between calls, grown as needed).
-struct Workspace {
-    std::vector<std::uint32_t> keys;    // K^T panels: [key panel][unit = dim][NR keys]
-    std::vector<std::uint32_t> values;  // V panels: [dim panel][unit = key][NR dims]
-    std::vector<float> scores;          // one sliver's scores, then probabilities: [MR][seq]
-    packed::Workspace q, p;             // packed Q sliver, packed probabilities
-};
-inline Workspace& thread_workspace() {
-    thread_local Workspace w;
-    return w;
-}
-
 /// out = softmax(Q K^T * scale, keys masked) V for one (sequence, head), fused: 12 query
 /// rows at a time, their scores (12 x seq) made by the packed micro-kernel against K^T
 /// panels, softmaxed in place and multiplied by V panels while still in L1/L2; the full
 /// seq x seq score matrix never exists. q, k, v, out: [seq] rows of `ld` floats, the head's
-/// `d` values first. `key_mask`: nullptr or [seq], 0 = padding.
+/// `d` values first. `key_mask`: nullptr or [seq], 0 = padding. `ws`: the buffers of the
+/// thread running it (its slot's): K^T panels [key panel][unit = dim][NR keys], V panels
+/// [dim panel][unit = key][NR dims], one sliver's scores [MR][seq], packed Q and P slivers.
 ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
-                           std::int64_t ld, const std::int64_t* key_mask, float scale, float* out) {
+                           std::int64_t ld, const std::int64_t* key_mask, float scale, float* out, KernelBuffers& ws) {
     using packed::MR;
     using packed::NR;
     using packed::KU;
-    Workspace& ws = thread_workspace();
     // Buffers start on a cache line: the micro-kernel's loads are aligned ones, and the
     // softmax's vector split of a row (Eigen peels to alignment) then does not depend on
-    // which thread's buffer it runs in, so results do not depend on the thread count.
+    // which slot's buffer it runs in, so results do not depend on the thread count.
     using packed::aligned_at_least;
     // K^T: panel p holds keys [32 p, 32 p + 32) as columns, dims as units (the pack_panel of
     // a "weight" whose rows are keys); V: panel p holds dims [32 p, 32 p + 32) as columns,
@@ -324,12 +313,14 @@ ALTCLIP_AVX512_END
 
 /// Scaled dot-product attention of one (sequence, head): q, k, v, out are [seq] rows of
 /// `ld` floats whose first `d` values are this head's; key_mask: nullptr or [seq], 0 = padding.
+/// `ws`: the buffers of the thread running it.
 inline void attention_one(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
-                          std::int64_t ld, const std::int64_t* key_mask, float* out, Isa isa) {
+                          std::int64_t ld, const std::int64_t* key_mask, float* out, Isa isa,
+                          [[maybe_unused]] KernelBuffers& ws) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 #if ALTCLIP_X86
-    if (isa >= Isa::avx512) return attention_detail::attention_head(q, k, v, seq, d, ld, key_mask, scale, out);
-    if (isa >= Isa::avx2) return avx2::attention_head(q, k, v, seq, d, ld, key_mask, scale, out);
+    if (isa >= Isa::avx512) return attention_detail::attention_head(q, k, v, seq, d, ld, key_mask, scale, out, ws);
+    if (isa >= Isa::avx2) return avx2::attention_head(q, k, v, seq, d, ld, key_mask, scale, out, ws);
 #endif
     using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
     using StridedOut = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
@@ -353,32 +344,45 @@ inline void attention_one(const float* q, const float* k, const float* v, std::i
 /// by side, as the reference's view(..., heads, head_dim)). `key_mask`: nullptr, or
 /// [batch, seq] with 1 for keys to attend and 0 for padding (their scores become -inf
 /// before the softmax, which the reference's additive float-min mask equals after exp).
+/// `ws`: the call's kernel buffers (one set per slot of the pool's loop).
 inline void attention(const float* q, const float* k, const float* v, std::int64_t batch, std::int64_t seq,
                       std::int64_t heads, std::int64_t head_dim, const std::int64_t* key_mask, float* out,
-                      ThreadPool* pool) {
+                      ThreadPool* pool, Workspace& ws) {
     const std::int64_t width = heads * head_dim;
     const Isa isa = isa_of(pool);
-    auto task = [&](std::int64_t t) {
+    KernelBuffers* const slots = ws.slots(slot_count(pool, batch * heads));
+    auto task = [&](std::int64_t t, int slot) {
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = b * seq * width + h * head_dim;
         attention_one(q + off, k + off, v + off, seq, head_dim, width, key_mask != nullptr ? key_mask + b * seq : nullptr,
-                      out + off, isa);
+                      out + off, isa, slots[slot]);
     };
-    parallel_for(pool, batch * heads, task);
+    parallel_for_slots(pool, batch * heads, task);
+}
+
+/// The same with buffers for this call only (tests, one-off calls).
+inline void attention(const float* q, const float* k, const float* v, std::int64_t batch, std::int64_t seq,
+                      std::int64_t heads, std::int64_t head_dim, const std::int64_t* key_mask, float* out,
+                      ThreadPool* pool) {
+    Workspace ws;
+    attention(q, k, v, batch, seq, heads, head_dim, key_mask, out, pool, ws);
 }
 
 /// The same for sequences of different lengths packed back to back, without padding:
 /// sequence b is rows [starts[b], starts[b + 1]) and attends to its own rows only.
 inline void attention_packed(const float* q, const float* k, const float* v, const std::int64_t* starts,
-                             std::int64_t batch, std::int64_t heads, std::int64_t head_dim, float* out, ThreadPool* pool) {
+                             std::int64_t batch, std::int64_t heads, std::int64_t head_dim, float* out, ThreadPool* pool,
+                             Workspace& ws) {
     const std::int64_t width = heads * head_dim;
     const Isa isa = isa_of(pool);
-    auto task = [&](std::int64_t t) {
+    KernelBuffers* const slots = ws.slots(slot_count(pool, batch * heads));
+    auto task = [&](std::int64_t t, int slot) {
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = starts[b] * width + h * head_dim;
-        attention_one(q + off, k + off, v + off, starts[b + 1] - starts[b], head_dim, width, nullptr, out + off, isa);
+        attention_one(q + off, k + off, v + off, starts[b + 1] - starts[b], head_dim, width, nullptr, out + off, isa,
+                      slots[slot]);
     };
-    parallel_for(pool, batch * heads, task);
+    parallel_for_slots(pool, batch * heads, task);
 }
 
 }  // namespace altclip::kernels

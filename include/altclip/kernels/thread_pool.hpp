@@ -4,6 +4,10 @@
 // thread, and returns when all are done. Several threads may call parallel_for on the same
 // pool at once (a model shared between threads): their tasks interleave in one queue and
 // each caller waits only for its own. Exceptions thrown by fn are rethrown in the caller.
+// parallel_for_slots(n, fn) runs fn(i, slot) the same way, `slot` numbering the threads that
+// take part in this one call (0 .. slot_count - 1): a thread keeps its slot for the whole call
+// and no two threads share one, so a task may use its slot's buffers (Workspace::slots,
+// buffer.hpp) without locks, whatever other calls run on the pool at the same time.
 //
 // The pool is a model's compute context: its threads, and the instruction-set level (Isa)
 // its kernels run, chosen once when the model is loaded (isa_of).
@@ -60,14 +64,23 @@ public:
 
     template <class Fn>
     void parallel_for(std::int64_t n, Fn&& fn) {
+        parallel_for_slots(n, [&fn](std::int64_t i, int) { fn(i); });
+    }
+
+    /// The threads (slots) that a call of n tasks runs on: at most min(n, size()).
+    int slot_count(std::int64_t n) const { return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(n, size_))); }
+
+    /// fn(i, slot) for i in [0, n), slot < slot_count(n): see the top of this file.
+    template <class Fn>
+    void parallel_for_slots(std::int64_t n, Fn&& fn) {
         if (n <= 0) return;
         if (n == 1 || size_ == 1) {
-            for (std::int64_t i = 0; i < n; ++i) fn(i);
+            for (std::int64_t i = 0; i < n; ++i) fn(i, 0);
             return;
         }
         auto job = std::make_shared<Job>();
         job->n = n;
-        job->fn = [&fn](std::int64_t i) { fn(i); };
+        job->fn = [&fn](std::int64_t i, int slot) { fn(i, slot); };
         // One queue entry per helper; every participant pulls indices from the job's counter.
         const int helpers = static_cast<int>(std::min<std::int64_t>(n - 1, size_ - 1));
         {
@@ -84,8 +97,9 @@ public:
 private:
     struct Job {
         std::int64_t n = 0;
-        std::function<void(std::int64_t)> fn;
+        std::function<void(std::int64_t, int)> fn;
         std::atomic<std::int64_t> next{0};
+        std::atomic<int> slots{0};  // slots handed out: one per thread that took a task
         std::int64_t finished = 0;  // guarded by mutex
         std::exception_ptr error;   // guarded by mutex
         std::mutex mutex;
@@ -95,9 +109,11 @@ private:
     static void run(Job& job) {
         std::int64_t count = 0;
         std::exception_ptr error;
+        int slot = -1;  // taken with the first task: the caller and at most n - 1 helpers do
         for (std::int64_t i; (i = job.next.fetch_add(1)) < job.n;) {
+            if (slot < 0) slot = job.slots.fetch_add(1);
             try {
-                job.fn(i);
+                job.fn(i, slot);
             } catch (...) {
                 if (!error) error = std::current_exception();
             }
@@ -154,6 +170,20 @@ inline void parallel_for(ThreadPool* pool, std::int64_t n, Fn&& fn) {
         pool->parallel_for(n, fn);
     } else {
         for (std::int64_t i = 0; i < n; ++i) fn(i);
+    }
+}
+
+/// The slots of a parallel_for_slots of n tasks with this pool (1 without one).
+inline int slot_count(const ThreadPool* pool, std::int64_t n) { return pool != nullptr ? pool->slot_count(n) : 1; }
+
+/// fn(i, slot) for i in [0, n), on the pool if there is one (ThreadPool::parallel_for_slots),
+/// else in order on this thread as slot 0.
+template <class Fn>
+inline void parallel_for_slots(ThreadPool* pool, std::int64_t n, Fn&& fn) {
+    if (pool != nullptr) {
+        pool->parallel_for_slots(n, fn);
+    } else {
+        for (std::int64_t i = 0; i < n; ++i) fn(i, 0);
     }
 }
 

@@ -27,13 +27,14 @@ inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq,
     float* q = scratch.get(kSlotQ, rows * hidden);
     float* k = scratch.get(kSlotK, rows * hidden);
     float* v = scratch.get(kSlotV, rows * hidden);
-    kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q, pool);
-    kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k, pool);
-    kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v, pool);
+    kernels::Workspace& ws = scratch.workspace();
+    kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q, pool, ws);
+    kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k, pool, ws);
+    kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v, pool, ws);
     if (starts != nullptr)
-        kernels::attention_packed(q, k, v, starts, batch, heads, hidden / heads, ctx, pool);
+        kernels::attention_packed(q, k, v, starts, batch, heads, hidden / heads, ctx, pool, ws);
     else
-        kernels::attention(q, k, v, batch, seq, heads, hidden / heads, key_mask, ctx, pool);
+        kernels::attention(q, k, v, batch, seq, heads, hidden / heads, key_mask, ctx, pool, ws);
 }
 
 }  // namespace altclip::detail
