@@ -10,8 +10,10 @@
 // interruption, even SIGKILL or a power cut, leaves every committed image in a valid index),
 // and overlaps decoding with the model (altclip::ImageEmbedder). Names from the file system
 // are bytes: they are stored as BLOBs and escaped wherever they are shown.
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stb/stb_image_write.h>  // implementation in libstb, which altclip already links
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -543,6 +545,21 @@ bool under(const std::string& path, const std::string& dir) {
     return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/';
 }
 
+/// After writing: the WAL moved into the file (a checkpoint, synced) and the file's pages
+/// dropped from the page cache. Just written, they sit there in small folios that every
+/// query would map 4 KB at a time; read back by the next query (advise_huge_pages) they come
+/// in 2 MB folios. Advice only: a checkpoint kept from finishing by a reader, or an OS
+/// without posix_fadvise, changes nothing but speed.
+void drop_from_page_cache(const Db& db) {
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    const int fd = ::open(db.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+#ifdef POSIX_FADV_DONTNEED
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+#endif
+    ::close(fd);
+}
+
 int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
     const std::string model_path = args.one("model"), db_path = args.one("db");
     if (model_path.empty()) fail("index: --model FILE is required (a file made by tools/convert.py)\n" + std::string(kUsage), 2);
@@ -750,6 +767,7 @@ int run_index(const cli::Args& args, const std::vector<std::string>& dirs) {
         Stmt s(db, "SELECT count(*) FROM images");
         if (s.step()) total = s.i64(0);
     }
+    if (added + updated + moved + removed > 0) drop_from_page_cache(db);
     std::sort(failed.begin(), failed.end());
     if (unchanged + moved + added + updated == 0 && !interrupted) {
         db_holder.reset();  // closed before a new, empty index is removed
@@ -876,6 +894,36 @@ void write_atomically(const std::string& path, const std::string& text) {
     }
 }
 
+/// Asks for 2 MB pages on SQLite's memory mapping of the index file `path` (found in
+/// /proc/self/maps; SQLite maps it when a transaction first reads). Advice only, as for the
+/// model file: what is read from disk through the mapping then comes into the page cache in
+/// 2 MB folios, which later queries map 2 MB at a time. Read back by 4 KB faults, the scan
+/// blocks of 100,000 images (150 MB) took ~30 ms to scan; in 2 MB folios, ~17 ms.
+void advise_huge_pages(const std::string& path) {
+#ifdef MADV_HUGEPAGE
+    std::error_code ec;
+    const std::string want = std::filesystem::canonical(path, ec).string();
+    if (ec) return;
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+        // "lo-hi perms offset dev inode   path": the path is the rest after five fields
+        std::istringstream in(line);
+        std::string range, perms, offset, dev, inode;
+        if (!(in >> range >> perms >> offset >> dev >> inode)) continue;
+        std::string name;
+        std::getline(in >> std::ws, name);
+        if (name != want) continue;
+        const auto dash = range.find('-');
+        if (dash == std::string::npos) continue;
+        const auto lo = std::stoull(range.substr(0, dash), nullptr, 16), hi = std::stoull(range.substr(dash + 1), nullptr, 16);
+        (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+    }
+#else
+    (void)path;
+#endif
+}
+
 /// Every indexed image's score against `query`: ids[i], scores[i], in id order.
 struct Scan {
     std::vector<std::int64_t> ids;
@@ -948,6 +996,7 @@ void score_dirty(const Db& db, Stmt& rows, ScanUnit& u, const std::vector<float>
 /// the others through connections of their own that see the same generation (add_generation).
 Scan scan(const Db& db, const std::vector<float>& query, std::size_t dim, altclip::Isa isa, int threads) {
     const std::string generation = read_generation(db);  // the first read: fixes the snapshot
+    advise_huge_pages(db.path());                         // SQLite has mapped the file by now
     std::vector<std::int64_t> dirty;
     {
         Stmt d(db, "SELECT block FROM dirty_blocks ORDER BY block");
@@ -962,10 +1011,19 @@ Scan scan(const Db& db, const std::vector<float>& query, std::size_t dim, altcli
             units.push_back({b.i64(0), b.i64(1), true, false, {}, {}});
             packed += b.i64(1);
         }
+        // (count(*) walks the small images_by_content index; the rows of dirty blocks are
+        // counted by id range: an expression of id would walk every row of the table, i.e.
+        // read the whole file, two to three times the bytes of the scan itself.)
         Stmt count(db, "SELECT count(*) FROM images");
         if (count.step()) total = count.i64(0);
-        Stmt in_dirty(db, "SELECT count(*) FROM images WHERE id / 4096 IN (SELECT block FROM dirty_blocks)");
-        if (in_dirty.step() && packed + in_dirty.i64(0) != total) {  // not consistent: scan every row
+        std::int64_t in_dirty = 0;
+        Stmt range(db, "SELECT count(*) FROM images WHERE id >= ? AND id < ?");
+        for (std::int64_t block : dirty) {
+            range.bind(1, block * kBlockRows).bind(2, (block + 1) * kBlockRows);
+            if (range.step()) in_dirty += range.i64(0);
+            range.reset();
+        }
+        if (packed + in_dirty != total) {  // not consistent: scan every row
             units.clear();
             dirty.clear();
             Stmt all(db, "SELECT DISTINCT id / 4096 FROM images ORDER BY 1");
@@ -997,6 +1055,7 @@ Scan scan(const Db& db, const std::vector<float>& query, std::size_t dim, altcli
                 conn.exec(kMapBlocks);
                 conn.exec("BEGIN");
                 if (read_generation(conn) != generation) return;  // an indexer committed in between
+                advise_huge_pages(conn.path());                    // this connection's own mapping
                 joined.fetch_add(1);
                 std::vector<std::uint16_t> piece;
                 take_packed(conn, piece);
