@@ -22,6 +22,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <condition_variable>
 #include <deque>
@@ -545,13 +546,13 @@ bool under(const std::string& path, const std::string& dir) {
     return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/';
 }
 
-/// After writing: the WAL moved into the file (a checkpoint, synced) and the file's pages
-/// dropped from the page cache. Just written, they sit there in small folios that every
-/// query would map 4 KB at a time; read back by the next query (advise_huge_pages) they come
-/// in 2 MB folios. Advice only: a checkpoint kept from finishing by a reader, or an OS
-/// without posix_fadvise, changes nothing but speed.
+/// After writing: the WAL moved into the file (a checkpoint, as far as readers allow) and
+/// the file's pages dropped from the page cache. Just written, they sit there in small
+/// folios that every query would map 4 KB at a time; read back by the next query
+/// (advise_huge_pages) they come in 2 MB folios. Advice only: a checkpoint kept from
+/// finishing by a reader, or an OS without posix_fadvise, changes nothing but speed.
 void drop_from_page_cache(const Db& db) {
-    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    db.exec("PRAGMA wal_checkpoint(PASSIVE)");  // never waits for a query that is reading
     const int fd = ::open(db.path().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return;
 #ifdef POSIX_FADV_DONTNEED
@@ -916,8 +917,9 @@ void advise_huge_pages(const std::string& path) {
         if (name != want) continue;
         const auto dash = range.find('-');
         if (dash == std::string::npos) continue;
-        const auto lo = std::stoull(range.substr(0, dash), nullptr, 16), hi = std::stoull(range.substr(dash + 1), nullptr, 16);
-        (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+        const unsigned long long lo = std::strtoull(range.c_str(), nullptr, 16),
+                                 hi = std::strtoull(range.c_str() + dash + 1, nullptr, 16);
+        if (lo < hi) (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
     }
 #else
     (void)path;
