@@ -1049,6 +1049,19 @@ Scan scan(const Db& db, const std::vector<float>& query, std::size_t dim, altcli
         for (std::size_t i; (i = next.fetch_add(1)) < packed_units.size();) score_packed(conn, units[packed_units[i]], query, dim, isa, piece);
     };
     std::vector<std::thread> helpers;
+    // Joins the helpers however this function leaves (an error in this thread's blocks must
+    // not destroy running threads): no more blocks handed out, then wait for them.
+    struct JoinAll {
+        std::vector<std::thread>& threads;
+        std::atomic<std::size_t>& next;
+        std::size_t end;
+        ~JoinAll() {
+            next.store(end);
+            for (auto& t : threads) {
+                if (t.joinable()) t.join();
+            }
+        }
+    } join_all{helpers, next, packed_units.size()};
     const int wanted = generation.empty() ? 1 : std::max(1, std::min<int>(threads, static_cast<int>(packed_units.size())));
     for (int t = 1; t < wanted; ++t) {
         helpers.emplace_back([&] {
@@ -1073,7 +1086,7 @@ Scan scan(const Db& db, const std::vector<float>& query, std::size_t dim, altcli
         if (!u.packed) score_dirty(db, rows, u, query, dim, isa);
     }
     take_packed(db, piece);
-    for (auto& h : helpers) h.join();
+    for (auto& h : helpers) h.join();  // (the normal way out; join_all covers the others)
 
     Scan out;
     out.threads = joined.load();

@@ -385,6 +385,18 @@ TEST_CASE("image_search query ranks as the dot products of embed --normalize out
         const auto upgraded = with("2");
         CHECK_THAT(upgraded.err, Catch::Matchers::Contains("on 2 threads,"));
         CHECK(upgraded.out == one.out);
+
+        // A damaged block, scanned on two threads: a clear error and exit status 1 (the main
+        // thread joins the other before it reports), whichever thread meets the block.
+        for (const char* block : {"0", "2"}) {
+            sql(db, std::string("UPDATE scan_blocks SET vectors = x'0000' WHERE block = ") + block);
+            const auto damaged = with("2");
+            CHECK(damaged.status == 1);
+            CHECK_THAT(damaged.err, Catch::Matchers::Contains("scan block " + std::string(block) + " has the wrong size"));
+            sql(db, std::string("INSERT INTO dirty_blocks VALUES (") + block + ")");  // repacked by the next run
+            REQUIRE(index(t.path, db, {photos.string()}).status == 0);
+            CHECK(with("2").out == one.out);
+        }
     }
 }
 
