@@ -100,12 +100,13 @@ struct Shape {
 template <class T>
 std::vector<std::uint32_t> to_panels(const std::vector<T>& w, std::int64_t rows, std::int64_t cols, std::uint32_t*& data) {
     constexpr int g = 4 / sizeof(T);
-    const std::int64_t units = (cols + g - 1) / g, blocks = (rows + 31) / 32;
-    std::vector<std::uint32_t> storage(static_cast<std::size_t>(blocks * units * 32 + 16), 0u);
+    constexpr std::int64_t P = altclip::kPanelRows;
+    const std::int64_t units = (cols + g - 1) / g, blocks = (rows + P - 1) / P;
+    std::vector<std::uint32_t> storage(static_cast<std::size_t>(blocks * units * P + 16), 0u);
     data = storage.data() + ((64 - reinterpret_cast<std::uintptr_t>(storage.data()) % 64) % 64) / 4;
     for (std::int64_t r = 0; r < rows; ++r)
         for (std::int64_t c = 0; c < cols; ++c)
-            reinterpret_cast<T*>(data + ((r / 32) * units + c / g) * 32 + r % 32)[c % g] = w[r * cols + c];
+            reinterpret_cast<T*>(data + altclip::panel_unit(r, c, cols, g, P))[c % g] = w[r * cols + c];
     return storage;
 }
 

@@ -152,22 +152,22 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
 namespace {
 
 // A [rows, cols] matrix of 32-bit (g = 1) or 16-bit (g = 2) values in the panel layout of
-// docs/format.md: [ceil(rows / 32)][ceil(cols / g)][32] 32-bit units, zero padded, 64-byte
-// aligned like a tensor in a model file. Written here from the format's definition.
+// docs/format.md with P rows per panel: [ceil(rows / P)][ceil(cols / g)][P] 32-bit units, zero
+// padded, 64-byte aligned like a tensor in a model file. Written here from the format's definition.
 struct Panels {
     std::vector<std::uint32_t> storage;
     std::uint32_t* data = nullptr;
 };
 template <class T>
-Panels to_panels(const std::vector<T>& w, std::int64_t rows, std::int64_t cols) {
+Panels to_panels(const std::vector<T>& w, std::int64_t rows, std::int64_t cols, std::int64_t P) {
     constexpr int g = 4 / sizeof(T);
-    const std::int64_t units = (cols + g - 1) / g, blocks = (rows + 31) / 32;
+    const std::int64_t units = (cols + g - 1) / g, blocks = (rows + P - 1) / P;
     Panels p;
-    p.storage.assign(static_cast<std::size_t>(blocks * units * 32 + 16), 0u);
+    p.storage.assign(static_cast<std::size_t>(blocks * units * P + 16), 0u);
     p.data = p.storage.data() + ((64 - reinterpret_cast<std::uintptr_t>(p.storage.data()) % 64) % 64) / 4;
     for (std::int64_t r = 0; r < rows; ++r)
         for (std::int64_t c = 0; c < cols; ++c) {
-            auto* unit = reinterpret_cast<T*>(p.data + ((r / 32) * units + c / g) * 32 + r % 32);
+            auto* unit = reinterpret_cast<T*>(p.data + ((r / P) * units + c / g) * P + r % P);
             unit[c % g] = w[r * cols + c];
         }
     return p;
@@ -185,13 +185,17 @@ TEST_CASE("linear on weights stored in panels equals the row-major product", "[k
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
              {1, 1, 1}, {1, 17, 3}, {3, 33, 40}, {16, 588, 96}, {16, 1024, 64}, {47, 7, 5}, {48, 300, 70},
              {61, 515, 33}, {257, 1024, 96}, {100, 1030, 130}}) {
-        INFO("n " << n << " k " << k << " out " << out);
+      // 64-row panels (what the converter writes) and 32-row ones (version 2 files)
+      for (std::int64_t P : {altclip::kPanelRows, altclip::kPanelRowsV2}) {
+        INFO("n " << n << " k " << k << " out " << out << ", panels of " << P << " rows, kernels at "
+                  << altclip::isa_name(pool.isa()));
         const auto x = randn(n * k, 31), w = randn(out * k, 32), b = randn(out, 33);
         std::vector<std::uint16_t> wb(w.size());
         for (std::size_t i = 0; i < w.size(); ++i) wb[i] = to_bf16(w[i]);
-        const Panels pf = to_panels(w, out, k), pb = to_panels(wb, out, k);
+        const Panels pf = to_panels(w, out, k, P), pb = to_panels(wb, out, k, P);
         WeightMatrix rows_f32{WeightType::f32, w.data(), out, k}, panels_f32{WeightType::f32, pf.data, out, k};
         panels_f32.panels = true;
+        panels_f32.panel_rows = P;
         std::vector<float> row(k), prow(k);
         for (std::int64_t r = 0; r < out; ++r) {  // the Eigen path and the embedding lookup read rows so
             weight_row(rows_f32, r, row.data());
@@ -209,6 +213,7 @@ TEST_CASE("linear on weights stored in panels equals the row-major product", "[k
             INFO("bf16 type " << static_cast<int>(t));
             WeightMatrix rows_b{t, wb.data(), out, k}, panels_b{t, pb.data, out, k};
             panels_b.panels = true;
+            panels_b.panel_rows = P;
             for (std::int64_t r = 0; r < out; ++r) {
                 weight_row(rows_b, r, row.data());
                 weight_row(panels_b, r, prow.data());
@@ -219,6 +224,7 @@ TEST_CASE("linear on weights stored in panels equals the row-major product", "[k
             if (n >= gemm_detail::kPackRows) CHECK(y == want);
             else CHECK(max_rel(y, want) < 1e-5);
         }
+      }
     }
 }
 

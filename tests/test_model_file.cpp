@@ -1,10 +1,13 @@
 // The model file reader: every kind of corrupt file made here from a good one must fail
 // with its own clear FormatError (never a crash), and a good file opens without copying.
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -108,6 +111,64 @@ TEST_CASE("a version-1 file (every matrix row-major) opens and gives the same nu
     check_same("image features", old_model.get_image_features(pixels), model.get_image_features(pixels));
 }
 
+TEST_CASE("a file with 64-row panels (format version 3) gives the numbers of its 32-row twin (version 2)",
+          "[model_file]") {
+    // The test models are version 2 files: their matrices in 32-row panels ("panels"). The same
+    // models with every such matrix stored as tools/convert.py now writes it, in 64-row panels
+    // ("panels64", docs/format.md), must give exactly the same numbers: the kernels read the
+    // same values in the same order of sums, only from other addresses (and, where the products
+    // go through oneDNN, bf16 matrices in place instead of a reordered copy).
+    for (const char* name : {"models/tiny.altclip", "models/tiny-bf16.altclip"}) {
+        INFO(name);
+        const std::string good = read_bytes(data_path(name));
+        const auto file = altclip::ModelFile::from_bytes(good, name);
+        Parts p = Parts::of(good);
+        REQUIRE(p.header["version"] == 2);
+        int matrices = 0;
+        for (auto& item : p.header["tensors"].items()) {
+            if (item.value().value("layout", "rows") != "panels") continue;
+            const altclip::TensorView& t = file->container().tensor(item.key());
+            REQUIRE(t.panel_rows == altclip::kPanelRowsV2);
+            const std::vector<float> v = t.to_f32();
+            const std::int64_t rows = t.matrix_rows(), cols = t.matrix_cols(), P = altclip::kPanelRows;
+            const bool bf16 = t.dtype == altclip::DType::bf16;
+            const std::int64_t g = bf16 ? 2 : 1, units = (cols + g - 1) / g;
+            std::vector<std::uint32_t> units_out(static_cast<std::size_t>((rows + P - 1) / P * units * P), 0u);
+            for (std::int64_t r = 0; r < rows; ++r)
+                for (std::int64_t c = 0; c < cols; ++c) {
+                    std::uint32_t bits;
+                    std::memcpy(&bits, &v[static_cast<std::size_t>(r * cols + c)], 4);
+                    std::uint32_t& u = units_out[static_cast<std::size_t>(altclip::panel_unit(r, c, cols, g, P))];
+                    if (!bf16) u = bits;
+                    else u |= (bits >> 16) << (16 * (c % 2));  // exact: the values came from bfloat16
+                }
+            p.data.resize((p.data.size() + 63) / 64 * 64, '\0');
+            item.value()["offset"] = p.data.size();
+            item.value()["size"] = units_out.size() * 4;
+            item.value()["layout"] = "panels64";
+            p.data.append(reinterpret_cast<const char*>(units_out.data()), units_out.size() * 4);
+            ++matrices;
+        }
+        REQUIRE(matrices > 0);
+        p.header["version"] = 3;
+        const auto file64 = altclip::ModelFile::from_bytes(p.bytes(3), "panels64.altclip");
+        const altclip::AltCLIPModel model64(file64);
+        const altclip::AltCLIPModel model(file);
+        const altclip::AltCLIPProcessor processor(*file);
+        const auto tokens = processor(std::vector<std::string>{"a photo of a cat", "ein Foto eines Hundes"});
+        const auto pixels = processor.load_images(std::vector<std::string>{data_path("images/chelsea.png")});
+        auto check_same = [](const char* what, const altclip::Tensor& a, const altclip::Tensor& b) {
+            REQUIRE(a.shape == b.shape);
+            const altclip_test::Diff d = altclip_test::compare(a.ptr(), b.data);
+            INFO(what << ": max abs diff " << d.max_abs << " at " << altclip_test::index_str(d.worst, b.shape)
+                      << " (must be 0)");
+            CHECK(d.max_abs == 0);
+        };
+        check_same("text features", model64.get_text_features(tokens), model.get_text_features(tokens));
+        check_same("image features", model64.get_image_features(pixels), model.get_image_features(pixels));
+    }
+}
+
 TEST_CASE("a missing file is an IoError naming it", "[model_file]") {
     CHECK_THROWS_AS(altclip::ModelFile::open("/nonexistent/model.altclip"), altclip::IoError);
     CHECK_THROWS_WITH(altclip::ModelFile::open("/nonexistent/model.altclip"), Contains("/nonexistent/model.altclip"));
@@ -146,8 +207,8 @@ TEST_CASE("each kind of corruption has its own clear error", "[model_file]") {
     }
     SECTION("unknown version") {
         std::string b = good;
-        b[8] = 3;
-        CHECK_THROWS_WITH(load(b), Contains("format version 3") && Contains("reads versions 1 to 2"));
+        b[8] = 4;
+        CHECK_THROWS_WITH(load(b), Contains("format version 4") && Contains("reads versions 1 to 3"));
         b[8] = 0;
         CHECK_THROWS_WITH(load(b), Contains("format version 0"));
     }

@@ -54,28 +54,41 @@ double worst(const std::vector<float>& a, const std::vector<float>& b, const std
     return w;
 }
 
-// The panel layout of docs/format.md for 16-bit values (as tests/test_kernels.cpp writes it),
-// 64-byte aligned like a tensor in a model file, with the slack after it a file has.
+// The panel layout of docs/format.md for 16-bit values in panels of P rows (as
+// tests/test_kernels.cpp writes it), 64-byte aligned like a tensor in a model file, with the
+// slack after it a file has.
 struct Panels {
     std::vector<std::uint32_t> storage;
     std::uint32_t* data = nullptr;
+    std::int64_t bytes = 0;
 };
-Panels to_panels(const std::vector<std::uint16_t>& w, std::int64_t rows, std::int64_t cols) {
-    const std::int64_t units = (cols + 1) / 2, blocks = (rows + 31) / 32;
+Panels to_panels(const std::vector<std::uint16_t>& w, std::int64_t rows, std::int64_t cols, std::int64_t P) {
+    const std::int64_t units = (cols + 1) / 2, blocks = (rows + P - 1) / P;
     Panels p;
-    p.storage.assign(static_cast<std::size_t>(blocks * units * 32 + 16), 0u);
+    p.storage.assign(static_cast<std::size_t>(blocks * units * P + 16), 0u);
     p.data = p.storage.data() + ((64 - reinterpret_cast<std::uintptr_t>(p.storage.data()) % 64) % 64) / 4;
+    p.bytes = blocks * units * P * 4;
     for (std::int64_t r = 0; r < rows; ++r)
         for (std::int64_t c = 0; c < cols; ++c) {
-            auto* unit = reinterpret_cast<std::uint16_t*>(p.data + ((r / 32) * units + c / 2) * 32 + r % 32);
+            auto* unit = reinterpret_cast<std::uint16_t*>(p.data + ((r / P) * units + c / 2) * P + r % P);
             unit[c % 2] = w[r * cols + c];
         }
     return p;
 }
 
-const std::vector<std::array<std::int64_t, 3>> kShapes = {  // n, k, out: k and out not multiples of 16
+// Whether oneDNN's bf16 matmul chooses the layout of 64-row panels (BA16a64b2a) on this CPU:
+// its AVX512_BF16 and AMX-BF16 matmuls do; then a matrix with k a multiple of 32 stored so
+// must be used in place. Unknown (not checked) when oneDNN's ISA is capped from outside.
+bool onednn_takes_panels_in_place() {
+    const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+    return altclip::cpu_info().supported >= altclip::Isa::avx512_bf16 && (cap == nullptr || *cap == '\0');
+}
+
+const std::vector<std::array<std::int64_t, 3>> kShapes = {  // n, k, out: k and out not multiples of 16 ...
     {1, 37, 23}, {7, 37, 23}, {257, 37, 23}, {1, 1030, 65}, {7, 1030, 65}, {257, 1030, 65},
-    {1, 600, 201}, {7, 600, 201}, {257, 600, 201}, {49, 1030, 65}};
+    {1, 600, 201}, {7, 600, 201}, {257, 600, 201}, {49, 1030, 65},
+    // ... and k multiples of 32 (the weights in 64-row panels used in place), out not of 64
+    {7, 1024, 130}, {257, 64, 200}, {1, 96, 64}};
 
 }  // namespace
 
@@ -96,7 +109,7 @@ TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes"
         // bf16: row-major and in panels, with and without bias.
         std::vector<std::uint16_t> wb(wf.size());
         for (std::size_t i = 0; i < wf.size(); ++i) wb[i] = to_bf16(wf[i]);
-        const auto panels = to_panels(wb, out, k);
+        const auto panels32 = to_panels(wb, out, k, 32), panels64 = to_panels(wb, out, k, 64);
         // The scalar twin (double sums of the bfloat16-rounded x and W): what both sides compute.
         std::vector<double> bound(n * out), bound_nb(n * out);
         std::vector<float> ref(n * out), ref_nb(n * out);
@@ -113,15 +126,31 @@ TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes"
                 ref_nb[i * out + j] = float(d);
                 ref[i * out + j] = float(d + b[j]);
             }
-        for (bool in_panels : {false, true}) {
+        for (std::int64_t panel_rows : {0, 32, 64}) {
             for (bool with_bias : {true, false}) {
-                INFO("bf16, " << (in_panels ? "panels" : "row-major") << (with_bias ? ", bias" : ", no bias"));
-                WeightMatrix w{WeightType::bf16_dot, in_panels ? static_cast<const void*>(panels.data) : wb.data(), out, k};
-                w.panels = in_panels;
+                INFO("bf16, " << (panel_rows ? "panels of " + std::to_string(panel_rows) + " rows" : "row-major")
+                              << (with_bias ? ", bias" : ", no bias"));
+                const Panels& panels = panel_rows == 32 ? panels32 : panels64;
+                WeightMatrix w{WeightType::bf16_dot, panel_rows ? static_cast<const void*>(panels.data) : wb.data(), out, k};
+                w.panels = panel_rows != 0;
+                w.panel_rows = panel_rows;
                 std::vector<float> own(n * out), dnn(n * out), dnn1(n * out);
                 const float* bias = with_bias ? b.data() : nullptr;
                 linear(x.data(), n, k, w, bias, out, own.data(), &pool);
+                const auto before = ctx.parts_in_place_and_copied();
                 w.onednn = ctx.pack(w, "test");
+                const auto after = ctx.parts_in_place_and_copied();
+                const std::size_t in_place = after.first - before.first, parts = w.onednn->parts.size();
+                INFO(in_place << " of " << parts << " weight parts used in place");
+                CHECK(after.first + after.second - before.first - before.second == parts);
+                if (panel_rows != 64 || k % 32 != 0) {
+                    CHECK(in_place == 0);  // only 64-row panels of whole pairs of 16 are oneDNN's layout
+                } else if (onednn_takes_panels_in_place()) {
+                    CHECK(in_place == parts);
+                    for (const auto& part : w.onednn->parts)  // the file's bytes, not a copy
+                        CHECK(static_cast<const char*>(part.memory.get_data_handle()) ==
+                              reinterpret_cast<const char*>(panels.data) + part.col0 * ((k + 1) / 2) * 4);
+                }
                 linear(x.data(), n, k, w, bias, out, dnn.data(), &pool);
                 linear(x.data(), n, k, w, bias, out, dnn1.data(), &pool);
                 CHECK(dnn == dnn1);  // a second call (primitive from the cache) gives the same numbers
@@ -177,6 +206,38 @@ TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes"
     }
     INFO(ctx.describe());
     CHECK(ctx.describe().find("oneDNN") == 0);
+}
+
+// The claim the in-place path rests on (format/layout.hpp): a bf16 [out, k] matrix in 64-row
+// panels, k a multiple of 32, is byte for byte oneDNN's BA16a64b2a layout of the [k, out]
+// weights. oneDNN's own reorder of the row-major matrix into that tag (on any CPU) must give
+// the same bytes, padding included.
+TEST_CASE("onednn: 64-row bf16 panels are oneDNN's BA16a64b2a layout", "[kernels][onednn]") {
+    dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    for (auto [out, k] : std::vector<std::array<std::int64_t, 2>>{{64, 32}, {130, 64}, {200, 1024}, {1, 96}}) {
+        INFO("out " << out << " k " << k);
+        const auto wf = altclip_test::randn(out * k, 61);
+        std::vector<std::uint16_t> wb(wf.size());
+        for (std::size_t i = 0; i < wf.size(); ++i) wb[i] = to_bf16(wf[i]);
+        const Panels panels = to_panels(wb, out, k, 64);
+        using dt = dnnl::memory::data_type;
+        using tag = dnnl::memory::format_tag;
+        dnnl::memory plain({{k, out}, dt::bf16, tag::ba}, engine, wb.data());
+        const dnnl::memory::desc blocked_desc({k, out}, dt::bf16, tag::BA16a64b2a);
+        REQUIRE(static_cast<std::int64_t>(blocked_desc.get_size()) == panels.bytes);
+        dnnl::memory blocked(blocked_desc, engine);
+        std::memset(blocked.get_data_handle(), 0xAB, blocked_desc.get_size());  // padding must be written as zero
+        dnnl::stream stream(engine);
+        dnnl::reorder(plain, blocked).execute(stream, plain, blocked);
+        stream.wait();
+        const auto* a = static_cast<const unsigned char*>(blocked.get_data_handle());
+        const auto* b = reinterpret_cast<const unsigned char*>(panels.data);
+        std::int64_t first = -1;
+        for (std::int64_t i = 0; i < panels.bytes && first < 0; ++i)
+            if (a[i] != b[i]) first = i;
+        INFO("first differing byte: " << first << " of " << panels.bytes);
+        CHECK(first == -1);
+    }
 }
 
 TEST_CASE("onednn: the rounding of activations equals the vector kernels'", "[kernels][onednn]") {

@@ -20,9 +20,11 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 MAGIC = b"ALTCLIP\0"
-VERSION = 2          # written; 2 added the tensors' optional "layout"
+VERSION = 3          # written; 2 added the tensors' optional "layout", 3 the layout "panels64"
 OLDEST_VERSION = 1   # still read
-PANEL_ROWS = 32
+PANEL_LAYOUTS = {"panels64": 64, "panels": 32}  # layout name -> rows per panel ("panels": version 2)
+PANEL_LAYOUT = "panels64"                        # what to_panels writes
+PANEL_ROWS = PANEL_LAYOUTS[PANEL_LAYOUT]
 ALIGN = 64
 PREAMBLE = 24  # magic(8) + version(4) + reserved(4) + header size(8)
 
@@ -48,7 +50,7 @@ class Raw:
     dtype: str
     shape: Sequence[int]
     data: bytes
-    layout: str = "rows"  # or "panels" (see to_panels)
+    layout: str = "rows"  # or a panel layout, "panels64" (see to_panels) or "panels"
 
 
 @dataclass
@@ -61,38 +63,41 @@ class Lazy:
     layout: str = "rows"
 
 
-def panel_nbytes(dtype: str, shape: Sequence[int]) -> int:
+def panel_nbytes(dtype: str, shape: Sequence[int], rows_per_panel: int = PANEL_ROWS) -> int:
     """Bytes of a [shape[0], prod(shape[1:])] matrix in the panel layout."""
     g = 4 // DTYPE_SIZES[dtype]
     rows, cols = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
-    return -(-rows // PANEL_ROWS) * -(-cols // g) * PANEL_ROWS * 4
+    return -(-rows // rows_per_panel) * -(-cols // g) * rows_per_panel * 4
 
 
-def to_panels(dtype: str, a: np.ndarray) -> Raw:
+def to_panels(dtype: str, a: np.ndarray, layout: str = PANEL_LAYOUT) -> Raw:
     """An f32 matrix (float32 values) or bf16 one (uint16 bit patterns), rank 2 or more, taken
-    as [shape[0], prod(shape[1:])], in the panel layout of docs/format.md: 32-bit units of
+    as [shape[0], prod(shape[1:])], in a panel layout of docs/format.md: 32-bit units of
     G = 4 / dtype size consecutive values of a row (lower column first), stored as
-    [ceil(rows / 32)][ceil(cols / G)][32] units, zero padded."""
+    [ceil(rows / P)][ceil(cols / G)][P] units, zero padded; P = 64 for "panels64" (written),
+    32 for "panels" (version 2 files)."""
     if dtype not in ("f32", "bf16") or a.ndim < 2:
         raise FormatError(f"the panel layout holds f32 or bf16 matrices, not {dtype} of rank {a.ndim}")
+    p = PANEL_LAYOUTS[layout]
     g = 4 // DTYPE_SIZES[dtype]
     rows = a.shape[0]
     m = np.ascontiguousarray(a).reshape(rows, -1)
     cols = m.shape[1]
-    units, blocks = -(-cols // g), -(-rows // PANEL_ROWS)
-    padded = np.zeros((blocks * PANEL_ROWS, units * g), dtype=m.dtype.newbyteorder("<"))
+    units, blocks = -(-cols // g), -(-rows // p)
+    padded = np.zeros((blocks * p, units * g), dtype=m.dtype.newbyteorder("<"))
     padded[:rows, :cols] = m
-    u32 = padded.view("<u4").reshape(blocks, PANEL_ROWS, units).transpose(0, 2, 1)
-    return Raw(dtype, a.shape, np.ascontiguousarray(u32).reshape(-1).view(np.uint8), "panels")
+    u32 = padded.view("<u4").reshape(blocks, p, units).transpose(0, 2, 1)
+    return Raw(dtype, a.shape, np.ascontiguousarray(u32).reshape(-1).view(np.uint8), layout)
 
 
-def from_panels(dtype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
+def from_panels(dtype: str, shape: Sequence[int], raw: bytes, layout: str = PANEL_LAYOUT) -> np.ndarray:
     """The row-major array (bf16 as uint16 bits) of a tensor stored by to_panels."""
+    p = PANEL_LAYOUTS[layout]
     g = 4 // DTYPE_SIZES[dtype]
     rows, cols = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
-    units, blocks = -(-cols // g), -(-rows // PANEL_ROWS)
-    u32 = np.frombuffer(raw, dtype="<u4").reshape(blocks, units, PANEL_ROWS).transpose(0, 2, 1)
-    values = np.ascontiguousarray(u32).view(READ_DTYPES[dtype]).reshape(blocks * PANEL_ROWS, units * g)
+    units, blocks = -(-cols // g), -(-rows // p)
+    u32 = np.frombuffer(raw, dtype="<u4").reshape(blocks, units, p).transpose(0, 2, 1)
+    values = np.ascontiguousarray(u32).view(READ_DTYPES[dtype]).reshape(blocks * p, units * g)
     return np.ascontiguousarray(values[:rows, :cols]).reshape(shape)
 
 
@@ -130,13 +135,13 @@ def _describe(value) -> tuple[str, list[int], object, str, int]:
     if isinstance(value, (Raw, Lazy)):
         if value.dtype not in DTYPE_SIZES:
             raise FormatError(f"unknown dtype {value.dtype!r}")
-        if value.layout not in ("rows", "panels"):
+        if value.layout != "rows" and value.layout not in PANEL_LAYOUTS:
             raise FormatError(f"unknown layout {value.layout!r}")
         shape = [int(d) for d in value.shape]
-        if value.layout == "panels":
+        if value.layout in PANEL_LAYOUTS:
             if value.dtype not in ("f32", "bf16") or len(shape) < 2:
                 raise FormatError(f"the panel layout holds f32 or bf16 matrices, not {value.dtype} of rank {len(shape)}")
-            nbytes = panel_nbytes(value.dtype, shape)
+            nbytes = panel_nbytes(value.dtype, shape, PANEL_LAYOUTS[value.layout])
         else:
             nbytes = int(np.prod(shape, dtype=np.int64)) * DTYPE_SIZES[value.dtype]
         if isinstance(value, Lazy):
@@ -295,12 +300,12 @@ def read_container(path: str) -> Container:
                 if dt not in DTYPE_SIZES:
                     raise FormatError(f"{path}: tensor {name} has unknown dtype {dt}")
                 layout = item.get("layout", "rows")
-                if layout == "panels":
+                if layout in PANEL_LAYOUTS:
                     if dt not in ("f32", "bf16") or len(shape) < 2:
                         raise FormatError(f"{path}: tensor {name}: panels hold f32 or bf16 matrices")
-                    if panel_nbytes(dt, shape) != size:
+                    if panel_nbytes(dt, shape, PANEL_LAYOUTS[layout]) != size:
                         raise FormatError(f"{path}: tensor {name} size {size} does not match panels of {shape} x {dt}")
-                    tensors[name] = (dt, from_panels(dt, shape, raw))
+                    tensors[name] = (dt, from_panels(dt, shape, raw, layout))
                     continue
                 if layout != "rows":
                     raise FormatError(f"{path}: tensor {name} has unknown layout {layout!r}")

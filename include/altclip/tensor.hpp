@@ -24,6 +24,7 @@ struct TensorView {
     const void* data = nullptr;
     std::size_t nbytes = 0;
     bool panels = false;  // stored in the panel layout (a weight matrix), else row-major
+    std::int64_t panel_rows = 0;  // rows per panel when `panels` (format/layout.hpp: 64, or 32 in version 2 files)
 
     /// Rows and columns of the matrix a panel-layout tensor holds (shape[0], the rest).
     std::int64_t matrix_rows() const { return shape.empty() ? 1 : shape[0]; }
@@ -58,7 +59,7 @@ struct TensorView {
             const std::int64_t rows = matrix_rows(), cols = matrix_cols();
             for (std::int64_t r = 0; r < rows; ++r) {
                 for (std::int64_t c = 0; c < cols; ++c) {
-                    const unsigned char* q = p + panel_layout::offset(r, c, cols, dtype);
+                    const unsigned char* q = p + panel_layout::offset(r, c, cols, dtype, panel_rows);
                     float& v = out[static_cast<std::size_t>(r * cols + c)];
                     if (dtype == DType::f32) {
                         std::memcpy(&v, q, 4);

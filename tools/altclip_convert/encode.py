@@ -2,7 +2,7 @@
 whole rows (lazy.LazyTensor.float32_chunks), so that no tensor is ever held whole.
 
 Every source (f32, f16 or bf16) is widened to float32 first, then:
-    f32           the values (row-major, or in panels: 32-row blocks, so blocks of 32 rows map to
+    f32           the values (row-major, or in panels: 64-row blocks, so blocks of 64 rows map to
                   contiguous output)
     f16           round to nearest even, as torch .half(); a value beyond +-65504 is an error
     bf16          round to nearest even, as torch .bfloat16()
@@ -55,7 +55,8 @@ class Encoder:
                     self._scales.setdefault(item.source, []).append(quantize_q8(a)[1])
             yield np.concatenate(self._scales.pop(item.source)).view(np.uint8)
             return
-        multiple = altclip_format.PANEL_ROWS if item.layout == "panels" else 1
+        panels = item.layout in altclip_format.PANEL_LAYOUTS
+        multiple = altclip_format.PANEL_LAYOUTS[item.layout] if panels else 1
         for a in tensor.float32_chunks(multiple):
             if item.dtype == "f32":
                 out = a
@@ -68,7 +69,7 @@ class Encoder:
                 self._scales.setdefault(item.key, []).append(scale)
             else:
                 raise ValueError(f"{item.key}: no encoding for {item.dtype}")
-            if item.layout == "panels":
-                yield np.frombuffer(altclip_format.to_panels(item.dtype, out).data, np.uint8)
+            if panels:
+                yield np.frombuffer(altclip_format.to_panels(item.dtype, out, item.layout).data, np.uint8)
             else:
                 yield out.reshape(-1).view(np.uint8)

@@ -8,7 +8,7 @@ How a tensor is stored depends on its kind:
 
     kind      tensors                                          f32     f16   bf16    q8
     matrix    the layers' weight matrices, the patch           f32     f16   bf16    i8 + KEY_scale
-              embedding, the two projections                   panels        panels  (f32 [rows])
+              embedding, the two projections                   panels64      panels64 (f32 [rows])
     table     the word embedding table                         f32     f16   bf16    bf16
     float32   biases, norms, class and position embeddings,    f32     f32   f32     f32
               logit_scale
@@ -31,7 +31,7 @@ Q8_SCALE_SUFFIX = "_scale"
 
 # kind -> --dtype -> (stored dtype, layout)
 STORAGE = {
-    MATRIX: {"f32": ("f32", "panels"), "f16": ("f16", "rows"), "bf16": ("bf16", "panels"), "q8": ("i8", "rows")},
+    MATRIX: {"f32": ("f32", "panels64"), "f16": ("f16", "rows"), "bf16": ("bf16", "panels64"), "q8": ("i8", "rows")},
     TABLE: {"f32": ("f32", "rows"), "f16": ("f16", "rows"), "bf16": ("bf16", "rows"), "q8": ("bf16", "rows")},
     FLOAT32: {d: ("f32", "rows") for d in DTYPES},
 }

@@ -154,38 +154,40 @@ def test_matrices_stored_in_panels_for_f32_and_bf16(converted, dtype):
     c = converted["st", dtype]
     for name, item in c.header["tensors"].items():
         dt, arr = c.tensors[name]
-        want = "panels" if dtype in ("f32", "bf16") and convert.is_q8_matrix(name, tuple(arr.shape)) else "rows"
+        want = "panels64" if dtype in ("f32", "bf16") and convert.is_q8_matrix(name, tuple(arr.shape)) else "rows"
         assert item.get("layout", "rows") == want, name
-        if want == "panels":
+        if want == "panels64":
             assert item["size"] == altclip_format.panel_nbytes(dt, arr.shape), name
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (32, 64), (33, 7), (70, 1030), (5, 3, 2, 2)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (32, 64), (33, 7), (70, 1030), (130, 9), (5, 3, 2, 2)])
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
-def test_panel_layout(shape, dtype):
-    """to_panels puts value (r, c) where docs/format.md says; from_panels undoes it."""
+@pytest.mark.parametrize("layout, p", [("panels64", 64), ("panels", 32)])
+def test_panel_layout(shape, dtype, layout, p):
+    """to_panels puts value (r, c) where docs/format.md says, for the layout written (64-row
+    panels) and the one version 2 files hold (32); from_panels undoes it."""
     rng = np.random.default_rng(sum(shape))
     a = rng.standard_normal(shape).astype(np.float32)
     if dtype == "bf16":
         a = altclip_format.float32_to_bf16_bits(a)
-    raw = altclip_format.to_panels(dtype, a)
+    raw = altclip_format.to_panels(dtype, a, layout)
     data = bytes(raw.data)
-    assert raw.layout == "panels" and len(data) == altclip_format.panel_nbytes(dtype, shape)
+    assert raw.layout == layout and len(data) == altclip_format.panel_nbytes(dtype, shape, p)
     size = altclip_format.DTYPE_SIZES[dtype]
     g = 4 // size
     m = a.reshape(shape[0], -1)
     units = -(-m.shape[1] // g)
     for r in range(m.shape[0]):
         for c in range(m.shape[1]):
-            at = 4 * ((r // 32 * units + c // g) * 32 + r % 32) + (c % g) * size
+            at = 4 * ((r // p * units + c // g) * p + r % p) + (c % g) * size
             assert data[at:at + size] == m[r, c].tobytes(), (r, c)
     padded = np.zeros(len(data), dtype=bool)  # every other byte is zero padding
     for r in range(m.shape[0]):
         for c in range(m.shape[1]):
-            at = 4 * ((r // 32 * units + c // g) * 32 + r % 32) + (c % g) * size
+            at = 4 * ((r // p * units + c // g) * p + r % p) + (c % g) * size
             padded[at:at + size] = True
     assert not any(np.frombuffer(data, dtype=np.uint8)[~padded])
-    np.testing.assert_array_equal(altclip_format.from_panels(dtype, shape, data), a)
+    np.testing.assert_array_equal(altclip_format.from_panels(dtype, shape, data, layout), a)
     with pytest.raises(altclip_format.FormatError):
         altclip_format.to_panels("i8", a.astype(np.int8))
     with pytest.raises(altclip_format.FormatError):

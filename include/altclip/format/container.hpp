@@ -24,8 +24,9 @@ namespace altclip {
 
 namespace format {
 inline constexpr unsigned char kMagic[8] = {'A', 'L', 'T', 'C', 'L', 'I', 'P', 0};
-/// Version written; 1 (no "layout" field: every tensor row-major) is still read.
-inline constexpr std::uint32_t kVersion = 2;
+/// Version written (3: the layout "panels64"); 2 ("panels" of 32 rows) and 1 (no "layout"
+/// field: every tensor row-major) are still read.
+inline constexpr std::uint32_t kVersion = 3;
 inline constexpr std::uint32_t kOldestVersion = 1;
 inline constexpr std::size_t kPreamble = 24;
 inline constexpr std::size_t kAlign = 64;
@@ -244,10 +245,11 @@ private:
                 fail(what + ": its byte size overflows 64 bits." + hint);
             }
             if (const json::Value* lay = item.find("layout")) {
-                if (!lay->is_string() || (lay->as_string() != "panels" && lay->as_string() != "rows")) {
-                    fail(what + ": unknown layout (known: rows, panels)." + hint);
+                if (!lay->is_string() || (panel_layout::rows_of(lay->as_string()) == 0 && lay->as_string() != "rows")) {
+                    fail(what + ": unknown layout (known: rows, panels64, panels)." + hint);
                 }
-                v.panels = lay->as_string() == "panels";
+                v.panel_rows = panel_layout::rows_of(lay->as_string());
+                v.panels = v.panel_rows != 0;
             }
             if (v.panels) {  // format/layout.hpp
                 if (!panel_layout::allowed(v.dtype) || v.shape.size() < 2) {
@@ -262,9 +264,9 @@ private:
                 }
                 const std::uint64_t g = static_cast<std::uint64_t>(panel_layout::group(v.dtype));
                 const std::uint64_t units = cols / g + (cols % g != 0);
-                const auto blocks = static_cast<std::uint64_t>(panel_layout::row_blocks(v.shape[0]));
+                const auto blocks = static_cast<std::uint64_t>(panel_layout::row_blocks(v.shape[0], v.panel_rows));
                 if (detail::mul_overflow(blocks, units, nbytes) ||
-                    detail::mul_overflow(nbytes, static_cast<std::uint64_t>(panel_layout::kRows) * 4, nbytes)) {
+                    detail::mul_overflow(nbytes, static_cast<std::uint64_t>(v.panel_rows) * 4, nbytes)) {
                     fail(what + ": its byte size overflows 64 bits." + hint);
                 }
             }

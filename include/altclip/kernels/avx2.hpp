@@ -63,10 +63,11 @@ inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, st
 inline void pack_panel(const packed::PanelSource& w, std::int64_t j, int nr, std::int64_t u0, std::int64_t kus,
                        std::uint32_t* panel) {
     if (w.kind == packed::Source::bf16_panels_widen) {  // bfloat16 pairs in panels: halves widened
-        const std::uint32_t* src = static_cast<const std::uint32_t*>(w.data) + (j / NR) * packed::units(w.k, 2) * NR;
+        const std::int64_t p = w.panel_rows;
+        const std::uint32_t* src = packed::stored_panel(w, j, 2);
         for (std::int64_t u = 0; u < kus; ++u) {
             const std::int64_t c = u0 + u;
-            const std::uint32_t* pair = src + (c / 2) * NR;
+            const std::uint32_t* pair = src + (c / 2) * p;
             for (int jj = 0; jj < NR; ++jj) panel[u * NR + jj] = c % 2 == 0 ? pair[jj] << 16 : pair[jj] & 0xFFFF0000u;
         }
         return;
@@ -75,10 +76,11 @@ inline void pack_panel(const packed::PanelSource& w, std::int64_t j, int nr, std
         for (int jj = 0; jj < NR; ++jj) panel[u * NR + jj] = jj < nr ? packed::unit_of(w, j + jj, u0 + u) : 0u;
 }
 
-/// tile[i][c] = sum over kus units of a[unit][i] * b[unit][c] for the 12 x 32 tile, as four
-/// 3 x 32 register blocks: 12 accumulators, three broadcasts of x held while the four 8-lane
-/// pieces of the W row stream by (16 registers; 7 loads per 12 multiply-adds).
-inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, float* tile) {
+/// tile[i][c] = sum over kus units of a[unit][i] * b[unit * ldb + c] for the 12 x 32 tile, as
+/// four 3 x 32 register blocks: 12 accumulators, three broadcasts of x held while the four
+/// 8-lane pieces of the W row stream by (16 registers; 7 loads per 12 multiply-adds). ldb:
+/// NR for a packed panel, the stored panel's rows for one used in place.
+inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t ldb, std::int64_t kus, float* tile) {
     const float* af = reinterpret_cast<const float*>(a);
     const float* bf = reinterpret_cast<const float*>(b);
     for (int r0 = 0; r0 < MR; r0 += 3) {
@@ -90,7 +92,7 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t k
             const __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + 1), a2 = _mm256_broadcast_ss(ar + 2);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; ++j) {
-                const __m256 bj = _mm256_loadu_ps(bf + u * NR + 8 * j);
+                const __m256 bj = _mm256_loadu_ps(bf + u * ldb + 8 * j);
                 acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
                 acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
                 acc[2][j] = _mm256_fmadd_ps(a2, bj, acc[2][j]);
@@ -113,22 +115,25 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
         for (std::int64_t b = 0; b < px.nblocks; ++b) {
             const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
             const std::uint32_t* pan = panel;
-            if (w.kind == packed::Source::panels)
-                pan = static_cast<const std::uint32_t*>(w.data) + ((j / NR) * px.ku + u0) * NR;
-            else
+            std::int64_t ldb = NR;
+            if (w.kind == packed::Source::panels) {
+                ldb = w.panel_rows;
+                pan = packed::stored_panel(w, j, 1) + u0 * ldb;
+            } else {
                 avx2::pack_panel(w, j, nr, u0, kus, panel);
+            }
             // A panel used in place comes from the mapped file, from memory on first use (the
             // hardware prefetchers stop at each 4 KB page): its next k block is prefetched over
-            // this block's slivers, a few cache lines per sliver.
-            const char* next = w.kind == packed::Source::panels && b + 1 < px.nblocks
-                                   ? reinterpret_cast<const char*>(pan + KU * NR)
-                                   : nullptr;
-            const std::int64_t next_lines = next ? (std::min(px.ku, u0 + 2 * KU) - (u0 + KU)) * NR * 4 / 64 : 0;
-            const std::int64_t per_sliver = (next_lines + px.slivers - 1) / px.slivers;
+            // this block's slivers, a few unit rows (NR units, two cache lines each) per sliver.
+            const std::uint32_t* next = w.kind == packed::Source::panels && b + 1 < px.nblocks ? pan + KU * ldb : nullptr;
+            const std::int64_t next_units = next ? std::min(px.ku, u0 + 2 * KU) - (u0 + KU) : 0;
+            const std::int64_t per_sliver = (next_units + px.slivers - 1) / px.slivers;
             for (std::int64_t s = 0; s < px.slivers; ++s) {
-                for (std::int64_t l = s * per_sliver; l < std::min(next_lines, (s + 1) * per_sliver); ++l)
-                    _mm_prefetch(next + 64 * l, _MM_HINT_T0);
-                micro(px.at(b, s), pan, kus, tile);
+                for (std::int64_t u = s * per_sliver; u < std::min(next_units, (s + 1) * per_sliver); ++u) {
+                    _mm_prefetch(reinterpret_cast<const char*>(next + u * ldb), _MM_HINT_T0);
+                    _mm_prefetch(reinterpret_cast<const char*>(next + u * ldb + 16), _MM_HINT_T0);
+                }
+                micro(px.at(b, s), pan, ldb, kus, tile);
                 const std::int64_t mr = std::min<std::int64_t>(MR, px.n - s * MR);
                 for (std::int64_t i = 0; i < mr; ++i) {
                     float* yr = y + (s * MR + i) * ldy + j;
@@ -149,6 +154,7 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
                                         const float* bias, std::int64_t out, float* y, ThreadPool* pool,
                                         Workspace& ws) {
     packed::PanelSource src{packed::Source::f32, w.data, k, nullptr};
+    src.panel_rows = w.panel_rows;
     switch (w.type) {
         case WeightType::f32: src.kind = w.panels ? packed::Source::panels : packed::Source::f32; break;
         case WeightType::bf16:

@@ -43,11 +43,11 @@ inline WeightType runnable(WeightType t, Isa isa) {
 
 /// Row r of w widened to float32.
 inline void weight_row(const WeightMatrix& w, std::int64_t r, float* out) {
-    if (w.panels) {  // f32 or bf16 units of 32-row panels (panel_unit)
+    if (w.panels) {  // f32 or bf16 units in panels (panel_unit)
         const int g = w.type == WeightType::f32 ? 1 : 2;
         const auto* units = static_cast<const std::uint32_t*>(w.data);
         for (std::int64_t c = 0; c < w.cols; ++c) {
-            const std::uint32_t unit = units[panel_unit(r, c, w.cols, g)];
+            const std::uint32_t unit = units[panel_unit(r, c, w.cols, g, w.panel_rows)];
             const std::uint32_t bits = g == 1 ? unit : (c % 2 == 0 ? unit << 16 : unit & 0xFFFF0000u);
             std::memcpy(out + c, &bits, 4);
         }

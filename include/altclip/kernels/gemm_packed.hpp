@@ -34,7 +34,8 @@ namespace altclip::kernels::packed {
 // The layout and bookkeeping, shared by every instruction set's kernels (no intrinsics).
 constexpr int MR = 12;                  // rows of x per micro-tile
 constexpr int NR = 32;                  // output columns per micro-tile (two 16-lane vectors)
-static_assert(NR == kPanelRows, "a stored panel (format/layout.hpp) is one micro-tile's columns");
+static_assert(kPanelRows % NR == 0 && kPanelRowsV2 % NR == 0,
+              "a stored panel (format/layout.hpp) holds whole micro-tiles' columns");
 constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU * NR * 4 = 16 KB
 constexpr std::int64_t kTaskCols = 64;  // output columns per task (two panels)
 constexpr std::int64_t kSliverBlock = 24;  // slivers of x per pass over a task's panels: 288 rows, ~150 KB
@@ -80,6 +81,7 @@ struct PanelSource {
     std::int64_t k = 0;
     const float* scale = nullptr;  // i8_widen: [out]
     std::int64_t ld = 0;           // values from one row to the next (0: k, rows stored back to back)
+    std::int64_t panel_rows = kPanelRows;  // panels, bf16_panels_widen: rows per stored panel
     std::int64_t stride() const { return ld != 0 ? ld : k; }
 };
 
@@ -128,6 +130,13 @@ inline std::uint32_t unit_of(const PanelSource& w, std::int64_t j, std::int64_t 
             break;  // not packed unit by unit (used in place, or widened by widen_bf16_panel)
     }
     return r;
+}
+
+/// Where the NR columns of W from column j (a multiple of NR) start in a stored panel layout
+/// of g values per unit: the panel holding them, at its column j % P; its unit rows are P apart.
+inline const std::uint32_t* stored_panel(const PanelSource& w, std::int64_t j, int g) {
+    const std::int64_t p = w.panel_rows;
+    return static_cast<const std::uint32_t*>(w.data) + (j / p) * units(w.k, g) * p + j % p;
 }
 
 /// At least n elements of a kept buffer (grown as needed, contents left as they are),
@@ -192,17 +201,19 @@ struct I8Op : UnitBcast {  // unit = four int8 (k .. k + 3); x signed, W stored 
     }
 };
 
-/// acc[i][h] += sum over kus units of a[unit][i] * b[unit][16 h + lane], for rows i < R
-/// (R < MR for the last sliver of x, whose other rows are padding). With `fetch`, the first
-/// `nfetch` (<= kus) steps each also prefetch one unit row (NR units, 128 bytes) of fetch[unit][NR]
-/// into L2: spread over the steps, the next panel streams in while this one computes.
+/// acc[i][h] += sum over kus units of a[unit][i] * b[unit * ldb + 16 h + lane], for rows i < R
+/// (R < MR for the last sliver of x, whose other rows are padding); ldb: units from one unit
+/// row of the panel to the next (NR for a packed panel, the stored panel's rows for one used in
+/// place). With `fetch`, the first `nfetch` (<= kus) steps each also prefetch one unit row (NR
+/// units, 128 bytes) of fetch (same stride) into L2: spread over the steps, the next panel
+/// streams in while this one computes.
 template <class Op, int R = MR>
-inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t kus, typename Op::Acc (&acc)[MR][2],
-                  const std::uint32_t* fetch = nullptr, std::int64_t nfetch = 0) {
+inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t ldb, std::int64_t kus,
+                  typename Op::Acc (&acc)[MR][2], const std::uint32_t* fetch = nullptr, std::int64_t nfetch = 0) {
     for (std::int64_t u = 0; u < kus; ++u) {
         if (u < nfetch) {
-            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * NR), _MM_HINT_T1);
-            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * NR + 16), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * ldb), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * ldb + 16), _MM_HINT_T1);
         }
         const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
         #pragma GCC unroll 16
@@ -212,7 +223,7 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t k
             acc[i][1] = Op::madd(acc[i][1], ai, b1);
         }
         a += MR;
-        b += NR;
+        b += ldb;
     }
 }
 
@@ -449,10 +460,11 @@ inline __m512i load_units16(const PanelSource& w, std::int64_t r, std::int64_t t
 /// j is a multiple of NR and u0 even; rows past the matrix are stored as zero.
 inline void widen_bf16_panel(const PanelSource& w, std::int64_t j, std::int64_t u0, std::int64_t kus,
                              std::uint32_t* panel) {
-    const std::uint32_t* src = static_cast<const std::uint32_t*>(w.data) + (j / NR) * units(w.k, 2) * NR;
+    const std::uint32_t* src = stored_panel(w, j, 2);
+    const std::int64_t ld = w.panel_rows;
     const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
     for (std::int64_t u = 0; u < kus; u += 2) {
-        const std::uint32_t* pair = src + (u0 + u) / 2 * NR;
+        const std::uint32_t* pair = src + (u0 + u) / 2 * ld;
         for (int h = 0; h < 2; ++h) {
             const __m512i v = _mm512_load_si512(pair + 16 * h);
             _mm512_store_si512(panel + u * NR + 16 * h, _mm512_slli_epi32(v, 16));
@@ -522,12 +534,15 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             e.xsum = px.xsum != nullptr ? px.xsum + b * px.slivers * MR : nullptr;
             int np = 0;
             const std::uint32_t* panel_at[kPanels];
+            std::int64_t ldb[kPanels];
             for (std::int64_t j = j0; j < j1; j += NR, ++np) {
                 if (w.kind == Source::panels) {  // W's units are x's units: px.ku of them per row
-                    panel_at[np] = static_cast<const std::uint32_t*>(w.data) + ((j / NR) * px.ku + u0) * NR;
+                    ldb[np] = w.panel_rows;
+                    panel_at[np] = stored_panel(w, j, Op::G) + u0 * ldb[np];
                 } else {
                     pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
                     panel_at[np] = panels[np];
+                    ldb[np] = NR;
                 }
             }
             // Panels used in place come from the mapped file, from memory on first use (and
@@ -546,15 +561,16 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                     for (std::int64_t s = s0; s < s1; ++s) {
                         const std::int64_t f0 = std::min(next_units, s * per_tile);
                         const std::int64_t nf = s0 == 0 ? std::min(next_units, f0 + per_tile) - f0 : 0;
-                        const std::uint32_t* fetch = nf > 0 ? panel_at[p] + (KU + f0) * NR : nullptr;
+                        const std::uint32_t* fetch = nf > 0 ? panel_at[p] + (KU + f0) * ldb[p] : nullptr;
                         typename Op::Acc acc[MR][2];
                         #pragma GCC unroll 16
                         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
                         const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
-                        if (mr <= 4) micro<Op, 4>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
-                        else if (mr <= 6) micro<Op, 6>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
-                        else if (mr <= 8) micro<Op, 8>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
-                        else micro<Op>(px.at(b, s), panel_at[p], kus, acc, fetch, nf);
+                        const std::uint32_t* const a = px.at(b, s);
+                        if (mr <= 4) micro<Op, 4>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
+                        else if (mr <= 6) micro<Op, 6>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
+                        else if (mr <= 8) micro<Op, 8>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
+                        else micro<Op>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
                         float* tile = sums != nullptr ? sums + (s * kPanels + p) * kTile : nullptr;
                         if (last)
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);
@@ -574,6 +590,7 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
                                         const float* bias, std::int64_t out, float* y, ThreadPool* pool,
                                         Workspace& workspace) {
     PanelSource src{Source::f32, w.data, k, nullptr};
+    src.panel_rows = w.panel_rows;
     PackedXBuffers& ws = workspace.caller().x;
     switch (w.type) {
         case WeightType::f32:

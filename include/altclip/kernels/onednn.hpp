@@ -10,9 +10,13 @@
 // (WeightType::q8_bf16) stay on altclip's kernels: oneDNN 2.6 has no int8-weight x bfloat16
 // product, and widening them would double their memory.
 //
-// Each weight matrix is reordered ONCE, when the model is loaded, into the layout oneDNN's
-// matmul chooses (format_tag::any), in parts of whole 64-column blocks; the model owns that
-// copy and the file's pages of the matrix are released (they are not read again). Primitives
+// Each weight matrix is taken in parts of whole 64-column blocks, in the layout oneDNN's matmul
+// chooses for it (format_tag::any). A bf16 matrix that the file stores in 64-row panels
+// (format/layout.hpp: what tools/convert.py writes) already is that layout, BA16a64b2a, when
+// oneDNN chooses it (it does for its AVX512_BF16 and AMX-BF16 matmuls) and k is a multiple of
+// 32: it is used in place from the mapped file, nothing copied, nothing allocated. Any other
+// matrix is reordered ONCE, when the model is loaded; the model owns that copy and the file's
+// pages of the matrix are released (they are not read again). Primitives
 // are made once per shape and kept in the model's Context, under a mutex: a loaded model stays
 // immutable to its callers and safe to run from several threads.
 //
@@ -168,7 +172,8 @@ struct PackedWeight {
     std::int64_t out = 0, k = 0;
     struct Part {
         std::int64_t col0 = 0, cols = 0;
-        dnnl::memory memory;  // owned by oneDNN's allocator, written once at load
+        dnnl::memory memory;    // the file's bytes (in_place), or owned by oneDNN's allocator, written once at load
+        bool in_place = false;  // memory is the model file's panels, not a copy
     };
     std::vector<Part> parts;
     const float* scale = nullptr;  // s8: the weight scale per output column [out]
@@ -240,37 +245,56 @@ public:
                 OmpThreads omp(1);
                 // Rows col0.. of W, row-major (panels, bf16 only, unpacked first), are oneDNN's
                 // [k, cols] weights with the tag ba.
+                const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, false, nullptr);
+                if (w.panels && !s8 && w.panel_rows == 64 && k % 32 == 0) {
+                    // The file's 64-row panels of pairs: [blocks of 64 columns][k / 2][64] units,
+                    // which is BA16a64b2a of the [k, cols] weights ([k / 32][16][64][2] per block).
+                    const dnnl::memory::desc blocked({k, part.cols}, dt, dnnl::memory::format_tag::BA16a64b2a);
+                    if (pd.weights_desc() == blocked) {
+                        const auto* at = static_cast<const std::uint32_t*>(w.data) + (part.col0 / 64) * (k / 2) * 64;
+                        part.memory = dnnl::memory(blocked, engine_, const_cast<std::uint32_t*>(at));
+                        part.in_place = true;
+                        note_impl(p->kind, pd.impl_info_str(), true);
+                        return;
+                    }
+                }
                 const void* src = static_cast<const char*>(w.data) + part.col0 * k * (s8 ? 1 : 2);
                 std::unique_ptr<std::uint16_t[]> rows;  // every element written below: not zeroed first
                 if (w.panels) {
                     rows.reset(new std::uint16_t[static_cast<std::size_t>(part.cols * k)]);
                     const auto* units = static_cast<const std::uint32_t*>(w.data);
-                    const std::int64_t ku = (k + 1) / 2;
+                    const std::int64_t ku = (k + 1) / 2, pr = w.panel_rows;
                     for (std::int64_t r = part.col0; r < part.col0 + part.cols; ++r) {
-                        const std::uint32_t* u = units + (r / kPanelRows) * ku * kPanelRows + r % kPanelRows;
+                        const std::uint32_t* u = units + (r / pr) * ku * pr + r % pr;
                         std::uint16_t* dst = rows.get() + (r - part.col0) * k;
                         for (std::int64_t c = 0; c < k; c += 2) {
-                            const std::uint32_t unit = u[(c / 2) * kPanelRows];
+                            const std::uint32_t unit = u[(c / 2) * pr];
                             dst[c] = static_cast<std::uint16_t>(unit);
                             if (c + 1 < k) dst[c + 1] = static_cast<std::uint16_t>(unit >> 16);
                         }
                     }
                     src = rows.get();
                 }
-                const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, false, nullptr);
                 dnnl::memory plain({{k, part.cols}, dt, dnnl::memory::format_tag::ba}, engine_, const_cast<void*>(src));
                 part.memory = dnnl::memory(pd.weights_desc(), engine_);
                 dnnl::stream stream(engine_);
                 dnnl::reorder(plain, part.memory).execute(stream, plain, part.memory);
                 stream.wait();
-                note_impl(p->kind, pd.impl_info_str());
+                note_impl(p->kind, pd.impl_info_str(), false);
             });
         } catch (const dnnl::error& e) {
             throw error("reorder the weight '" + name + "'", e);
         }
-        const std::int64_t stored = w.panels ? panel_layout::row_blocks(w.rows) * kPanelRows * ((w.cols + 1) / 2) * 4
-                                             : w.rows * w.cols * (s8 ? 1 : 2);
-        release_pages(w.data, static_cast<std::size_t>(stored));
+        for (const PackedWeight::Part& part : p->parts) {  // the file's bytes of each copied part
+            if (part.in_place) continue;
+            std::int64_t offset = part.col0 * k * (s8 ? 1 : 2), bytes = part.cols * k * (s8 ? 1 : 2);
+            if (w.panels) {  // col0 is a multiple of 64, so of the panel rows (64 or 32)
+                const std::int64_t panel_bytes = ((k + 1) / 2) * w.panel_rows * 4;
+                offset = part.col0 / w.panel_rows * panel_bytes;
+                bytes = panel_layout::row_blocks(part.cols, w.panel_rows) * panel_bytes;
+            }
+            release_pages(static_cast<const char*>(w.data) + offset, static_cast<std::size_t>(bytes));
+        }
         weights_.push_back(std::move(p));
         return weights_.back().get();
     }
@@ -308,7 +332,16 @@ public:
             s += sep + impl;
             sep = ", ";
         }
+        if (parts_in_place_ + parts_copied_ > 0)
+            s += "; weight parts used in place from the file: " + std::to_string(parts_in_place_) + " of " +
+                 std::to_string(parts_in_place_ + parts_copied_);
         return s;
+    }
+
+    /// Weight parts used in place from the model file, and reordered into copies, so far.
+    std::pair<std::size_t, std::size_t> parts_in_place_and_copied() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return {parts_in_place_, parts_copied_};
     }
 
 private:
@@ -334,9 +367,10 @@ private:
         return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine_);
     }
 
-    void note_impl(PackedWeight::Kind kind, const char* impl) {
+    void note_impl(PackedWeight::Kind kind, const char* impl, bool in_place) {
         std::lock_guard<std::mutex> lock(mutex_);
         impls_.insert(std::string(kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + impl);
+        ++(in_place ? parts_in_place_ : parts_copied_);
     }
 
     /// Drops the pages wholly inside [p, p + bytes) when they belong to a read-only file
@@ -382,6 +416,7 @@ private:
     mutable std::mutex mutex_;                            // guards primitives_ and impls_
     mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
     mutable std::set<std::string> impls_;
+    std::size_t parts_in_place_ = 0, parts_copied_ = 0;   // weight parts used from the file / reordered (guarded)
 };
 
 /// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack. `pool` may differ from

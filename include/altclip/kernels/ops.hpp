@@ -275,7 +275,7 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
     auto product = [](const packed::PackedX& x, const std::uint32_t* panel, std::int64_t k, __m512 (&acc)[MR][2]) {
         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
         for (std::int64_t b = 0; b < x.nblocks; ++b)
-            packed::micro<packed::F32Op>(x.at(b, 0), panel + b * KU * NR, std::min(KU, k - b * KU), acc);
+            packed::micro<packed::F32Op>(x.at(b, 0), panel + b * KU * NR, NR, std::min(KU, k - b * KU), acc);
     };
     const __m512 vscale = _mm512_set1_ps(scale);
     const packed::Epilogue none;

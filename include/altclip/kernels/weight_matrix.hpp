@@ -31,6 +31,7 @@ struct WeightMatrix {
     std::int64_t rows = 0, cols = 0;
     const float* scale = nullptr;  // q8, q8_dot: [rows]
     bool panels = false;
+    std::int64_t panel_rows = kPanelRows;  // rows per panel when `panels` (64; 32 from version 2 files)
     /// Set when this model multiplies the matrix through oneDNN (onednn.hpp): its copy in
     /// oneDNN's layout, which linear() then uses instead of `data`.
     const onednn::PackedWeight* onednn = nullptr;

@@ -169,6 +169,7 @@ public:
                 m.type = bf16_dot_ && bf16_ok_ ? kernels::WeightType::bf16_dot : kernels::WeightType::bf16;
             m.data = t.data;
             m.panels = t.panels;
+            m.panel_rows = t.panel_rows;
             if (t.dtype == DType::bf16) pack_for_onednn(m, name);
             return m;
         }
