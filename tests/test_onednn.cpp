@@ -281,6 +281,16 @@ TEST_CASE("onednn: a model says which engine multiplies, and exact never uses on
     const auto m = altclip::AltCLIPModel::from_file(altclip_test::data_path("models/tiny-bf16.altclip"), on);
     INFO(m.matmul_engine());
     CHECK(m.matmul_engine().find("oneDNN") == 0);
+    {  // every bf16 matrix the model multiplies goes to oneDNN; the word embedding table (rows
+       // looked up, never multiplied) does not
+        const auto file = altclip::ModelFile::open(altclip_test::data_path("models/tiny-bf16.altclip"));
+        int multiplied = 0;
+        for (const auto& [name, t] : file->container().tensors())
+            if (t.dtype == altclip::DType::bf16 && t.shape.size() >= 2 && name.find("word_embeddings") == std::string::npos)
+                ++multiplied;
+        REQUIRE(multiplied > 0);
+        CHECK(m.matmul_engine().find("; " + std::to_string(multiplied) + " weight matrices in ") != std::string::npos);
+    }
     altclip::ModelOptions off;
     off.onednn = altclip::OnednnUse::off;
     const auto m_off = altclip::AltCLIPModel::from_file(altclip_test::data_path("models/tiny-bf16.altclip"), off);

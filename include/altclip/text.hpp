@@ -36,7 +36,8 @@ struct AltRobertaEmbeddings {
 
     void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPTextConfig& c) {
         config = c;
-        word_embeddings = w.weight_matrix(prefix + "word_embeddings.weight", {c.vocab_size, c.hidden_size});
+        word_embeddings = w.weight_matrix(prefix + "word_embeddings.weight", {c.vocab_size, c.hidden_size},
+                                          /*products=*/false);  // rows looked up, never multiplied
         position_embeddings = w.get(prefix + "position_embeddings.weight", {c.max_position_embeddings, c.hidden_size});
         token_type_embeddings = w.get(prefix + "token_type_embeddings.weight", {c.type_vocab_size, c.hidden_size});
         LayerNorm = w.layer_norm(prefix + "LayerNorm", c.hidden_size, c.layer_norm_eps);

@@ -332,9 +332,10 @@ public:
             s += sep + impl;
             sep = ", ";
         }
-        if (parts_in_place_ + parts_copied_ > 0)
-            s += "; weight parts used in place from the file: " + std::to_string(parts_in_place_) + " of " +
-                 std::to_string(parts_in_place_ + parts_copied_);
+        if (!weights_.empty())
+            s += "; " + std::to_string(weights_.size()) + " weight matrices in " +
+                 std::to_string(parts_in_place_ + parts_copied_) + " parts, " + std::to_string(parts_in_place_) +
+                 " used in place from the file";
         return s;
     }
 

@@ -151,8 +151,11 @@ public:
 
     /// A weight matrix for the GEMM kernels, with the checks of get(): f32 and bf16 used in
     /// place from the file, f16 widened to f32 once. `shape` is [rows, cols] or a conv weight
-    /// [out, channels, kh, kw] taken as [out, channels * kh * kw].
-    kernels::WeightMatrix weight_matrix(const std::string& name, const std::vector<std::int64_t>& shape) {
+    /// [out, channels, kh, kw] taken as [out, channels * kh * kw]. `products` false: a table
+    /// only read row by row (kernels::weight_row: the word embeddings), never multiplied, so
+    /// never given to oneDNN (whose copy of a 250002-row table cost 0.5 GB and 0.6 s of a load).
+    kernels::WeightMatrix weight_matrix(const std::string& name, const std::vector<std::int64_t>& shape,
+                                        bool products = true) {
         std::int64_t cols = 1;
         for (std::size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
         kernels::WeightMatrix m;
@@ -170,7 +173,7 @@ public:
             m.data = t.data;
             m.panels = t.panels;
             m.panel_rows = t.panel_rows;
-            if (t.dtype == DType::bf16) pack_for_onednn(m, name);
+            if (t.dtype == DType::bf16 && products) pack_for_onednn(m, name);
             return m;
         }
         if (found && c.tensor(name).dtype == DType::i8) {
@@ -190,7 +193,7 @@ public:
             }
             m.data = c.tensor(name).data;
             m.scale = get(name + "_scale", {shape[0]});
-            if (!text && m.scale != nullptr) pack_for_onednn(m, name);
+            if (!text && m.scale != nullptr && products) pack_for_onednn(m, name);
             return m;
         }
         m.data = get(name, shape);
