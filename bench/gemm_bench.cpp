@@ -6,8 +6,12 @@
 //
 // Peaks are measured, not taken from a data sheet: independent chains of 512-bit
 // vfmadd231ps (float32), vdpbf16ps (bfloat16 pairs) and vpdpbusd (int8 quads) per thread,
-// all threads at once, and the read bandwidth of a 1 GiB buffer. Shapes: ViT-L/14 at 224
-// (257 tokens, hidden 1024, MLP 4096) and XLM-R large with 16 tokens.
+// all threads at once, and the read bandwidth of a 1 GiB buffer. Where the build has oneDNN,
+// also what oneDNN's own matmul reaches on a large bf16 and int8 product (2048 x 1024 x 4096,
+// its best layout, its OpenMP threads = --threads): on a CPU with AMX that is the AMX peak the
+// bf16 and q8 products run against (they go through oneDNN there), elsewhere oneDNN's AVX-512
+// kernels. Shapes: ViT-L/14 at 224 (257 tokens, hidden 1024, MLP 4096) and XLM-R large with
+// 16 tokens.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,11 +22,14 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <immintrin.h>
 
 #include <altclip/kernels/gemm.hpp>
+#include <altclip/kernels/onednn.hpp>
 
 // This file is intrinsics throughout (the peaks): GCC 12's false "'__Y' is used uninitialized" from its own
 // headers is off here as in the kernels (kernels/cpu.hpp).
@@ -110,6 +117,39 @@ std::vector<std::uint32_t> to_panels(const std::vector<T>& w, std::int64_t rows,
     return storage;
 }
 
+#if ALTCLIP_WITH_ONEDNN
+/// oneDNN's matmul on a 2048 x 1024 x 4096 product (bf16 x bf16 -> f32, or s8 x s8 -> s32),
+/// weights reordered once into the layout it chooses, on `threads` OpenMP threads: the best
+/// rate of repeated runs over `min_seconds`, in operations per second, and its implementation.
+std::pair<double, std::string> onednn_peak(bool int8, int threads, double min_seconds) {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const dnnl::memory::dim M = 2048, K = 1024, N = 4096;
+    altclip::kernels::onednn::OmpThreads omp(threads);
+    dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    dnnl::stream stream(eng);
+    const dnnl::memory::desc src({M, K}, int8 ? dt::s8 : dt::bf16, tag::ab), wei({K, N}, int8 ? dt::s8 : dt::bf16, tag::any),
+        dst({M, N}, int8 ? dt::s32 : dt::f32, tag::ab);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), eng);
+    dnnl::memory a(pd.src_desc(), eng), b(pd.weights_desc(), eng), c(pd.dst_desc(), eng);
+    std::memset(a.get_data_handle(), 1, pd.src_desc().get_size());  // small values (bf16 0x0101: ~2e-38)
+    std::memset(b.get_data_handle(), 1, pd.weights_desc().get_size());
+    const dnnl::matmul prim(pd);
+    const std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
+    prim.execute(stream, args);  // JIT and first touches
+    stream.wait();
+    double best = 1e30;
+    const auto t0 = Clock::now();
+    do {
+        const auto t1 = Clock::now();
+        prim.execute(stream, args);
+        stream.wait();
+        best = std::min(best, seconds_since(t1));
+    } while (seconds_since(t0) < min_seconds);
+    return {2.0 * M * K * N / best, pd.impl_info_str()};
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -142,17 +182,26 @@ int main(int argc, char** argv) {
                    [](__m512i a) { return _mm512_dpbusd_epi32(a, _mm512_set1_epi8(3), _mm512_set1_epi8(5)); });
 #endif
     const double bw = read_bandwidth(threads);
+    std::pair<double, std::string> dnn_bf16{0, "none (built without oneDNN)"}, dnn_i8 = dnn_bf16;
+#if ALTCLIP_WITH_ONEDNN
+    dnn_bf16 = onednn_peak(false, threads, min_seconds);
+    dnn_i8 = onednn_peak(true, threads, min_seconds);
+#endif
     if (!json) {
         std::printf("threads %d\n", threads);
         std::printf("peak float32 FMA      %7.1f GFLOP/s\n", f32_peak / 1e9);
         std::printf("peak bfloat16 dot     %7.1f GFLOP/s\n", bf16_peak / 1e9);
         std::printf("peak int8 dot (VNNI)  %7.1f GOP/s\n", i8_peak / 1e9);
         std::printf("read bandwidth        %7.1f GB/s\n", bw / 1e9);
+        std::printf("oneDNN matmul bf16    %7.1f GFLOP/s (%s)\n", dnn_bf16.first / 1e9, dnn_bf16.second.c_str());
+        std::printf("oneDNN matmul int8    %7.1f GOP/s (%s)\n", dnn_i8.first / 1e9, dnn_i8.second.c_str());
         std::printf("%-22s %-9s %9s %9s %7s\n", "shape", "type", "ms", "GFLOP/s", "%peak");
     } else {
         std::printf("{\"threads\": %d, \"peak_f32_flops\": %.4g, \"peak_bf16_flops\": %.4g, \"peak_i8_ops\": %.4g, "
-                    "\"read_bandwidth\": %.4g, \"shapes\": [",
-                    threads, f32_peak, bf16_peak, i8_peak, bw);
+                    "\"read_bandwidth\": %.4g, \"peak_onednn_bf16_flops\": %.4g, \"peak_onednn_bf16_impl\": \"%s\", "
+                    "\"peak_onednn_i8_ops\": %.4g, \"peak_onednn_i8_impl\": \"%s\", \"shapes\": [",
+                    threads, f32_peak, bf16_peak, i8_peak, bw, dnn_bf16.first, dnn_bf16.second.c_str(), dnn_i8.first,
+                    dnn_i8.second.c_str());
     }
 
     altclip::kernels::ThreadPool pool(threads);
