@@ -140,6 +140,15 @@ def render(result: dict, a) -> None:
         c, nat = med[f"altclip {dtype} consumer"], med[f"altclip {dtype} native"]
         out(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
               f"text {c['text_s'] / nat['text_s']:.3f}")
+    b8 = {n: m["image_b8_s"] for n, m in med.items() if "image_b8_s" in m}
+    if b8:
+        out()
+        out("batch of 8 images (seconds per batch, medians; images/s):",
+            ", ".join(f"{n} {t:.2f} s ({8 / t:.1f}/s)" for n, t in b8.items()))
+        ov = b8.get("openvino default")
+        for n in ("altclip bf16 consumer", "altclip q8 consumer"):
+            if ov and n in b8:
+                out(f"batch-8 throughput, {n} vs OpenVINO default: {ov / b8[n]:.2f}x")
     out("peaks:", json.dumps(result["peaks"]))
     report = "\n".join(lines)
     print(report)
@@ -154,6 +163,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3, help="batch-1 image runs per round and side")
     ap.add_argument("--text-repeat", type=int, default=10, help="16-token caption runs per round and side")
+    ap.add_argument("--batch-repeat", type=int, default=1,
+                    help="batch-8 image runs per round for the main sides (altclip consumer at the best level, "
+                         "PyTorch f32/bf16, OpenVINO default); 0 for none")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
@@ -221,18 +233,26 @@ def main(argv=None) -> int:
                                                    model["hub"], "--inputs", inputs, "--threads", str(a.threads),
                                                    "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
                                                    "--batch-repeat", "0", "--precision", prec], {}))
-    samples = {name: {"image": [], "text": [], "isa": None} for name, _, _ in sides}
+    # Batch 8 (issue 13: throughput against OpenVINO) for the sides a user would compare.
+    batch_sides = {"altclip f32 consumer", "altclip bf16 consumer", "altclip q8 consumer", "pytorch float32",
+                   "pytorch bfloat16", "openvino default"}
+    sides = [(name, [str(a.batch_repeat) if name in batch_sides and i > 0 and cmd[i - 1] == "--batch-repeat" else c
+                     for i, c in enumerate(cmd)], env) for name, cmd, env in sides]
+    samples = {name: {"image": [], "text": [], "b8": [], "isa": None} for name, _, _ in sides}
     for r in range(a.rounds):
         seq = sides if r % 2 == 0 else list(reversed(sides))
         for name, cmd, env in seq:
             res = run_json(cmd, env, f"{name} (round {r + 1}/{a.rounds})")
             samples[name]["image"] += res["image_b1_s"]["samples"]
             samples[name]["text"] += res["text16_s"]["samples"]
+            if "image_b8_s" in res:
+                samples[name]["b8"] += res["image_b8_s"]["samples"]
             samples[name]["isa"] = res.get("isa", env.get("ONEDNN_MAX_CPU_ISA", "oneDNN default"))
     peaks = run_json([binary("native", "altclip_gemm_bench"), "--threads", str(a.threads), "--json"], {}, "peaks")
 
     med = {n: {"image_s": statistics.median(s["image"]), "text_s": statistics.median(s["text"]), "isa": s["isa"],
-               "image_samples": len(s["image"])} for n, s in samples.items()}
+               "image_samples": len(s["image"]), **({"image_b8_s": statistics.median(s["b8"])} if s["b8"] else {})}
+           for n, s in samples.items()}
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "threads": a.threads, "rounds": a.rounds,
               "repeat": a.repeat, "text_repeat": a.text_repeat,
               "peaks": {k: v for k, v in peaks.items() if "peak" in k or "bandwidth" in k}, "sides": med}
