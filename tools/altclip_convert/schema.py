@@ -8,13 +8,15 @@ How a tensor is stored depends on its kind:
 
     kind      tensors                                          f32     f16   bf16    q8
     matrix    the layers' weight matrices, the patch           f32     f16   bf16    i8 + KEY_scale
-              embedding, the two projections                   panels64      panels64 (f32 [rows])
+              embedding, the two projections                   panels        panels64 (f32 [rows])
     table     the word embedding table                         f32     f16   bf16    bf16
     float32   biases, norms, class and position embeddings,    f32     f32   f32     f32
               logit_scale
 
 Matrices go in the GEMM kernels' panel layout (docs/format.md) in f32 and bf16 files, so that
-no product repacks them; q8 matrices stay row-major (three kernels read them in three unit
+no product repacks them: f32 in 32-row panels ("panels", each 32-column micro-tile's weights
+contiguous, what altclip's kernels stream best), bf16 in 64-row ones ("panels64": oneDNN's
+blocked layout, used in place on AMX CPUs; bench/ONEDNN_RESULTS.md has what each costs); q8 matrices stay row-major (three kernels read them in three unit
 types). Biases and norms stay float32: a few MB in all, and rounding them costs accuracy for
 nothing (text cosine 0.99985 -> 0.99997 against f32 on the bench model). The word embedding
 table is only read row by row, so q8 keeps it in bf16 (8 bits would cost accuracy, buy no speed).
@@ -31,7 +33,7 @@ Q8_SCALE_SUFFIX = "_scale"
 
 # kind -> --dtype -> (stored dtype, layout)
 STORAGE = {
-    MATRIX: {"f32": ("f32", "panels64"), "f16": ("f16", "rows"), "bf16": ("bf16", "panels64"), "q8": ("i8", "rows")},
+    MATRIX: {"f32": ("f32", "panels"), "f16": ("f16", "rows"), "bf16": ("bf16", "panels64"), "q8": ("i8", "rows")},
     TABLE: {"f32": ("f32", "rows"), "f16": ("f16", "rows"), "bf16": ("bf16", "rows"), "q8": ("bf16", "rows")},
     FLOAT32: {d: ("f32", "rows") for d in DTYPES},
 }

@@ -60,10 +60,10 @@ def _whole(item: Stored, a: np.ndarray) -> bytes:
 
 CASES = [(shape, dtype, layout, transpose)
          for shape in [(1, 1), (33, 7), (70, 130), (100, 3, 2, 2), (5,), ()]
-         for dtype, layout in [("f32", "rows"), ("f32", "panels64"), ("f16", "rows"), ("bf16", "rows"),
-                               ("bf16", "panels64"), ("i8", "rows")]
+         for dtype, layout in [("f32", "rows"), ("f32", "panels"), ("f32", "panels64"), ("f16", "rows"),
+                               ("bf16", "rows"), ("bf16", "panels"), ("bf16", "panels64"), ("i8", "rows")]
          for transpose in (False, True)
-         if not ((layout == "panels64" or dtype == "i8") and len(shape) < 2 or transpose and len(shape) != 2)]
+         if not ((layout != "rows" or dtype == "i8") and len(shape) < 2 or transpose and len(shape) != 2)]
 
 
 @pytest.mark.parametrize("shape, dtype, layout, transpose", CASES)

@@ -7,8 +7,8 @@
 // values of a row (f32: 1, bf16: 2, the lower column first) and stored as
 // [ceil(rows / P)][ceil(cols / G)][P] units: for each block of P rows, unit by unit along
 // the row, the P rows' units side by side. Rows past `rows` and values past `cols` are zero.
-// P is 64 in the layout "panels64" (what tools/convert.py writes, format version 3) and 32 in
-// "panels" (version 2 files, still read).
+// P is 64 in the layout "panels64" (format version 3: what tools/convert.py writes for bf16)
+// and 32 in "panels" (what it writes for f32; version 2 files hold bf16 so too).
 // Why: it is the order the packed GEMM's micro-kernel reads W in (its NR = 32 columns, two
 // 16-lane vectors, are half of a 64-row panel), so a matrix stored so at conversion is
 // multiplied in place, never repacked; and a bf16 matrix in 64-row panels with cols a multiple
@@ -25,9 +25,9 @@
 
 namespace altclip {
 
-/// Rows per panel (P) of the layout the converter writes, "panels64".
+/// Rows per panel (P) of the layout "panels64" (bf16 files).
 inline constexpr std::int64_t kPanelRows = 64;
-/// Rows per panel of the layout "panels" of format version 2 files.
+/// Rows per panel of the layout "panels" (f32 files; bf16 in format version 2 files).
 inline constexpr std::int64_t kPanelRowsV2 = 32;
 
 /// The 32-bit unit that holds value (r, c) of a [rows, cols] matrix stored in panels of `p`
