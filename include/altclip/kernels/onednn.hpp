@@ -218,6 +218,29 @@ public:
     Isa isa() const { return pool_->isa(); }
     const dnnl::engine& engine() const { return engine_; }
 
+    /// Whether oneDNN has a matmul of `kind` on this CPU that gives altclip's numbers: bfloat16
+    /// from AVX-512 on (oneDNN 2.6 has none before); int8 only with VNNI (or AMX), because
+    /// before VNNI oneDNN's int8 kernels sum pairs of u8 x s8 products in 16 bits
+    /// (vpmaddubsw), which saturate (tests/test_onednn.cpp saw sums off by 4% of their range
+    /// on an AVX2 CPU). Asked once per kind and process.
+    bool has_matmul(PackedWeight::Kind kind) const {
+        auto ask = [this](PackedWeight::Kind kd) {
+            try {
+                make_pd(kd, 1, 64, 64, false, nullptr);
+                return true;
+            } catch (const dnnl::error&) {
+                return false;
+            }
+        };
+        if (kind == PackedWeight::Kind::s8) {
+            static const bool s8 = cpu_info().supported >= Isa::avx512_vnni && ask(kind);
+            return s8;
+        }
+        static const bool bf16 = ask(kind);
+        return bf16;
+    }
+
+
     /// Reorders `w` (bf16 -> Kind::bf16, int8 -> Kind::s8; row-major or in panels) into the
     /// layouts oneDNN's matmul chooses, and keeps them; the file's pages under w are released.
     const PackedWeight* pack(const WeightMatrix& w, const std::string& name) {
@@ -229,6 +252,12 @@ public:
         p->scale = s8 ? w.scale : nullptr;
         p->context = this;
         const dnnl::memory::data_type dt = s8 ? dnnl::memory::data_type::s8 : dnnl::memory::data_type::bf16;
+        if (!has_matmul(p->kind)) {
+            throw InvalidArgument(std::string("oneDNN was asked for (ModelOptions::onednn or ALTCLIP_ONEDNN=1), but it has "
+                                              "no ") + (s8 ? "exact int8 (VNNI)" : "bfloat16") + " matmul on this CPU (" +
+                                  cpu_info().describe() + ") for the weight '" + name +
+                                  "': leave the setting automatic (or ALTCLIP_ONEDNN=0) to use altclip's own kernels");
+        }
         // Parts: whole 64-column blocks (oneDNN's weight blocks), about two per thread, so a
         // short input (a 16-token text) keeps every thread busy too.
         const std::int64_t blocks = (p->out + 63) / 64;
