@@ -5,8 +5,9 @@
 //   altclip_gemm_bench [--threads N] [--seconds S] [--json]
 //
 // Peaks are measured, not taken from a data sheet: independent chains of 512-bit
-// vfmadd231ps (float32), vdpbf16ps (bfloat16 pairs) and vpdpbusd (int8 quads) per thread,
-// all threads at once, and the read bandwidth of a 1 GiB buffer. Where the build has oneDNN,
+// vfmadd231ps (float32; 256-bit on a CPU without AVX-512, the file being built with
+// -march=native), vdpbf16ps (bfloat16 pairs) and vpdpbusd (int8 quads; 0 where the CPU lacks
+// them) per thread, all threads at once, and the read bandwidth of a 1 GiB buffer. Where the build has oneDNN,
 // also what oneDNN's own matmul reaches on a large bf16 and int8 product (2048 x 1024 x 4096,
 // its best layout, its OpenMP threads = --threads): on a CPU with AMX that is the AMX peak the
 // bf16 and q8 products run against (they go through oneDNN there), elsewhere oneDNN's AVX-512
@@ -85,12 +86,27 @@ double read_bandwidth(int threads) {
     for (int rep = 0; rep < 3; ++rep) {
         const double s = on_threads(threads, [&](int t) {
             const float* p = bufs[t].data();
+#if defined(__AVX512F__)
             __m512 a = _mm512_setzero_ps(), b = a;
             for (std::size_t i = 0; i + 32 <= n; i += 32) {
                 a = _mm512_add_ps(a, _mm512_loadu_ps(p + i));
                 b = _mm512_add_ps(b, _mm512_loadu_ps(p + i + 16));
             }
             sink = sink + _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+#else  // AVX2 (this file is built with -march=native)
+            __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+            for (std::size_t i = 0; i + 32 <= n; i += 32) {
+                a = _mm256_add_ps(a, _mm256_loadu_ps(p + i));
+                b = _mm256_add_ps(b, _mm256_loadu_ps(p + i + 8));
+                c = _mm256_add_ps(c, _mm256_loadu_ps(p + i + 16));
+                d = _mm256_add_ps(d, _mm256_loadu_ps(p + i + 24));
+            }
+            alignas(32) float lanes[8];
+            _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+            float total = 0;
+            for (float v : lanes) total += v;
+            sink = sink + total;
+#endif
         });
         best = std::max(best, threads * n * 4.0 / s);
     }
@@ -120,7 +136,8 @@ std::vector<std::uint32_t> to_panels(const std::vector<T>& w, std::int64_t rows,
 #if ALTCLIP_WITH_ONEDNN
 /// oneDNN's matmul on a 2048 x 1024 x 4096 product (bf16 x bf16 -> f32, or s8 x s8 -> s32),
 /// weights reordered once into the layout it chooses, on `threads` OpenMP threads: the best
-/// rate of repeated runs over `min_seconds`, in operations per second, and its implementation.
+/// rate of repeated runs over `min_seconds`, in operations per second, and its implementation
+/// (0 and "none on this CPU" where oneDNN has none for it).
 std::pair<double, std::string> onednn_peak(bool int8, int threads, double min_seconds) {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
@@ -130,7 +147,12 @@ std::pair<double, std::string> onednn_peak(bool int8, int threads, double min_se
     dnnl::stream stream(eng);
     const dnnl::memory::desc src({M, K}, int8 ? dt::s8 : dt::bf16, tag::ab), wei({K, N}, int8 ? dt::s8 : dt::bf16, tag::any),
         dst({M, N}, int8 ? dt::s32 : dt::f32, tag::ab);
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), eng);
+    dnnl::matmul::primitive_desc pd;
+    try {
+        pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), eng);
+    } catch (const dnnl::error&) {  // no implementation for this CPU (bf16 before AVX-512, say)
+        return {0.0, "none on this CPU"};
+    }
     dnnl::memory a(pd.src_desc(), eng), b(pd.weights_desc(), eng), c(pd.dst_desc(), eng);
     std::memset(a.get_data_handle(), 1, pd.src_desc().get_size());  // small values (bf16 0x0101: ~2e-38)
     std::memset(b.get_data_handle(), 1, pd.weights_desc().get_size());
@@ -168,8 +190,13 @@ int main(int argc, char** argv) {
     }
     threads = std::max(1, threads);
     const long iters = 200'000'000 / 12;
+#if defined(__AVX512F__)
     const double f32_peak = peak(threads, iters, 32, [](int i) { return _mm512_set1_ps(1.0f + i); },
                                  [](__m512 a) { return _mm512_fmadd_ps(a, _mm512_set1_ps(0.999999f), _mm512_set1_ps(1e-7f)); });
+#else  // a CPU whose widest FMA is AVX2's 8 lanes
+    const double f32_peak = peak(threads, iters, 16, [](int i) { return _mm256_set1_ps(1.0f + i); },
+                                 [](__m256 a) { return _mm256_fmadd_ps(a, _mm256_set1_ps(0.999999f), _mm256_set1_ps(1e-7f)); });
+#endif
     double bf16_peak = 0, i8_peak = 0;
 #if defined(__AVX512BF16__)
     bf16_peak = peak(threads, iters, 64, [](int i) { return _mm512_set1_ps(1.0f + i); }, [](__m512 a) {
