@@ -240,7 +240,6 @@ public:
         return bf16;
     }
 
-
     /// Reorders `w` (bf16 -> Kind::bf16, int8 -> Kind::s8; row-major or in panels) into the
     /// layouts oneDNN's matmul chooses, and keeps them; the file's pages under w are released.
     const PackedWeight* pack(const WeightMatrix& w, const std::string& name) {
