@@ -29,37 +29,6 @@ using packed::KU;
 using packed::MR;
 using packed::NR;
 
-/// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR].
-inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, PackedXBuffers& ws,
-                              ThreadPool* pool) {
-    packed::PackedX p;
-    p.n = n;
-    p.ku = k;
-    p.slivers = (n + MR - 1) / MR;
-    p.nblocks = packed::blocks(k);
-    const std::int64_t size = p.nblocks * p.block_stride();
-    if (static_cast<std::int64_t>(ws.units.size()) < size) ws.units.resize(static_cast<std::size_t>(size));
-    std::uint32_t* data = ws.units.data();
-    p.data = data;
-    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
-        for (std::int64_t s = s0; s < s1; ++s)
-            for (std::int64_t b = 0; b < p.nblocks; ++b) {
-                std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride();
-                const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0;
-                for (int i = 0; i < MR; ++i) {
-                    const std::int64_t r = s * MR + i;
-                    if (r >= n) {
-                        for (std::int64_t u = 0; u < kus; ++u) dst[u * MR + i] = 0;
-                    } else {
-                        const float* xr = x + r * ldx + u0;
-                        for (std::int64_t u = 0; u < kus; ++u) std::memcpy(dst + u * MR + i, xr + u, 4);
-                    }
-                }
-            }
-    });
-    return p;
-}
-
 /// Eight float32 vectors (rows of an 8 x 8 block) transposed: dst[c * ld + r] = v[r][c].
 inline void transpose8_store(__m256 v[8], std::uint32_t* dst, std::int64_t ld) {
     __m256 t[8], q[8];
@@ -78,6 +47,60 @@ inline void transpose8_store(__m256 v[8], std::uint32_t* dst, std::int64_t ld) {
         _mm256_storeu_ps(d + i * ld, _mm256_permute2f128_ps(q[i], q[i + 4], 0x20));
         _mm256_storeu_ps(d + (i + 4) * ld, _mm256_permute2f128_ps(q[i], q[i + 4], 0x31));
     }
+}
+
+/// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR]. A
+/// whole sliver goes eight units at a time: rows 0-7 as an 8 x 8 transpose, rows 8-11 as
+/// two 4 x 4 ones; a sliver past x's last row, and the units past the last whole 8, value by value.
+inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, PackedXBuffers& ws,
+                              ThreadPool* pool) {
+    static_assert(MR == 12, "rows 0-7 and 8-11 of a sliver");
+    packed::PackedX p;
+    p.n = n;
+    p.ku = k;
+    p.slivers = (n + MR - 1) / MR;
+    p.nblocks = packed::blocks(k);
+    const std::int64_t size = p.nblocks * p.block_stride();
+    if (static_cast<std::int64_t>(ws.units.size()) < size) ws.units.resize(static_cast<std::size_t>(size));
+    std::uint32_t* data = ws.units.data();
+    p.data = data;
+    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
+        for (std::int64_t s = s0; s < s1; ++s)
+            for (std::int64_t b = 0; b < p.nblocks; ++b) {
+                std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride();
+                const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0;
+                const float* xs = x + s * MR * ldx + u0;
+                const std::int64_t kus8 = (s + 1) * MR <= n ? kus / 8 * 8 : 0;
+                for (std::int64_t u = 0; u < kus8; u += 8) {
+                    __m256 v[8];
+                    for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(xs + i * ldx + u);
+                    transpose8_store(v, dst + u * MR, MR);
+                    __m128 lo[4], hi[4];
+                    for (int i = 0; i < 4; ++i) {
+                        const __m256 r = _mm256_loadu_ps(xs + (8 + i) * ldx + u);
+                        lo[i] = _mm256_castps256_ps128(r);
+                        hi[i] = _mm256_extractf128_ps(r, 1);
+                    }
+                    _MM_TRANSPOSE4_PS(lo[0], lo[1], lo[2], lo[3]);
+                    _MM_TRANSPOSE4_PS(hi[0], hi[1], hi[2], hi[3]);
+                    float* d = reinterpret_cast<float*>(dst + u * MR + 8);
+                    for (int c = 0; c < 4; ++c) {
+                        _mm_storeu_ps(d + c * MR, lo[c]);
+                        _mm_storeu_ps(d + (c + 4) * MR, hi[c]);
+                    }
+                }
+                for (int i = 0; i < MR; ++i) {
+                    const std::int64_t r = s * MR + i;
+                    if (r >= n) {
+                        for (std::int64_t u = kus8; u < kus; ++u) dst[u * MR + i] = 0;
+                    } else {
+                        const float* xr = x + r * ldx + u0;
+                        for (std::int64_t u = kus8; u < kus; ++u) std::memcpy(dst + u * MR + i, xr + u, 4);
+                    }
+                }
+            }
+    });
+    return p;
 }
 
 /// Eight values of W's row j from column c as float32, as unit_of makes them (row-major sources).
@@ -139,6 +162,14 @@ inline void pack_panel(const packed::PanelSource& w, std::int64_t j, int nr, std
         for (int jj = u < kus8 ? nr8 : 0; jj < NR; ++jj) panel[u * NR + jj] = jj < nr ? packed::unit_of(w, j + jj, u0 + u) : 0u;
 }
 
+/// kus unit rows of a panel stored in place (rows `ld` units apart) copied to `panel` [unit][NR].
+inline void copy_panel(const std::uint32_t* src, std::int64_t ld, std::int64_t kus, std::uint32_t* panel) {
+    for (std::int64_t u = 0; u < kus; ++u)
+        for (int q = 0; q < NR; q += 8)
+            _mm256_store_si256(reinterpret_cast<__m256i*>(panel + u * NR + q),
+                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + u * ld + q)));
+}
+
 /// tile[i][c] (+)= sum over kus units of a[unit][i] * b[unit * ldb + c] for the 12 x 32 tile,
 /// as four 3 x 32 register blocks: 12 accumulators, three broadcasts of x held while the four
 /// 8-lane pieces of the W row stream by (16 registers; 7 loads per 12 multiply-adds). ldb:
@@ -188,6 +219,12 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
     constexpr int kPanels = static_cast<int>(packed::kTaskCols / NR);
     constexpr std::int64_t kTile = MR * NR;
     const std::int64_t tasks = (out + packed::kTaskCols - 1) / packed::kTaskCols;
+    // A panel stored in place has its NR columns' unit rows w.panel_rows (64) units apart:
+    // 256 bytes, so its 128-byte rows fall in half of L1's sets, which it then fills alone
+    // while the micro-kernel reads it four times per tile. Copied to a contiguous buffer once
+    // per k block it shares L1 with x's sliver and the tile: 7% faster for 257 rows (the copy
+    // amortised over many slivers), 5-8% slower for 16 (two slivers), even near 6.
+    const bool copy_stored = w.kind == packed::Source::panels && w.panel_rows != NR && px.slivers >= 6;
     auto task = [&](std::int64_t t, int slot) {
         alignas(32) std::uint32_t panels[kPanels][KU * NR];
         float* const sums = packed::aligned_at_least(slots[slot].tile_sums, px.slivers * kPanels * kTile);
@@ -197,11 +234,19 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
             const bool last = b + 1 == px.nblocks;
             int np = 0;
             const std::uint32_t* panel_at[kPanels];
+            const std::uint32_t* stored_at[kPanels] = {};
             std::int64_t ldb[kPanels];
             for (std::int64_t j = j0; j < j1; j += NR, ++np) {
                 if (w.kind == packed::Source::panels) {
-                    ldb[np] = w.panel_rows;
-                    panel_at[np] = packed::stored_panel(w, j, 1) + u0 * ldb[np];
+                    stored_at[np] = packed::stored_panel(w, j, 1) + u0 * w.panel_rows;
+                    if (copy_stored) {
+                        copy_panel(stored_at[np], w.panel_rows, kus, panels[np]);
+                        panel_at[np] = panels[np];
+                        ldb[np] = NR;
+                    } else {
+                        panel_at[np] = stored_at[np];
+                        ldb[np] = w.panel_rows;
+                    }
                 } else {
                     avx2::pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
                     panel_at[np] = panels[np];
@@ -224,10 +269,11 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                         if (s0 == 0) {
                             const std::int64_t f0 = std::min(next_units, s * per_tile);
                             const std::int64_t f1 = std::min(next_units, f0 + per_tile);
-                            const std::uint32_t* next = panel_at[p] + KU * ldb[p];
+                            const std::int64_t lds = w.panel_rows;
+                            const std::uint32_t* next = stored_at[p] + KU * lds;
                             for (std::int64_t u = f0; u < f1; ++u) {
-                                _mm_prefetch(reinterpret_cast<const char*>(next + u * ldb[p]), _MM_HINT_T0);
-                                _mm_prefetch(reinterpret_cast<const char*>(next + u * ldb[p] + 16), _MM_HINT_T0);
+                                _mm_prefetch(reinterpret_cast<const char*>(next + u * lds), _MM_HINT_T0);
+                                _mm_prefetch(reinterpret_cast<const char*>(next + u * lds + 16), _MM_HINT_T0);
                             }
                         }
                         float* const tile = sums + (s * kPanels + p) * kTile;
@@ -237,10 +283,17 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                         for (std::int64_t i = 0; i < mr; ++i) {
                             float* yr = y + (s * MR + i) * ldy + j;
                             const float* tr = tile + i * NR;
-                            if (bias != nullptr)
+                            if (nr == NR) {
+                                for (int c = 0; c < NR; c += 8) {
+                                    __m256 t = _mm256_load_ps(tr + c);
+                                    if (bias != nullptr) t = _mm256_add_ps(t, _mm256_loadu_ps(bias + j + c));
+                                    _mm256_storeu_ps(yr + c, t);
+                                }
+                            } else if (bias != nullptr) {
                                 for (int c = 0; c < nr; ++c) yr[c] = tr[c] + bias[j + c];
-                            else
+                            } else {
                                 std::copy(tr, tr + nr, yr);
+                            }
                         }
                     }
                 }
@@ -290,46 +343,125 @@ inline void map16(float* x, std::int64_t count, F f) {
 ALTCLIP_KERNEL_ENTRY inline void gelu_erf(float* x, std::int64_t count) { map16(x, count, v256::gelu); }
 ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map16(x, count, v256::quick_gelu); }
 
-/// Softmax of each row of [rows, n] in place; a row of only -inf becomes zeros.
+/// The 16 lanes of a into 16 floats.
+inline void store16(float* p, v256::Lanes::F a) { v256::Lanes::store(p, a); }
+
+/// Softmax of each row of [rows, n] in place, as the AVX-512 kernel does it: max, e^(x - max)
+/// and its sum in 16 lanes (the tail through a block padded with -inf, whose exp is 0), the
+/// lanes added in order, times 1 / sum. A row of only -inf becomes zeros.
 inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
+    using L = v256::Lanes;
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+    const std::int64_t full = n / 16 * 16;
     for (std::int64_t r = 0; r < rows; ++r) {
         float* a = x + r * n;
-        const float m = *std::max_element(a, a + n);
-        if (m == -std::numeric_limits<float>::infinity()) {
+        alignas(32) float tail[16], lanes[16];
+        std::fill(tail, tail + 16, kNegInf);
+        std::copy(a + full, a + n, tail);
+        L::F vmax = L::load(tail);
+        for (std::int64_t i = 0; i < full; i += 16) vmax = L::max(vmax, L::load(a + i));
+        store16(lanes, vmax);
+        const float m = *std::max_element(lanes, lanes + 16);
+        if (m == kNegInf) {
             std::fill(a, a + n, 0.0f);
             continue;
         }
-        for (std::int64_t i = 0; i < n; ++i) a[i] -= m;
-        map16(a, n, v256::exp);  // masked keys (-inf) become exactly 0, as in the reference
-        double sum = 0;
-        for (std::int64_t i = 0; i < n; ++i) sum += a[i];
-        const float inv = static_cast<float>(1.0 / sum);
-        for (std::int64_t i = 0; i < n; ++i) a[i] *= inv;
+        const L::F vm = L::set1(m);
+        L::F vsum = v256::exp(L::sub(L::load(tail), vm));
+        L::store(tail, vsum);
+        for (std::int64_t i = 0; i < full; i += 16) {
+            const L::F e = v256::exp(L::sub(L::load(a + i), vm));
+            L::store(a + i, e);
+            vsum = L::add(vsum, e);
+        }
+        store16(lanes, vsum);
+        float sum = 0;
+        for (float v : lanes) sum += v;
+        const L::F inv = L::set1(1.0f / sum);
+        for (std::int64_t i = 0; i < full; i += 16) L::store(a + i, L::mul(L::load(a + i), inv));
+        L::store(tail, L::mul(L::load(tail), inv));
+        std::copy(tail, tail + (n - full), a + full);
+    }
+}
+
+/// LayerNorm of rows [r0, r1) (ops.hpp's layer_norm at Isa::avx2): the statistics in double,
+/// eight lanes (two registers of four) in a fixed order, then the tail in order.
+ALTCLIP_KERNEL_ENTRY inline void layer_norm_rows(const float* x, std::int64_t r0, std::int64_t r1, std::int64_t n,
+                                                 const float* gamma, const float* beta, float eps, float* y) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        const std::int64_t full = n / 8 * 8;
+        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+        for (std::int64_t i = 0; i < full; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xr + i);
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+        }
+        alignas(32) double l[4];
+        _mm256_store_pd(l, _mm256_add_pd(s0, s1));
+        double sum = (l[0] + l[1]) + (l[2] + l[3]);
+        for (std::int64_t i = full; i < n; ++i) sum += xr[i];
+        const double mean = sum / static_cast<double>(n);
+        const __m256d vm = _mm256_set1_pd(mean);
+        s0 = s1 = _mm256_setzero_pd();
+        for (std::int64_t i = 0; i < full; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xr + i);
+            const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), vm);
+            const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), vm);
+            s0 = _mm256_fmadd_pd(d0, d0, s0);
+            s1 = _mm256_fmadd_pd(d1, d1, s1);
+        }
+        _mm256_store_pd(l, _mm256_add_pd(s0, s1));
+        double sq = (l[0] + l[1]) + (l[2] + l[3]);
+        for (std::int64_t i = full; i < n; ++i) {
+            const double d = xr[i] - mean;
+            sq += d * d;
+        }
+        const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + static_cast<double>(eps));
+        const __m256 fm = _mm256_set1_ps(static_cast<float>(mean)), fr = _mm256_set1_ps(static_cast<float>(rstd));
+        for (std::int64_t i = 0; i < full; i += 8) {
+            const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), fm), fr);
+            _mm256_storeu_ps(yr + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i)));
+        }
+        for (std::int64_t i = full; i < n; ++i) {
+            const float t = (xr[i] - static_cast<float>(mean)) * static_cast<float>(rstd);
+            yr[i] = std::fma(t, gamma[i], beta[i]);
+        }
     }
 }
 
 /// One (sequence, head) of attention: scores = Q K^T * scale through the packed product
-/// (K's rows are the "weights"), masked, softmaxed, times V (transposed into a buffer).
+/// (K's rows are the "weights"), masked, softmaxed, times V (read in place, or transposed
+/// into a buffer), written to out's rows.
 /// `b`: the buffers of the thread running it (every element written before it is read).
 ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq,
                                                 std::int64_t d, std::int64_t ld, const std::int64_t* key_mask,
                                                 float scale, float* out, KernelBuffers& b) {
     float* const scores = packed::aligned_at_least(b.scores, seq * seq);
-    float* const vt = packed::aligned_at_least(b.values_t, d * seq);
-    float* const o = packed::aligned_at_least(b.out, seq * d);
     avx2::run(avx2::pack_x(q, seq, d, ld, b.q, nullptr), packed::PanelSource{packed::Source::f32, k, d, nullptr, ld}, seq, nullptr,
         scores, seq, nullptr, &b);
-    for (std::int64_t i = 0; i < seq; ++i)
-        for (std::int64_t j = 0; j < seq; ++j) {
-            float& s = scores[i * seq + j];
-            s = key_mask != nullptr && key_mask[j] == 0 ? -std::numeric_limits<float>::infinity() : s * scale;
-        }
+    const __m256 vscale = _mm256_set1_ps(scale);
+    std::int64_t i = 0;
+    for (; i + 8 <= seq * seq; i += 8) _mm256_storeu_ps(scores + i, _mm256_mul_ps(_mm256_loadu_ps(scores + i), vscale));
+    for (; i < seq * seq; ++i) scores[i] *= scale;
+    if (key_mask != nullptr)
+        for (std::int64_t j = 0; j < seq; ++j)
+            if (key_mask[j] == 0)
+                for (std::int64_t r = 0; r < seq; ++r) scores[r * seq + j] = -std::numeric_limits<float>::infinity();
     avx2::softmax_rows(scores, seq, seq);
-    for (std::int64_t t = 0; t < seq; ++t)
-        for (std::int64_t c = 0; c < d; ++c) vt[c * seq + t] = v[t * ld + c];
-    avx2::run(avx2::pack_x(scores, seq, seq, seq, b.p, nullptr), packed::PanelSource{packed::Source::f32, vt, seq, nullptr},
-        d, nullptr, o, d, nullptr, &b);
-    for (std::int64_t t = 0; t < seq; ++t) std::copy(o + t * d, o + (t + 1) * d, out + t * ld);
+    // V as the "weights" [d][seq] of the second product: when d is a multiple of NR, V's rows
+    // already are its panels (NR dims side by side, one key per unit row, ld apart), read in
+    // place; otherwise V transposed into a buffer.
+    packed::PanelSource vsrc{packed::Source::panels, v, seq, nullptr};
+    vsrc.panel_rows = ld;
+    if (d % NR != 0) {
+        float* const vt = packed::aligned_at_least(b.values_t, d * seq);
+        for (std::int64_t t = 0; t < seq; ++t)
+            for (std::int64_t c = 0; c < d; ++c) vt[c * seq + t] = v[t * ld + c];
+        vsrc = packed::PanelSource{packed::Source::f32, vt, seq, nullptr};
+    }
+    avx2::run(avx2::pack_x(scores, seq, seq, seq, b.p, nullptr), vsrc, d, nullptr, out, ld, nullptr, &b);
 }
 
 }  // namespace altclip::kernels::avx2

@@ -54,7 +54,7 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     // Attention of one (sequence, head) (ops.hpp's and avx2.hpp's attention_head; a slot's).
     std::vector<std::uint32_t> keys, values;  // K^T panels, V panels (AVX-512)
     std::vector<float> scores;                // scores, then probabilities (AVX-512: one sliver's)
-    std::vector<float> values_t, out;         // V transposed, the output rows (AVX2)
+    std::vector<float> values_t;              // V transposed (AVX2, a head size not a multiple of 32)
     PackedXBuffers q, p;                      // packed Q (AVX-512: a sliver), packed probabilities
 };
 

@@ -164,10 +164,11 @@ inline bool map_chunks(float* x, std::int64_t count, ThreadPool* pool, void (*av
 /// whatever the buffer's address or the thread split). `y` may alias `x`.
 inline void layer_norm(const float* x, std::int64_t rows, std::int64_t n, const float* gamma, const float* beta,
                        float eps, float* y, ThreadPool* pool = nullptr) {
-    const bool avx512 = ALTCLIP_X86 && isa_of(pool) >= Isa::avx512;
+    [[maybe_unused]] const Isa isa = isa_of(pool);
     parallel_chunks(pool, rows, 16, [&](std::int64_t r0, std::int64_t r1) {
 #if ALTCLIP_X86
-        if (avx512) return ops_detail::layer_norm_rows_avx512(x, r0, r1, n, gamma, beta, eps, y);
+        if (isa >= Isa::avx512) return ops_detail::layer_norm_rows_avx512(x, r0, r1, n, gamma, beta, eps, y);
+        if (isa >= Isa::avx2) return avx2::layer_norm_rows(x, r0, r1, n, gamma, beta, eps, y);
 #endif
         ops_detail::layer_norm_rows(x, r0, r1, n, gamma, beta, eps, y);
     });
