@@ -207,6 +207,14 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t l
     }
 }
 
+/// Slivers of x from which run copies a panel stored in place to a contiguous buffer, once per
+/// k block. In place, a panel's NR columns have their unit rows panel_rows units apart (64 in
+/// a model file: 256 bytes), so its 128-byte rows fall in half of L1's sets (or, rows 4 KB
+/// apart, in one), which it then fills alone while the micro-kernel reads it four times per
+/// tile; copied it shares L1 with x's sliver and the tile: 7% faster for 257 rows (the copy
+/// amortised over 22 slivers), 5-8% slower for 16 (two), even near 6 (Zen 3).
+constexpr std::int64_t kCopySlivers = 6;
+
 /// y[n, out] (row stride ldy) = x . W^T (+ bias), W given as float32 units. As packed::run
 /// (gemm_packed.hpp) does it: a task owns kTaskCols output columns (two panels, packed once
 /// per k block or used in place), runs them over x's slivers kSliverBlock at a time (that
@@ -219,12 +227,7 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
     constexpr int kPanels = static_cast<int>(packed::kTaskCols / NR);
     constexpr std::int64_t kTile = MR * NR;
     const std::int64_t tasks = (out + packed::kTaskCols - 1) / packed::kTaskCols;
-    // A panel stored in place has its NR columns' unit rows w.panel_rows (64) units apart:
-    // 256 bytes, so its 128-byte rows fall in half of L1's sets, which it then fills alone
-    // while the micro-kernel reads it four times per tile. Copied to a contiguous buffer once
-    // per k block it shares L1 with x's sliver and the tile: 7% faster for 257 rows (the copy
-    // amortised over many slivers), 5-8% slower for 16 (two slivers), even near 6.
-    const bool copy_stored = w.kind == packed::Source::panels && w.panel_rows != NR && px.slivers >= 6;
+    const bool copy_stored = w.kind == packed::Source::panels && w.panel_rows != NR && px.slivers >= kCopySlivers;
     auto task = [&](std::int64_t t, int slot) {
         alignas(32) std::uint32_t panels[kPanels][KU * NR];
         float* const sums = packed::aligned_at_least(slots[slot].tile_sums, px.slivers * kPanels * kTile);
@@ -346,9 +349,9 @@ ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map1
 /// The 16 lanes of a into 16 floats.
 inline void store16(float* p, v256::Lanes::F a) { v256::Lanes::store(p, a); }
 
-/// Softmax of each row of [rows, n] in place, as the AVX-512 kernel does it: max, e^(x - max)
-/// and its sum in 16 lanes (the tail through a block padded with -inf, whose exp is 0), the
-/// lanes added in order, times 1 / sum. A row of only -inf becomes zeros.
+/// Softmax of each row of [rows, n] in place: max, e^(x - max) and its sum in 16 lanes (the
+/// tail first, through a block padded with -inf, whose exp is 0), the lanes added in order,
+/// times 1 / sum. A row of only -inf becomes zeros.
 inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
     using L = v256::Lanes;
     constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -450,12 +453,13 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             if (key_mask[j] == 0)
                 for (std::int64_t r = 0; r < seq; ++r) scores[r * seq + j] = -std::numeric_limits<float>::infinity();
     avx2::softmax_rows(scores, seq, seq);
-    // V as the "weights" [d][seq] of the second product: when d is a multiple of NR, V's rows
-    // already are its panels (NR dims side by side, one key per unit row, ld apart), read in
-    // place; otherwise V transposed into a buffer.
+    // V as the "weights" [d][seq] of the second product: V's rows already are its panels (NR
+    // dims side by side, one key per unit row, ld apart), which run copies per k block when d
+    // is a multiple of NR and there are kCopySlivers slivers or more (a ViT's 257 tokens); else
+    // (a short text, whose rows 4 KB apart would share one L1 set) V transposed into a buffer.
     packed::PanelSource vsrc{packed::Source::panels, v, seq, nullptr};
     vsrc.panel_rows = ld;
-    if (d % NR != 0) {
+    if (d % NR != 0 || (seq + MR - 1) / MR < kCopySlivers) {
         float* const vt = packed::aligned_at_least(b.values_t, d * seq);
         for (std::int64_t t = 0; t < seq; ++t)
             for (std::int64_t c = 0; c < d; ++c) vt[c * seq + t] = v[t * ld + c];
