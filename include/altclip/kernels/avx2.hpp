@@ -1,8 +1,9 @@
 // The kernels of Isa::avx2 (AVX2 + FMA: most laptops and older servers): float32 math on
-// the packed layout of gemm_packed.hpp (x in slivers of MR rows, W in panels of NR columns,
-// used in place when the file stores them so), a 3 x 32 micro-kernel run four times over
-// each MR x NR tile (12 accumulators of 8 lanes fit AVX2's 16 registers), the tasks and tile
-// sums laid out as packed::run lays them, and softmax and GELU with lanes.inc's exp and GELU.
+// the packed layout of gemm_packed.hpp (x in slivers of MR rows, W in panels of NR columns:
+// when the file stores them so, read in place for a short input and copied 16 KB at a time
+// for a long one, kCopySlivers), a 3 x 32 micro-kernel run four times over each MR x NR tile
+// (12 accumulators of 8 lanes fit AVX2's 16 registers), the tasks and tile sums laid out as
+// packed::run lays them, and LayerNorm, softmax and GELU (lanes.inc's exp and GELU).
 // bf16 and int8 weights are widened to float32 units as panels are packed, eight rows by
 // eight values at a time.
 // Compiled in an AVX2 target region (cpu.hpp); entered only at Isa::avx2 and above.
