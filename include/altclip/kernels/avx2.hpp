@@ -270,7 +270,7 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                     const std::int64_t j = j0 + p * NR;
                     const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
                     for (std::int64_t s = s0; s < s1; ++s) {
-                        if (s0 == 0) {
+                        if (s0 == 0 && next_units > 0) {  // (stored_at is null for a packed panel)
                             const std::int64_t f0 = std::min(next_units, s * per_tile);
                             const std::int64_t f1 = std::min(next_units, f0 + per_tile);
                             const std::int64_t lds = w.panel_rows;
