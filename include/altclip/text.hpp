@@ -102,8 +102,8 @@ struct AltRobertaLayer {
         kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool, ws);
         for (std::int64_t i = 0; i < rows * H; ++i) a[i] += h[i];
         kernels::layer_norm(a, rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
-        kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws);
-        kernels::gelu_erf(inter, rows * I, pool);
+        kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws,
+                        kernels::Activation::gelu_erf);
         kernels::linear(inter, rows, I, output.dense.weight, output.dense.bias, H, h, pool, ws);
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += a[i];
         kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h, pool);

@@ -109,8 +109,8 @@ struct AltCLIPMLP {
     void forward(const float* x, std::int64_t rows, float* out, kernels::Scratch& scratch,
                  kernels::ThreadPool* pool) const {
         float* h = scratch.get(detail::kSlotInter, rows * fc1.out);
-        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool, scratch.workspace());
-        kernels::quick_gelu(h, rows * fc1.out, pool);
+        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool, scratch.workspace(),
+                        kernels::Activation::quick_gelu);
         kernels::linear(h, rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool, scratch.workspace());
     }
 };

@@ -16,6 +16,7 @@
 #include <limits>
 #include <vector>
 
+#include "activation.hpp"
 #include "cpu.hpp"
 #include "gemm_packed.hpp"
 #include "lanes_avx2.hpp"
@@ -208,6 +209,43 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t l
     }
 }
 
+/// f(t) for the activation `act`: lanes.inc's formulas, the ones ops.hpp's passes apply.
+inline v256::Lanes::F activate(v256::Lanes::F t, Activation act) {
+    switch (act) {
+        case Activation::quick_gelu: return v256::quick_gelu(t);
+        case Activation::gelu_erf: return v256::gelu(t);
+        case Activation::none: break;
+    }
+    return t;
+}
+
+/// A finished tile's first mr rows and nr columns into y (row stride ldy): + bias (nr
+/// values, or none), then `act`, 16 lanes at a time while the tile is in L1. The same
+/// operations as the product, then a pass of ops.hpp's activation over y: the same numbers.
+inline void write_tile(const float* tile, std::int64_t mr, int nr, const float* bias, Activation act, float* y,
+                       std::int64_t ldy) {
+    using L = v256::Lanes;
+    static_assert(NR % 16 == 0, "a tile row in whole 16-lane blocks");
+    alignas(32) float b[NR] = {};  // the bias, zero past nr
+    if (bias != nullptr) std::copy(bias, bias + nr, b);
+    for (std::int64_t i = 0; i < mr; ++i) {
+        float* yr = y + i * ldy;
+        const float* tr = tile + i * NR;
+        for (int c = 0; c < nr; c += 16) {
+            L::F t = L::load(tr + c);
+            if (bias != nullptr) t = L::add(t, L::load(b + c));
+            t = activate(t, act);
+            if (nr - c >= 16) {
+                L::store(yr + c, t);
+            } else {
+                alignas(32) float part[16];
+                L::store(part, t);
+                std::copy(part, part + (nr - c), yr + c);
+            }
+        }
+    }
+}
+
 /// Slivers of x from which run copies a panel stored in place to a contiguous buffer, once per
 /// k block. In place, a panel's NR columns have their unit rows panel_rows units apart (64 in
 /// a model file: 256 bytes), so its 128-byte rows fall in half of L1's sets (or, rows 4 KB
@@ -221,10 +259,11 @@ constexpr std::int64_t kCopySlivers = 6;
 /// per k block or used in place), runs them over x's slivers kSliverBlock at a time (that
 /// part of x stays in L2 while both panels pass over it), and keeps its tiles' sums between k
 /// blocks in its slot's tile_sums ([sliver][panel][MR][NR], contiguous: y's rows are `out`
-/// floats apart, which puts a tile's rows in one L1 set); the last k block writes y.
+/// floats apart, which puts a tile's rows in one L1 set); the last k block writes y
+/// (write_tile: + bias, then `act`).
 /// `slots`: a KernelBuffers per slot of the pool's loop (one when pool is nullptr).
 inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::int64_t out, const float* bias, float* y,
-                std::int64_t ldy, ThreadPool* pool, KernelBuffers* slots) {
+                std::int64_t ldy, ThreadPool* pool, KernelBuffers* slots, Activation act = Activation::none) {
     constexpr int kPanels = static_cast<int>(packed::kTaskCols / NR);
     constexpr std::int64_t kTile = MR * NR;
     const std::int64_t tasks = (out + packed::kTaskCols - 1) / packed::kTaskCols;
@@ -282,23 +321,9 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                         }
                         float* const tile = sums + (s * kPanels + p) * kTile;
                         micro(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0);
-                        if (!last) continue;
-                        const std::int64_t mr = std::min<std::int64_t>(MR, px.n - s * MR);
-                        for (std::int64_t i = 0; i < mr; ++i) {
-                            float* yr = y + (s * MR + i) * ldy + j;
-                            const float* tr = tile + i * NR;
-                            if (nr == NR) {
-                                for (int c = 0; c < NR; c += 8) {
-                                    __m256 t = _mm256_load_ps(tr + c);
-                                    if (bias != nullptr) t = _mm256_add_ps(t, _mm256_loadu_ps(bias + j + c));
-                                    _mm256_storeu_ps(yr + c, t);
-                                }
-                            } else if (bias != nullptr) {
-                                for (int c = 0; c < nr; ++c) yr[c] = tr[c] + bias[j + c];
-                            } else {
-                                std::copy(tr, tr + nr, yr);
-                            }
-                        }
+                        if (last)
+                            write_tile(tile, std::min<std::int64_t>(MR, px.n - s * MR), nr,
+                                       bias != nullptr ? bias + j : nullptr, act, y + s * MR * ldy + j, ldy);
                     }
                 }
             }
@@ -310,7 +335,7 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
 /// kernels::linear at Isa::avx2: every weight type multiplied in float32.
 ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
                                         const float* bias, std::int64_t out, float* y, ThreadPool* pool,
-                                        Workspace& ws) {
+                                        Workspace& ws, Activation act) {
     packed::PanelSource src{packed::Source::f32, w.data, k, nullptr};
     src.panel_rows = w.panel_rows;
     switch (w.type) {
@@ -327,7 +352,7 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
             break;
     }
     avx2::run(avx2::pack_x(x, n, k, k, ws.caller().x, pool), src, out, bias, y, out, pool,
-              ws.slots(slot_count(pool, (out + packed::kTaskCols - 1) / packed::kTaskCols)));
+              ws.slots(slot_count(pool, (out + packed::kTaskCols - 1) / packed::kTaskCols)), act);
 }
 
 /// f over x[0, count) in place, 16 lanes at a time; the tail through a zero-padded block,

@@ -20,11 +20,13 @@
 #include <cstring>
 #include <vector>
 
+#include "activation.hpp"
 #include "avx2.hpp"
 #include "cpu.hpp"
 #include "eigen.hpp"
 #include "gemm_packed.hpp"
 #include "onednn.hpp"
+#include "ops.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 
@@ -400,15 +402,29 @@ ALTCLIP_AVX512_END
 
 namespace altclip::kernels {
 
-/// y[n, out] = x[n, k] . w[out, k]^T (+ bias). `pool` may be nullptr (single thread, the
-/// best Isa this CPU allows). `ws`: the kernels' buffers of the call (a forward pass's,
-/// Scratch::workspace), reused by its every product.
+namespace gemm_detail {
+/// `act` over y[0, count) as a pass of its own (ops.hpp), for the paths that do not apply it
+/// in their write-out.
+inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* pool) {
+    switch (act) {
+        case Activation::quick_gelu: quick_gelu(y, count, pool); break;
+        case Activation::gelu_erf: gelu_erf(y, count, pool); break;
+        case Activation::none: break;
+    }
+}
+}  // namespace gemm_detail
+
+/// y[n, out] = act(x[n, k] . w[out, k]^T (+ bias)). `pool` may be nullptr (single thread,
+/// the best Isa this CPU allows). `ws`: the kernels' buffers of the call (a forward pass's,
+/// Scratch::workspace), reused by its every product. `act` (an MLP's activation) is applied
+/// in the AVX2 kernel's write-out, by a pass over y on the other paths: the same numbers.
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
-                   std::int64_t out, float* y, ThreadPool* pool, Workspace& ws) {
+                   std::int64_t out, float* y, ThreadPool* pool, Workspace& ws, Activation act = Activation::none) {
     if (n <= 0 || out <= 0) return;
 #if ALTCLIP_WITH_ONEDNN
     if (weights.onednn != nullptr) {  // packed for oneDNN at load (onednn::use_onednn decided)
         onednn::linear(x, n, k, *weights.onednn, bias, out, y, pool, ws);
+        gemm_detail::activate(act, y, n * out, pool);
         return;
     }
 #endif
@@ -418,10 +434,11 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
 #if ALTCLIP_X86
     if (isa >= Isa::avx512) {
         gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool, ws);
+        gemm_detail::activate(act, y, n * out, pool);
         return;
     }
     if (isa >= Isa::avx2) {
-        avx2::linear(x, n, k, w, bias, out, y, pool, ws);
+        avx2::linear(x, n, k, w, bias, out, y, pool, ws, act);
         return;
     }
 #endif
@@ -451,6 +468,7 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
         gemm_detail::block_eigen(x, n, k, wf.data(), bias, out, j0, j1, y);
     };
     parallel_for(pool, blocks, run);
+    gemm_detail::activate(act, y, n * out, pool);
 }
 
 /// The same with buffers for this call only (a one-off product, tests).
