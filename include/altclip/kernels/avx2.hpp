@@ -176,12 +176,14 @@ inline void copy_panel(const std::uint32_t* src, std::int64_t ld, std::int64_t k
 /// as four 3 x 32 register blocks: 12 accumulators, three broadcasts of x held while the four
 /// 8-lane pieces of the W row stream by (16 registers; 7 loads per 12 multiply-adds). ldb:
 /// NR for a packed panel, the stored panel's rows for one used in place. `accumulate`: add
-/// to the tile's sums of the earlier k blocks instead of overwriting them.
+/// to the tile's sums of the earlier k blocks instead of overwriting them. `rows`: x's rows
+/// in this sliver (MR but in the last); the 3-row blocks wholly past them are skipped (a
+/// 16-token text's second sliver holds 4 rows: 2 blocks of 4; an image's 257th row, 1 of 4).
 inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t ldb, std::int64_t kus, float* tile,
-                  bool accumulate) {
+                  bool accumulate, std::int64_t rows) {
     const float* af = reinterpret_cast<const float*>(a);
     const float* bf = reinterpret_cast<const float*>(b);
-    for (int r0 = 0; r0 < MR; r0 += 3) {
+    for (int r0 = 0; r0 < rows; r0 += 3) {
         __m256 acc[3][4];
 #pragma GCC unroll 12
         for (int i = 0; i < 12; ++i) acc[i / 4][i % 4] = _mm256_setzero_ps();
@@ -320,10 +322,11 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                             }
                         }
                         float* const tile = sums + (s * kPanels + p) * kTile;
-                        micro(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0);
+                        const std::int64_t mr = std::min<std::int64_t>(MR, px.n - s * MR);
+                        micro(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0, mr);
                         if (last)
-                            write_tile(tile, std::min<std::int64_t>(MR, px.n - s * MR), nr,
-                                       bias != nullptr ? bias + j : nullptr, act, y + s * MR * ldy + j, ldy);
+                            write_tile(tile, mr, nr, bias != nullptr ? bias + j : nullptr, act, y + s * MR * ldy + j,
+                                       ldy);
                     }
                 }
             }
