@@ -2,10 +2,12 @@
 // the packed layout of gemm_packed.hpp (x in slivers of MR rows, W in panels of NR columns:
 // when the file stores them so, read in place for a short input and copied 16 KB at a time
 // for a long one, kCopySlivers), a 3 x 32 micro-kernel run four times over each MR x NR tile
-// (12 accumulators of 8 lanes fit AVX2's 16 registers), the tasks and tile sums laid out as
-// packed::run lays them, and LayerNorm, softmax and GELU (lanes.inc's exp and GELU).
-// bf16 and int8 weights are widened to float32 units as panels are packed, eight rows by
-// eight values at a time.
+// (12 accumulators of 8 lanes fit AVX2's 16 registers; the 3-row blocks past x's last row
+// skipped), the tasks and tile sums laid out as packed::run lays them, an MLP's activation
+// applied as the tile is written out, and LayerNorm, softmax and GELU (lanes.inc's exp and
+// GELU). bf16 and int8 weights are widened to float32 units as panels are packed, eight rows
+// by eight values at a time; bf16 panels of a file, for a short input, in registers as the
+// micro-kernel reads them in place.
 // Compiled in an AVX2 target region (cpu.hpp); entered only at Isa::avx2 and above.
 #pragma once
 
@@ -211,6 +213,42 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t l
     }
 }
 
+/// The sums of micro (the same operations for each value, so the same numbers) with W read
+/// where a bf16 file stores it: `b` points at the stored panel's pair row of unit 0 (bfloat16
+/// pairs, units 2i and 2i + 1 in the low and high halves of one 32-bit value, pair rows ldb
+/// apart), each half widened in registers (a shift or a mask) as the 3 x 32 blocks pass over
+/// it. For a short x (under kCopySlivers slivers): widening a panel to 16 KB of float32 for
+/// two slivers cost more than its products (a 16-token text at bf16 slower than at f32).
+inline void micro_bf16_pairs(const std::uint32_t* a, const std::uint32_t* b, std::int64_t ldb, std::int64_t kus,
+                             float* tile, bool accumulate, std::int64_t rows) {
+    const float* af = reinterpret_cast<const float*>(a);
+    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (int r0 = 0; r0 < rows; r0 += 3) {
+        __m256 acc[3][4];
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; ++i) acc[i / 4][i % 4] = _mm256_setzero_ps();
+        for (std::int64_t u = 0; u < kus; ++u) {
+            const float* ar = af + u * MR + r0;
+            const __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + 1), a2 = _mm256_broadcast_ss(ar + 2);
+            const std::uint32_t* pair = b + (u / 2) * ldb;
+            const bool odd = u % 2 != 0;  // unit u: the low half of pair row u / 2 (u even), or the high
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) {
+                const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pair + 8 * j));
+                const __m256 bj = _mm256_castsi256_ps(odd ? _mm256_and_si256(v, high) : _mm256_slli_epi32(v, 16));
+                acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
+                acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
+                acc[2][j] = _mm256_fmadd_ps(a2, bj, acc[2][j]);
+            }
+        }
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; ++i) {
+            float* t = tile + (r0 + i / 4) * NR + 8 * (i % 4);
+            _mm256_storeu_ps(t, accumulate ? _mm256_add_ps(_mm256_loadu_ps(t), acc[i / 4][i % 4]) : acc[i / 4][i % 4]);
+        }
+    }
+}
+
 /// f(t) for the activation `act`: lanes.inc's formulas, the ones ops.hpp's passes apply.
 inline v256::Lanes::F activate(v256::Lanes::F t, Activation act) {
     switch (act) {
@@ -270,6 +308,7 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
     constexpr std::int64_t kTile = MR * NR;
     const std::int64_t tasks = (out + packed::kTaskCols - 1) / packed::kTaskCols;
     const bool copy_stored = w.kind == packed::Source::panels && w.panel_rows != NR && px.slivers >= kCopySlivers;
+    const bool bf16_in_place = w.kind == packed::Source::bf16_panels_widen && px.slivers < kCopySlivers;
     auto task = [&](std::int64_t t, int slot) {
         alignas(32) std::uint32_t panels[kPanels][KU * NR];
         float* const sums = packed::aligned_at_least(slots[slot].tile_sums, px.slivers * kPanels * kTile);
@@ -292,6 +331,9 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                         panel_at[np] = stored_at[np];
                         ldb[np] = w.panel_rows;
                     }
+                } else if (bf16_in_place) {  // u0, a multiple of KU, is even: a pair row's start
+                    panel_at[np] = packed::stored_panel(w, j, 2) + u0 / 2 * w.panel_rows;
+                    ldb[np] = w.panel_rows;
                 } else {
                     avx2::pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
                     panel_at[np] = panels[np];
@@ -325,7 +367,8 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                         }
                         float* const tile = sums + (s * kPanels + p) * kTile;
                         const std::int64_t mr = std::min<std::int64_t>(MR, px.n - s * MR);
-                        micro(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0, mr);
+                        if (bf16_in_place) micro_bf16_pairs(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0, mr);
+                        else micro(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0, mr);
                         if (last)
                             write_tile(tile, mr, nr, bias != nullptr ? bias + j : nullptr, act, y + s * MR * ldy + j,
                                        ldy);
