@@ -420,9 +420,6 @@ inline void map16(float* x, std::int64_t count, F f) {
 ALTCLIP_KERNEL_ENTRY inline void gelu_erf(float* x, std::int64_t count) { map16(x, count, v256::gelu); }
 ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map16(x, count, v256::quick_gelu); }
 
-/// The 16 lanes of a into 16 floats.
-inline void store16(float* p, v256::Lanes::F a) { v256::Lanes::store(p, a); }
-
 /// Softmax of each row of [rows, n] in place: max, e^(x - max) and its sum in 16 lanes (the
 /// tail first, through a block padded with -inf, whose exp is 0), the lanes added in order,
 /// times 1 / sum. A row of only -inf becomes zeros.
@@ -437,7 +434,7 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
         std::copy(a + full, a + n, tail);
         L::F vmax = L::load(tail);
         for (std::int64_t i = 0; i < full; i += 16) vmax = L::max(vmax, L::load(a + i));
-        store16(lanes, vmax);
+        L::store(lanes, vmax);
         const float m = *std::max_element(lanes, lanes + 16);
         if (m == kNegInf) {
             std::fill(a, a + n, 0.0f);
@@ -451,7 +448,7 @@ inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
             L::store(a + i, e);
             vsum = L::add(vsum, e);
         }
-        store16(lanes, vsum);
+        L::store(lanes, vsum);
         float sum = 0;
         for (float v : lanes) sum += v;
         const L::F inv = L::set1(1.0f / sum);
