@@ -174,55 +174,47 @@ inline void copy_panel(const std::uint32_t* src, std::int64_t ld, std::int64_t k
                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + u * ld + q)));
 }
 
-/// tile[i][c] (+)= sum over kus units of a[unit][i] * b[unit * ldb + c] for the 12 x 32 tile,
-/// as four 3 x 32 register blocks: 12 accumulators, three broadcasts of x held while the four
-/// 8-lane pieces of the W row stream by (16 registers; 7 loads per 12 multiply-adds). ldb:
-/// NR for a packed panel, the stored panel's rows for one used in place. `accumulate`: add
-/// to the tile's sums of the earlier k blocks instead of overwriting them. `rows`: x's rows
-/// in this sliver (MR but in the last); the 3-row blocks wholly past them are skipped (a
-/// 16-token text's second sliver holds 4 rows: 2 blocks of 4; an image's 257th row, 1 of 4).
-inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t ldb, std::int64_t kus, float* tile,
-                  bool accumulate, std::int64_t rows) {
-    const float* af = reinterpret_cast<const float*>(a);
-    const float* bf = reinterpret_cast<const float*>(b);
-    for (int r0 = 0; r0 < rows; r0 += 3) {
-        __m256 acc[3][4];
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; ++i) acc[i / 4][i % 4] = _mm256_setzero_ps();
-        for (std::int64_t u = 0; u < kus; ++u) {
-            const float* ar = af + u * MR + r0;
-            const __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + 1), a2 = _mm256_broadcast_ss(ar + 2);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) {
-                __m256 bj = _mm256_loadu_ps(bf + u * ldb + 8 * j);
-                // One load of bj for its three multiply-adds: tuned for some CPUs (GCC's
-                // -march=znver3), the compiler would fold it into each of them instead, 15 loads
-                // per 12 multiply-adds, more than Zen 3's two 256-bit loads a cycle feed (a
-                // -march=native build ran 20-28% slower than the consumer build there).
-                __asm__("" : "+x"(bj));
-                acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
-                acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
-                acc[2][j] = _mm256_fmadd_ps(a2, bj, acc[2][j]);
-            }
-        }
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; ++i) {
-            float* t = tile + (r0 + i / 4) * NR + 8 * (i % 4);
-            _mm256_storeu_ps(t, accumulate ? _mm256_add_ps(_mm256_loadu_ps(t), acc[i / 4][i % 4]) : acc[i / 4][i % 4]);
-        }
+/// W's unit rows as the micro-kernel reads them: row u's eight values from column 8 j.
+/// Float32 units (a packed panel, ldb = NR, or a stored one read in place, ldb its rows).
+struct F32Rows {
+    const float* b;
+    std::int64_t ldb;
+    __m256 operator()(std::int64_t u, int j) const {
+        __m256 v = _mm256_loadu_ps(b + u * ldb + 8 * j);
+        // One load of the row piece for its three multiply-adds: tuned for some CPUs (GCC's
+        // -march=znver3), the compiler would fold it into each of them instead, 15 loads
+        // per 12 multiply-adds, more than Zen 3's two 256-bit loads a cycle feed (a
+        // -march=native build ran 20-28% slower than the consumer build there).
+        __asm__("" : "+x"(v));
+        return v;
     }
-}
+};
+/// A bf16 file's stored panel read in place: bfloat16 pairs, units 2i and 2i + 1 in the low
+/// and high halves of one 32-bit value, pair rows ldb apart, each half widened in registers
+/// (a shift or a mask: exactly the float32 values pack_panel makes). For a short x (under
+/// kCopySlivers slivers): widening a panel to 16 KB of float32 for two slivers cost more
+/// than its products (a 16-token text at bf16 slower than at f32).
+struct Bf16PairRows {
+    const std::uint32_t* b;
+    std::int64_t ldb;
+    __m256 operator()(std::int64_t u, int j) const {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + (u / 2) * ldb + 8 * j));
+        return _mm256_castsi256_ps(u % 2 != 0 ? _mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u)))
+                                              : _mm256_slli_epi32(v, 16));
+    }
+};
 
-/// The sums of micro (the same operations for each value, so the same numbers) with W read
-/// where a bf16 file stores it: `b` points at the stored panel's pair row of unit 0 (bfloat16
-/// pairs, units 2i and 2i + 1 in the low and high halves of one 32-bit value, pair rows ldb
-/// apart), each half widened in registers (a shift or a mask) as the 3 x 32 blocks pass over
-/// it. For a short x (under kCopySlivers slivers): widening a panel to 16 KB of float32 for
-/// two slivers cost more than its products (a 16-token text at bf16 slower than at f32).
-inline void micro_bf16_pairs(const std::uint32_t* a, const std::uint32_t* b, std::int64_t ldb, std::int64_t kus,
-                             float* tile, bool accumulate, std::int64_t rows) {
+/// tile[i][c] (+)= sum over kus units of a[unit][i] * W[unit][c] for the 12 x 32 tile, W's
+/// rows from `w` (F32Rows, Bf16PairRows), as four 3 x 32 register blocks: 12 accumulators,
+/// three broadcasts of x held while the four 8-lane pieces of the W row stream by (16
+/// registers; 7 loads per 12 multiply-adds). `accumulate`: add to the tile's sums of the
+/// earlier k blocks instead of overwriting them. `rows`: x's rows in this sliver (MR but in
+/// the last); the 3-row blocks wholly past them are skipped (a 16-token text's second sliver
+/// holds 4 rows: 2 blocks of 4; an image's 257th row, 1 of 4). The sums of a value do not
+/// depend on where W is read from.
+template <class Rows>
+inline void micro(const std::uint32_t* a, Rows w, std::int64_t kus, float* tile, bool accumulate, std::int64_t rows) {
     const float* af = reinterpret_cast<const float*>(a);
-    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
     for (int r0 = 0; r0 < rows; r0 += 3) {
         __m256 acc[3][4];
 #pragma GCC unroll 12
@@ -230,12 +222,9 @@ inline void micro_bf16_pairs(const std::uint32_t* a, const std::uint32_t* b, std
         for (std::int64_t u = 0; u < kus; ++u) {
             const float* ar = af + u * MR + r0;
             const __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + 1), a2 = _mm256_broadcast_ss(ar + 2);
-            const std::uint32_t* pair = b + (u / 2) * ldb;
-            const bool odd = u % 2 != 0;  // unit u: the low half of pair row u / 2 (u even), or the high
 #pragma GCC unroll 4
             for (int j = 0; j < 4; ++j) {
-                const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pair + 8 * j));
-                const __m256 bj = _mm256_castsi256_ps(odd ? _mm256_and_si256(v, high) : _mm256_slli_epi32(v, 16));
+                const __m256 bj = w(u, j);
                 acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
                 acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
                 acc[2][j] = _mm256_fmadd_ps(a2, bj, acc[2][j]);
@@ -367,8 +356,11 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                         }
                         float* const tile = sums + (s * kPanels + p) * kTile;
                         const std::int64_t mr = std::min<std::int64_t>(MR, px.n - s * MR);
-                        if (bf16_in_place) micro_bf16_pairs(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0, mr);
-                        else micro(px.at(b, s), panel_at[p], ldb[p], kus, tile, b > 0, mr);
+                        if (bf16_in_place)
+                            micro(px.at(b, s), Bf16PairRows{panel_at[p], ldb[p]}, kus, tile, b > 0, mr);
+                        else
+                            micro(px.at(b, s), F32Rows{reinterpret_cast<const float*>(panel_at[p]), ldb[p]}, kus,
+                                  tile, b > 0, mr);
                         if (last)
                             write_tile(tile, mr, nr, bias != nullptr ? bias + j : nullptr, act, y + s * MR * ldy + j,
                                        ldy);
