@@ -1,4 +1,5 @@
 // The kernels against plain scalar twins, on odd shapes that hit every tail path.
+#include <algorithm>
 #include <atomic>
 #include <array>
 #include <cmath>
@@ -62,13 +63,27 @@ TEST_CASE("linear equals the scalar product on every tail shape", "[kernels]") {
     }
 }
 
+namespace {
+// fused == want exactly; on failure, the worst element and where it is.
+void check_equal(const std::vector<float>& fused, const std::vector<float>& want, std::int64_t out) {
+    std::size_t worst = 0;
+    for (std::size_t i = 0; i < fused.size(); ++i)
+        if (std::fabs(fused[i] - want[i]) > std::fabs(fused[worst] - want[worst])) worst = i;
+    INFO("worst at row " << worst / out << " column " << worst % out << ": " << fused[worst] << " vs " << want[worst]);
+    CHECK(fused == want);
+}
+}  // namespace
+
 TEST_CASE("linear with an activation equals linear, then the activation's pass", "[kernels]") {
     // The AVX2 kernel applies it in its write-out, the other paths as a pass over y: the same
     // numbers either way, for whole and partial column panels, with and without a bias.
     ThreadPool pool(2);
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
-             {1, 17, 3}, {5, 64, 40}, {16, 96, 100}, {61, 130, 64}, {257, 64, 150}}) {
+             {1, 17, 3}, {5, 64, 40}, {16, 96, 100}, {20, 601, 70}, {61, 130, 64}, {257, 64, 150}}) {
         const auto x = randn(n * k, 41), w = randn(out * k, 42), b = randn(out, 43);
+        std::vector<std::int8_t> wq(w.size());
+        for (std::size_t i = 0; i < w.size(); ++i) wq[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(w[i] * 40.0f), -127.0f, 127.0f));
+        const std::vector<float> wscale(static_cast<std::size_t>(out), 1.0f / 40);
         for (Activation act : {Activation::quick_gelu, Activation::gelu_erf})
             for (const float* bias : {b.data(), static_cast<const float*>(nullptr)}) {
                 INFO("n " << n << " k " << k << " out " << out << " activation " << static_cast<int>(act)
@@ -80,12 +95,16 @@ TEST_CASE("linear with an activation equals linear, then the activation's pass",
                 else gelu_erf(want.data(), n * out, &pool);
                 linear(x.data(), n, k, WeightMatrix{WeightType::f32, w.data(), out, k}, bias, out, fused.data(),
                        &pool, ws, act);
-                std::size_t worst = 0;
-                for (std::size_t i = 0; i < fused.size(); ++i)
-                    if (std::fabs(fused[i] - want[i]) > std::fabs(fused[worst] - want[worst])) worst = i;
-                INFO("worst at row " << worst / out << " column " << worst % out << ": " << fused[worst] << " vs "
-                                     << want[worst]);
-                CHECK(fused == want);
+                check_equal(fused, want, out);
+                // int8 weights (the AVX2 kernel's row-by-row dot products for a short x): the same.
+                linear(x.data(), n, k, WeightMatrix{WeightType::q8, wq.data(), out, k, wscale.data()}, bias, out,
+                       want.data(), &pool, ws);
+                if (act == Activation::quick_gelu) quick_gelu(want.data(), n * out, &pool);
+                else gelu_erf(want.data(), n * out, &pool);
+                linear(x.data(), n, k, WeightMatrix{WeightType::q8, wq.data(), out, k, wscale.data()}, bias, out,
+                       fused.data(), &pool, ws, act);
+                INFO("int8 weights");
+                check_equal(fused, want, out);
             }
     }
 }
@@ -133,7 +152,7 @@ float bf16_round(float f) {  // round to nearest even, back to float
 
 TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot products", "[kernels]") {
     ThreadPool pool(2);
-    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}}) {
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}, {127, 260, 67}, {128, 300, 66}, {150, 33, 20}}) {
         INFO("n " << n << " k " << k << " out " << out);
         const auto x = randn(n * k, 21), wf = randn(out * k, 22), b = randn(out, 23);
         std::vector<std::int8_t> wq(wf.size());

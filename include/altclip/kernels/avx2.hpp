@@ -7,7 +7,8 @@
 // applied as the tile is written out, and LayerNorm, softmax and GELU (lanes.inc's exp and
 // GELU). bf16 and int8 weights are widened to float32 units as panels are packed, eight rows
 // by eight values at a time; bf16 panels of a file, for a short input, in registers as the
-// micro-kernel reads them in place.
+// micro-kernel reads them in place. A q8 file's int8 rows, for a short input (a text), are
+// multiplied row by row instead (dot_q8: dot products, W widened as it is read).
 // Compiled in an AVX2 target region (cpu.hpp); entered only at Isa::avx2 and above.
 #pragma once
 
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "activation.hpp"
@@ -372,6 +374,163 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
     parallel_for_slots(pool, tasks, task);
 }
 
+/// Rows of x from which a q8 file's int8 W is multiplied as packed panels (run), not row by
+/// row (dot_q8): dot_q8 ran about 2x as fast for 16 rows, 1.1x for 96, even at 128, 0.92-0.95x
+/// for 192 and 257 (the text's and the image's product shapes, 2 threads, Zen 3).
+constexpr std::int64_t kQ8DotRows = 128;
+/// Values of k per block of dot_q8: a group of x's rows (6 x 256 floats) stays in L1 over
+/// the task's 64 rows of W, and those (64 x 256 bytes) over the groups.
+constexpr std::int64_t kDotBlock = 256;
+/// Rows of W of dot_q8's register block (and x's, below), and how many blocks ahead the first
+/// group of x's rows prefetches W's rows (their first touch, from memory: the product 1.15x
+/// faster with it, Zen 3).
+constexpr int kDotW = 2, kDotX = 6, kDotAhead = 2;
+
+/// For R rows of x (ldx apart) and C rows of int8 W (ldq apart), over kc values of k:
+/// R x C accumulators of 8 lanes, W's eight values widened once per step for R rows of x,
+/// each row of x loaded once for C rows of W (R = 6, C = 2: 12 accumulators, 2 W, 1 x: 15
+/// registers; 8 loads and 4 widening operations per 12 multiply-adds). The accumulators
+/// start from zero (`first`) or from `lanes` ([row][column][8], rows ldl floats apart), and
+/// go back there, or, for the last block (`sums` not null), have their lanes added in a
+/// fixed order into sums[i][c] (rows lds apart), with the values past the last whole 8.
+/// `pf`: C rows of W (ldq apart) whose lines from here to kc are prefetched, or none.
+template <int R, int C>
+inline void dot_block(const float* x, std::int64_t ldx, const std::int8_t* q, std::int64_t ldq, std::int64_t kc,
+                      bool first, float* lanes, std::int64_t ldl, float* sums, std::int64_t lds,
+                      const std::int8_t* pf) {
+    __m256 acc[R][C];
+#pragma GCC unroll 16
+    for (int i = 0; i < R * C; ++i)
+        acc[i / C][i % C] = first ? _mm256_setzero_ps() : _mm256_load_ps(lanes + (i / C) * ldl + (i % C) * 8);
+    const std::int64_t k8 = kc / 8 * 8;
+    for (std::int64_t k = 0; k < k8; k += 8) {
+        if (pf != nullptr && k % 64 == 0)
+            for (int c = 0; c < C; ++c) _mm_prefetch(reinterpret_cast<const char*>(pf + c * ldq + k), _MM_HINT_T0);
+        __m256 wv[C];
+#pragma GCC unroll 4
+        for (int c = 0; c < C; ++c)
+            wv[c] = _mm256_cvtepi32_ps(
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + c * ldq + k))));
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) {
+            __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
+            __asm__("" : "+x"(xv));  // one load for its C multiply-adds (see F32Rows)
+#pragma GCC unroll 4
+            for (int c = 0; c < C; ++c) acc[i][c] = _mm256_fmadd_ps(xv, wv[c], acc[i][c]);
+        }
+    }
+    if (sums == nullptr) {
+#pragma GCC unroll 16
+        for (int i = 0; i < R * C; ++i) _mm256_store_ps(lanes + (i / C) * ldl + (i % C) * 8, acc[i / C][i % C]);
+        return;
+    }
+#pragma GCC unroll 16
+    for (int ic = 0; ic < R * C; ++ic) {
+        const int i = ic / C, c = ic % C;
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[i][c]), _mm256_extractf128_ps(acc[i][c], 1));
+        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        float s = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+        for (std::int64_t k = k8; k < kc; ++k) s += x[i * ldx + k] * static_cast<float>(q[c * ldq + k]);
+        sums[i * lds + c] = s;
+    }
+}
+
+/// R rows of x against a task's W rows [c0, c1), kDotW at a time. `prefetch`: each block
+/// prefetches the rows kDotAhead blocks on (past c1: the first rows at k_next, when > 0).
+template <int R>
+inline void dot_rows(const float* x, std::int64_t ldx, const std::int8_t* q, std::int64_t ldq, std::int64_t c0,
+                     std::int64_t c1, std::int64_t kc, bool first, float* lanes, std::int64_t ldl, float* sums,
+                     std::int64_t lds, bool prefetch, std::int64_t k_next) {
+    std::int64_t c = c0;
+    auto at = [&](std::int64_t cc) { return sums != nullptr ? sums + (cc - c0) : nullptr; };
+    auto ahead = [&](std::int64_t cc) -> const std::int8_t* {
+        if (!prefetch) return nullptr;
+        std::int64_t t = cc + kDotAhead * kDotW;
+        if (t < c1) return q + t * ldq;
+        if (k_next <= 0) return nullptr;
+        t -= c1 - c0;
+        return t < c1 ? q + t * ldq + k_next : nullptr;
+    };
+    for (; c + kDotW <= c1; c += kDotW)
+        dot_block<R, kDotW>(x, ldx, q + c * ldq, ldq, kc, first, lanes + (c - c0) * 8, ldl, at(c), lds, ahead(c));
+    for (; c < c1; ++c)
+        dot_block<R, 1>(x, ldx, q + c * ldq, ldq, kc, first, lanes + (c - c0) * 8, ldl, at(c), lds, ahead(c));
+}
+
+/// y[n, out] (row stride ldy) = x . W^T (+ bias), then `act`, for a short x (under
+/// kQ8DotRows rows) and a q8 file's W: int8 rows (row-major, `ldq` apart) times their row
+/// scale. Each output value is a dot product of x's row with W's int8 row, widened to float32
+/// as it is read (the packed path's panels would widen and transpose 16 KB per k block for
+/// a few slivers, its loads scattered over 32 rows: 39% of a q8 text's time). A task owns kTaskCols output columns and goes over k kDotBlock values at a time, x's rows kDotX
+/// at a time, its accumulators' lanes kept between blocks in the slot's tile_sums; the row
+/// scale is applied at the end, as the portable and AVX-512 paths do. The sums of a value do
+/// not depend on the threads.
+inline void dot_q8(const float* x, std::int64_t n, std::int64_t k, const std::int8_t* q, std::int64_t ldq,
+                   const float* scale, std::int64_t out, const float* bias, float* y, std::int64_t ldy,
+                   ThreadPool* pool, PackedXBuffers& xbuf, KernelBuffers* slots, Activation act) {
+    constexpr std::int64_t T = packed::kTaskCols;
+    constexpr std::int64_t B = kDotBlock;
+    const std::int64_t tasks = (out + T - 1) / T;
+    // x copied block by block, [block][row][B]: in place its rows (k floats apart, a multiple
+    // of 4 KB) would fall in the same few sets of L1 and not stay there.
+    const std::int64_t nblocks = (k + B - 1) / B;
+    float* const xs = packed::aligned_at_least(xbuf.rows, nblocks * n * B);
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+        const std::int64_t kc = std::min(k, (b + 1) * B) - b * B;
+        for (std::int64_t i = 0; i < n; ++i) std::copy(x + i * k + b * B, x + i * k + b * B + kc, xs + (b * n + i) * B);
+    }
+    auto task = [&](std::int64_t t, int slot) {
+        float* const lanes = packed::aligned_at_least(slots[slot].tile_sums, n * T * 8 + n * T);
+        float* const sums = lanes + n * T * 8;
+        const std::int64_t j0 = t * T, j1 = std::min(out, j0 + T);
+        for (std::int64_t k0 = 0; k0 < k; k0 += B) {
+            const std::int64_t kc = std::min(k, k0 + B) - k0;
+            const bool first = k0 == 0, last = k0 + B >= k;
+            const std::int8_t* qb = q + k0;
+            const float* xb = xs + k0 / B * n * B;
+            std::int64_t r = 0;
+            auto rows = [&](auto tag) {
+                constexpr int R = decltype(tag)::value;
+                dot_rows<R>(xb + r * B, B, qb, ldq, j0, j1, kc, first, lanes + r * T * 8, T * 8,
+                            last ? sums + r * T : nullptr, T, r == 0, last ? 0 : B);
+                r += R;
+            };
+            while (r + kDotX <= n) rows(std::integral_constant<int, kDotX>{});
+            switch (n - r) {
+                case 5: rows(std::integral_constant<int, 5>{}); break;
+                case 4: rows(std::integral_constant<int, 4>{}); break;
+                case 3: rows(std::integral_constant<int, 3>{}); break;
+                case 2: rows(std::integral_constant<int, 2>{}); break;
+                case 1: rows(std::integral_constant<int, 1>{}); break;
+                default: break;
+            }
+        }
+        // The scale, then as write_tile: + bias, then `act`, 16 lanes at a time.
+        using L = v256::Lanes;
+        const int nc = static_cast<int>(j1 - j0);
+        alignas(32) float sc[T] = {}, b[T] = {};
+        std::copy(scale + j0, scale + j1, sc);
+        if (bias != nullptr) std::copy(bias + j0, bias + j1, b);
+        for (std::int64_t i = 0; i < n; ++i) {
+            float* yr = y + i * ldy + j0;
+            const float* tr = sums + i * T;
+            for (int c = 0; c < nc; c += 16) {
+                L::F v = L::mul(L::load(tr + c), L::load(sc + c));
+                if (bias != nullptr) v = L::add(v, L::load(b + c));
+                v = activate(v, act);
+                if (nc - c >= 16) {
+                    L::store(yr + c, v);
+                } else {
+                    alignas(32) float part[16];
+                    L::store(part, v);
+                    std::copy(part, part + (nc - c), yr + c);
+                }
+            }
+        }
+    };
+    parallel_for_slots(pool, tasks, task);
+}
+
 /// kernels::linear at Isa::avx2: every weight type multiplied in float32.
 ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
                                         const float* bias, std::int64_t out, float* y, ThreadPool* pool,
@@ -387,6 +546,11 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
         case WeightType::q8:
         case WeightType::q8_dot:
         case WeightType::q8_bf16:
+            if (n < kQ8DotRows) {
+                dot_q8(x, n, k, static_cast<const std::int8_t*>(w.data), k, w.scale, out, bias, y, out, pool,
+                       ws.caller().x, ws.slots(slot_count(pool, (out + packed::kTaskCols - 1) / packed::kTaskCols)), act);
+                return;
+            }
             src.kind = packed::Source::i8_widen;
             src.scale = w.scale;
             break;

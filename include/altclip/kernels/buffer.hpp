@@ -35,6 +35,7 @@ struct PackedXBuffers {
     std::vector<std::uint32_t> units;
     std::vector<std::int32_t> xsum;
     std::vector<float> xscale;
+    std::vector<float> rows;  // x's rows block by block (avx2::dot_q8)
 };
 
 /// The buffers one thread uses for the kernels in one call, by use. Each grows to the largest
