@@ -460,11 +460,12 @@ inline void dot_rows(const float* x, std::int64_t ldx, const std::int8_t* q, std
 /// y[n, out] (row stride ldy) = x . W^T (+ bias), then `act`, for a short x (under
 /// kQ8DotRows rows) and a q8 file's W: int8 rows (row-major, `ldq` apart) times their row
 /// scale. Each output value is a dot product of x's row with W's int8 row, widened to float32
-/// as it is read (the packed path's panels would widen and transpose 16 KB per k block for
-/// a few slivers, its loads scattered over 32 rows: 39% of a q8 text's time). A task owns kTaskCols output columns and goes over k kDotBlock values at a time, x's rows kDotX
-/// at a time, its accumulators' lanes kept between blocks in the slot's tile_sums; the row
-/// scale is applied at the end, as the portable and AVX-512 paths do. The sums of a value do
-/// not depend on the threads.
+/// as it is read (the packed path's panels would widen and transpose 16 KB per k block for a
+/// few slivers, their loads scattered over 32 rows: 39% of a q8 text's time). A task owns
+/// kTaskCols output columns and goes over k kDotBlock values at a time, x's rows kDotX at a
+/// time, its accumulators' lanes kept between blocks in the slot's tile_sums; the row scale
+/// is applied at the end, as the portable and AVX-512 paths do. The sums of a value do not
+/// depend on the threads.
 inline void dot_q8(const float* x, std::int64_t n, std::int64_t k, const std::int8_t* q, std::int64_t ldq,
                    const float* scale, std::int64_t out, const float* bias, float* y, std::int64_t ldy,
                    ThreadPool* pool, PackedXBuffers& xbuf, KernelBuffers* slots, Activation act) {
@@ -483,6 +484,7 @@ inline void dot_q8(const float* x, std::int64_t n, std::int64_t k, const std::in
         float* const lanes = packed::aligned_at_least(slots[slot].tile_sums, n * T * 8 + n * T);
         float* const sums = lanes + n * T * 8;
         const std::int64_t j0 = t * T, j1 = std::min(out, j0 + T);
+        if (k == 0) std::fill(sums, sums + n * T, 0.0f);  // (no block to write them)
         for (std::int64_t k0 = 0; k0 < k; k0 += B) {
             const std::int64_t kc = std::min(k, k0 + B) - k0;
             const bool first = k0 == 0, last = k0 + B >= k;
