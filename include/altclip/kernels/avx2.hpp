@@ -211,31 +211,41 @@ struct Bf16PairRows {
 /// three broadcasts of x held while the four 8-lane pieces of the W row stream by (16
 /// registers; 7 loads per 12 multiply-adds). `accumulate`: add to the tile's sums of the
 /// earlier k blocks instead of overwriting them. `rows`: x's rows in this sliver (MR but in
-/// the last); the 3-row blocks wholly past them are skipped (a 16-token text's second sliver
-/// holds 4 rows: 2 blocks of 4; an image's 257th row, 1 of 4). The sums of a value do not
-/// depend on where W is read from.
+/// the last); the blocks past them are skipped, and the last is cut to the rows left (a
+/// 16-token text's second sliver holds 4 rows: a block of 3 and one of 1, not 2 x 3: text
+/// 1.04-1.09x; an image's 257th row, 1 block of 1). A row's sums are the same in a block of
+/// any size (micro_block<RB>), and do not depend on where W is read from.
+template <int RB, class Rows>
+inline void micro_block(const float* af, Rows w, std::int64_t kus, float* tile, bool accumulate) {
+    __m256 acc[RB][4];
+#pragma GCC unroll 12
+    for (int i = 0; i < RB * 4; ++i) acc[i / 4][i % 4] = _mm256_setzero_ps();
+    for (std::int64_t u = 0; u < kus; ++u) {
+        const float* ar = af + u * MR;
+        __m256 a[RB];
+#pragma GCC unroll 3
+        for (int r = 0; r < RB; ++r) a[r] = _mm256_broadcast_ss(ar + r);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            const __m256 bj = w(u, j);
+#pragma GCC unroll 3
+            for (int r = 0; r < RB; ++r) acc[r][j] = _mm256_fmadd_ps(a[r], bj, acc[r][j]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < RB * 4; ++i) {
+        float* t = tile + (i / 4) * NR + 8 * (i % 4);
+        _mm256_storeu_ps(t, accumulate ? _mm256_add_ps(_mm256_loadu_ps(t), acc[i / 4][i % 4]) : acc[i / 4][i % 4]);
+    }
+}
 template <class Rows>
 inline void micro(const std::uint32_t* a, Rows w, std::int64_t kus, float* tile, bool accumulate, std::int64_t rows) {
     const float* af = reinterpret_cast<const float*>(a);
     for (int r0 = 0; r0 < rows; r0 += 3) {
-        __m256 acc[3][4];
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; ++i) acc[i / 4][i % 4] = _mm256_setzero_ps();
-        for (std::int64_t u = 0; u < kus; ++u) {
-            const float* ar = af + u * MR + r0;
-            const __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + 1), a2 = _mm256_broadcast_ss(ar + 2);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) {
-                const __m256 bj = w(u, j);
-                acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
-                acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
-                acc[2][j] = _mm256_fmadd_ps(a2, bj, acc[2][j]);
-            }
-        }
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; ++i) {
-            float* t = tile + (r0 + i / 4) * NR + 8 * (i % 4);
-            _mm256_storeu_ps(t, accumulate ? _mm256_add_ps(_mm256_loadu_ps(t), acc[i / 4][i % 4]) : acc[i / 4][i % 4]);
+        switch (std::min<std::int64_t>(3, rows - r0)) {
+            case 3: micro_block<3>(af + r0, w, kus, tile + r0 * NR, accumulate); break;
+            case 2: micro_block<2>(af + r0, w, kus, tile + r0 * NR, accumulate); break;
+            default: micro_block<1>(af + r0, w, kus, tile + r0 * NR, accumulate); break;
         }
     }
 }
