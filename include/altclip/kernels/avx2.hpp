@@ -260,20 +260,24 @@ inline v256::Lanes::F activate(v256::Lanes::F t, Activation act) {
     return t;
 }
 
-/// A finished tile's first mr rows and nr columns into y (row stride ldy): + bias (nr
+/// A finished tile's first mr rows and nr columns (rows W floats apart) into y (row stride
+/// ldy): times the column's scale (nr values, or none: dot_q8's row scales), + bias (nr
 /// values, or none), then `act`, 16 lanes at a time while the tile is in L1. The same
 /// operations as the product, then a pass of ops.hpp's activation over y: the same numbers.
-inline void write_tile(const float* tile, std::int64_t mr, int nr, const float* bias, Activation act, float* y,
-                       std::int64_t ldy) {
+template <int W = NR>
+inline void write_tile(const float* tile, std::int64_t mr, int nr, const float* scale, const float* bias,
+                       Activation act, float* y, std::int64_t ldy) {
     using L = v256::Lanes;
-    static_assert(NR % 16 == 0, "a tile row in whole 16-lane blocks");
-    alignas(32) float b[NR] = {};  // the bias, zero past nr
+    static_assert(W % 16 == 0, "a tile row in whole 16-lane blocks");
+    alignas(32) float sc[W] = {}, b[W] = {};  // zero past nr
+    if (scale != nullptr) std::copy(scale, scale + nr, sc);
     if (bias != nullptr) std::copy(bias, bias + nr, b);
     for (std::int64_t i = 0; i < mr; ++i) {
         float* yr = y + i * ldy;
-        const float* tr = tile + i * NR;
+        const float* tr = tile + i * W;
         for (int c = 0; c < nr; c += 16) {
             L::F t = L::load(tr + c);
+            if (scale != nullptr) t = L::mul(t, L::load(sc + c));
             if (bias != nullptr) t = L::add(t, L::load(b + c));
             t = activate(t, act);
             if (nr - c >= 16) {
@@ -374,8 +378,8 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                             micro(px.at(b, s), F32Rows{reinterpret_cast<const float*>(panel_at[p]), ldb[p]}, kus,
                                   tile, b > 0, mr);
                         if (last)
-                            write_tile(tile, mr, nr, bias != nullptr ? bias + j : nullptr, act, y + s * MR * ldy + j,
-                                       ldy);
+                            write_tile(tile, mr, nr, nullptr, bias != nullptr ? bias + j : nullptr, act,
+                                       y + s * MR * ldy + j, ldy);
                     }
                 }
             }
@@ -474,7 +478,7 @@ inline void dot_rows(const float* x, std::int64_t ldx, const std::int8_t* q, std
 /// few slivers, their loads scattered over 32 rows: 39% of a q8 text's time). A task owns
 /// kTaskCols output columns and goes over k kDotBlock values at a time, x's rows kDotX at a
 /// time, its accumulators' lanes kept between blocks in the slot's tile_sums; the row scale
-/// is applied at the end, as the portable and AVX-512 paths do. The sums of a value do not
+/// is applied at the end (write_tile), as the portable and AVX-512 paths do. The sums of a value do not
 /// depend on the threads.
 inline void dot_q8(const float* x, std::int64_t n, std::int64_t k, const std::int8_t* q, std::int64_t ldq,
                    const float* scale, std::int64_t out, const float* bias, float* y, std::int64_t ldy,
@@ -517,28 +521,8 @@ inline void dot_q8(const float* x, std::int64_t n, std::int64_t k, const std::in
                 default: break;
             }
         }
-        // The scale, then as write_tile: + bias, then `act`, 16 lanes at a time.
-        using L = v256::Lanes;
-        const int nc = static_cast<int>(j1 - j0);
-        alignas(32) float sc[T] = {}, b[T] = {};
-        std::copy(scale + j0, scale + j1, sc);
-        if (bias != nullptr) std::copy(bias + j0, bias + j1, b);
-        for (std::int64_t i = 0; i < n; ++i) {
-            float* yr = y + i * ldy + j0;
-            const float* tr = sums + i * T;
-            for (int c = 0; c < nc; c += 16) {
-                L::F v = L::mul(L::load(tr + c), L::load(sc + c));
-                if (bias != nullptr) v = L::add(v, L::load(b + c));
-                v = activate(v, act);
-                if (nc - c >= 16) {
-                    L::store(yr + c, v);
-                } else {
-                    alignas(32) float part[16];
-                    L::store(part, v);
-                    std::copy(part, part + (nc - c), yr + c);
-                }
-            }
-        }
+        write_tile<T>(sums, n, static_cast<int>(j1 - j0), scale + j0, bias != nullptr ? bias + j0 : nullptr, act,
+                      y + j0, ldy);
     };
     parallel_for_slots(pool, tasks, task);
 }
