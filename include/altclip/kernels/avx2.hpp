@@ -478,8 +478,8 @@ inline void dot_rows(const float* x, std::int64_t ldx, const std::int8_t* q, std
 /// few slivers, their loads scattered over 32 rows: 39% of a q8 text's time). A task owns
 /// kTaskCols output columns and goes over k kDotBlock values at a time, x's rows kDotX at a
 /// time, its accumulators' lanes kept between blocks in the slot's tile_sums; the row scale
-/// is applied at the end (write_tile), as the portable and AVX-512 paths do. The sums of a value do not
-/// depend on the threads.
+/// is applied at the end (write_tile), as the portable and AVX-512 paths do. The sums of a
+/// value do not depend on the threads.
 inline void dot_q8(const float* x, std::int64_t n, std::int64_t k, const std::int8_t* q, std::int64_t ldq,
                    const float* scale, std::int64_t out, const float* bias, float* y, std::int64_t ldy,
                    ThreadPool* pool, PackedXBuffers& xbuf, KernelBuffers* slots, Activation act) {
