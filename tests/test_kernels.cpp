@@ -2,10 +2,12 @@
 #include <algorithm>
 #include <atomic>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -380,6 +382,35 @@ TEST_CASE("the thread pool serves several callers at once and passes exceptions 
     int sum = 0;
     pool.parallel_for(1, [&](std::int64_t) { sum = 1; });  // still usable after an exception
     CHECK(sum == 1);
+}
+
+TEST_CASE("the thread pool's waits: spinning and sleeping, results and exceptions alike", "[kernels][threads]") {
+    // Waiting threads spin for ThreadPool::kSpin, then sleep: calls back to back (the spin
+    // finds the work), calls after a pause longer than the spin (the workers asleep), and a
+    // helper's task outlasting the caller's spin (the caller asleep) each run every task once
+    // and pass a helper's exception back.
+    ThreadPool pool(2);
+    const auto pause = ThreadPool::kSpin * 3;
+    for (int rep = 0; rep < 60; ++rep) {
+        const bool asleep = rep % 3 == 1, slow = rep % 3 == 2;
+        if (asleep) std::this_thread::sleep_for(pause);
+        std::vector<std::atomic<int>> hit(4);
+        pool.parallel_for(4, [&](std::int64_t i) {
+            if (slow && i == 3) std::this_thread::sleep_for(pause);
+            hit[static_cast<std::size_t>(i)] += 1;
+        });
+        int wrong = 0;
+        for (auto& h : hit) wrong += h.load() != 1;
+        INFO("rep " << rep << (asleep ? " after a pause" : slow ? " with a slow task" : " back to back"));
+        CHECK(wrong == 0);
+        const std::int64_t thrower = rep % 4;
+        CHECK_THROWS_WITH(pool.parallel_for(4,
+                                            [&](std::int64_t i) {
+                                                if (slow) std::this_thread::sleep_for(pause / 3);
+                                                if (i == thrower) throw std::runtime_error("task " + std::to_string(i));
+                                            }),
+                          "task " + std::to_string(thrower));
+    }
 }
 
 TEST_CASE("bicubic position-grid resize: identity at the same size, constant stays constant", "[kernels]") {
