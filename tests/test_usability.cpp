@@ -285,6 +285,34 @@ TEST_CASE("a thread count out of range is an InvalidArgument, not an uncaught st
     CHECK(altclip::AltCLIPModel(file, two).num_threads() == 2);
 }
 
+TEST_CASE("the pool's spin: out of range an InvalidArgument; any spin, the same numbers", "[usability][threads]") {
+    const auto file = altclip::ModelFile::open(data_path("models/tiny.altclip"));
+    for (const int us : {-1, altclip::kMaxSpinMicroseconds + 1}) {
+        altclip::ModelOptions options;
+        options.spin_us = us;
+        INFO("spin_us " << us);
+        for (const auto& fn : std::vector<std::function<void()>>{
+                 [&] { altclip::AltCLIPModel m(file, options); },
+                 [&] { altclip::AltCLIPTextModel m(file, options); },
+                 [&] { altclip::AltCLIPVisionModel m(file, options); },
+             }) {
+            const auto o = outcome_of(fn);
+            CHECK(o.kind == "InvalidArgument");
+            CHECK_THAT(o.message, Contains("spin_us") && Contains(std::to_string(us)));
+        }
+    }
+    const altclip::AltCLIPProcessor processor(*file);
+    const auto tokens = processor(std::vector<std::string>{"a photo of a cat", "une photo d'un chien"});
+    const auto pixels = processor.load_images({data_path("images/chelsea.png"), data_path("images/rocket.jpg")});
+    altclip::ModelOptions spinning, sleeping;
+    spinning.num_threads = sleeping.num_threads = 2;
+    sleeping.spin_us = 0;
+    const altclip::AltCLIPModel a(file, spinning), b(file, sleeping);
+    const auto oa = a.forward(tokens, pixels), ob = b.forward(tokens, pixels);
+    CHECK(oa.text_embeds.data == ob.text_embeds.data);
+    CHECK(oa.image_embeds.data == ob.image_embeds.data);
+}
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define ALTCLIP_TEST_SANITIZED 1
 #elif defined(__has_feature)

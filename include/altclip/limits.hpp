@@ -29,4 +29,8 @@ inline constexpr int kMaxImageSide = 65'536;
 /// to start that many threads.
 inline constexpr int kMaxThreads = 1024;
 
+/// Longest spin of an idle pool thread (ModelOptions::spin_us): 100,000 us (0.1 s); past it,
+/// a thread left polling would hold its core long after a call.
+inline constexpr int kMaxSpinMicroseconds = 100'000;
+
 }  // namespace altclip

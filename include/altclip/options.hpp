@@ -16,6 +16,12 @@ struct ModelOptions {
     /// Threads one call uses (0 = all cores, else 1 to kMaxThreads in limits.hpp; another
     /// count is an InvalidArgument). Concurrent calls on one model share them.
     int num_threads = 0;
+    /// Microseconds an idle thread of the model's pool polls for work before it sleeps (0 to
+    /// kMaxSpinMicroseconds in limits.hpp, else an InvalidArgument): the pool's workers between
+    /// parallel calls, a caller for its helpers' last tasks. Waking a sleeping thread cost ~50 us
+    /// per call on the VMs this was measured on (bench/pool_bench.cpp), a model makes ~15 calls
+    /// per layer: 0 sleeps at once (no CPU used between calls; a text ~10% slower there).
+    int spin_us = 200;
     /// bf16 and q8 files: false (default) multiplies with activations rounded to the
     /// weights' precision (bfloat16 with AVX512_BF16; int8 with a per-row scale with
     /// AVX512_VNNI), for about 2x and 4x the float32 peak; true widens the weights to float32

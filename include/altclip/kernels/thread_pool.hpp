@@ -15,8 +15,8 @@
 // Waiting spins a little before it sleeps (kSpin): a worker, for the next call's tasks; a
 // caller, for its helpers' last tasks. A model makes ~15 parallel calls per layer, one after
 // the other, and waking a sleeping thread took ~50 us on the 2-core VMs this was measured on
-// (a task of 50 us on each of 2 threads took 106 us a call): ~2% of an image. After kSpin
-// without work a thread sleeps on a condition variable, as before.
+// (bench/pool_bench.cpp): ~2% of an image, ~10% of a text. After kSpin without work a thread
+// sleeps on a condition variable.
 #pragma once
 
 #include <algorithm>
@@ -47,7 +47,10 @@ public:
     /// kMaxThreads (else InvalidArgument). isa: the kernels' level (cpu_info().effective(cap) for
     /// a model). When the system cannot start a thread, the ones started are joined and the
     /// std::system_error goes on (detail::make_thread_pool turns it into a ResourceError).
-    explicit ThreadPool(int num_threads = 0, Isa isa = cpu_info().effective()) : isa_(isa) {
+    /// spin: how long a waiting thread polls before it sleeps (kSpin; zero: sleep at once,
+    /// bench/pool_bench.cpp compares the two).
+    explicit ThreadPool(int num_threads = 0, Isa isa = cpu_info().effective(), std::chrono::microseconds spin = kSpin)
+        : isa_(isa), spin_(spin) {
         if (num_threads > kMaxThreads) {
             throw InvalidArgument("num_threads = " + std::to_string(num_threads) + " exceeds the limit of " +
                                   std::to_string(kMaxThreads) + " (kMaxThreads); use 0 for one thread per core");
@@ -142,10 +145,11 @@ private:
         if (job.finished.fetch_add(count, std::memory_order_acq_rel) + count == job.n) job.done_cv.notify_all();
     }
 
-    /// Polls ready() for up to kSpin; whether it became true.
+    /// Polls ready() for up to spin_; whether it became true.
     template <class Ready>
-    static bool spin(Ready ready) {
-        const auto until = std::chrono::steady_clock::now() + kSpin;
+    bool spin(Ready ready) const {
+        if (spin_.count() <= 0) return ready();
+        const auto until = std::chrono::steady_clock::now() + spin_;
         for (unsigned i = 1;; ++i) {
             if (ready()) return true;
 #if ALTCLIP_X86
@@ -184,6 +188,7 @@ private:
     }
 
     Isa isa_;
+    std::chrono::microseconds spin_;
     int size_ = 1;
     std::vector<std::thread> workers_;
     std::deque<std::shared_ptr<Job>> queue_;

@@ -3,6 +3,7 @@
 // ResourceError, never an uncaught std::system_error.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <new>
 #include <string>
@@ -17,7 +18,8 @@
 namespace altclip::detail {
 
 /// A model's compute context: the pool for options.num_threads (0 = all cores, 1 = the
-/// calling thread only) running the kernels of cpu_info().effective(options.max_isa); `who`
+/// calling thread only) running the kernels of cpu_info().effective(options.max_isa), its
+/// idle threads spinning options.spin_us before they sleep; `who`
 /// names the class in messages ("AltCLIPModel").
 inline std::shared_ptr<kernels::ThreadPool> make_thread_pool(const ModelOptions& options, const std::string& who) {
     const int num_threads = options.num_threads;
@@ -28,8 +30,14 @@ inline std::shared_ptr<kernels::ThreadPool> make_thread_pool(const ModelOptions&
         throw InvalidArgument(who + ": ModelOptions::num_threads is " + std::to_string(num_threads) + "; " + advice +
                               " (kMaxThreads)");
     }
+    if (options.spin_us < 0 || options.spin_us > kMaxSpinMicroseconds) {
+        throw InvalidArgument(who + ": ModelOptions::spin_us is " + std::to_string(options.spin_us) +
+                              "; use 0 (sleep at once) to " + std::to_string(kMaxSpinMicroseconds) +
+                              " microseconds (kMaxSpinMicroseconds)");
+    }
     try {
-        return std::make_shared<kernels::ThreadPool>(num_threads, cpu_info().effective(options.max_isa));
+        return std::make_shared<kernels::ThreadPool>(num_threads, cpu_info().effective(options.max_isa),
+                                                     std::chrono::microseconds(options.spin_us));
     } catch (const std::system_error& e) {
         throw ResourceError(who + ": cannot start " + std::to_string(num_threads) + " threads (" + e.what() +
                             "); use fewer threads (ModelOptions::num_threads), or 0 for one per core");
