@@ -2,8 +2,9 @@
 # Builds the C++ tests with sanitizers and runs them (docs/reliability.md).
 #   scripts/sanitize.sh address   AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer):
 #                                 the whole Catch2 suite, examples included (build-asan)
-#   scripts/sanitize.sh thread    ThreadSanitizer: tests/test_threads.cpp alone, in a binary of
-#                                 its own (build-tsan); ALTCLIP_TSAN_ALL=1: the whole suite
+#   scripts/sanitize.sh thread    ThreadSanitizer: tests/test_threads.cpp and test_thread_pool.cpp
+#                                 alone, in a binary of their own (build-tsan); ALTCLIP_TSAN_ALL=1:
+#                                 the whole suite
 # Any finding fails the run (-fno-sanitize-recover=all, halt_on_error). Extra arguments go to
 # the Catch2 binary (a test name or tag) instead of running everything it holds.
 # Built at -O1 -g1: GCC 12 takes ~5x longer to compile Eigen code with UBSan at -O2.
@@ -35,7 +36,7 @@ case "$mode" in
       cmake --build "$build/all" -j"$jobs" --target altclip_tests
       bin="$root/$build/all/tests/altclip_tests"
     else
-      # A project of two sources (Catch2's main and the thread tests) on the library target
+      # A project of three sources (Catch2's main, the thread and pool tests) on the library target
       # and the project's program flags: a full sanitized suite would take 5x the build time.
       mkdir -p "$build/project"
       cat >"$build/project/CMakeLists.txt" <<CMAKE
@@ -44,7 +45,7 @@ project(altclip_tsan LANGUAGES CXX)
 set(ALTCLIP_SANITIZE thread CACHE STRING "" FORCE)
 add_subdirectory("$root" altclip EXCLUDE_FROM_ALL)
 find_package(Catch2 2 REQUIRED)
-add_executable(altclip_thread_tests "$root/tests/main.cpp" "$root/tests/test_threads.cpp")
+add_executable(altclip_thread_tests "$root/tests/main.cpp" "$root/tests/test_threads.cpp" "$root/tests/test_thread_pool.cpp")
 target_link_libraries(altclip_thread_tests PRIVATE altclip::altclip altclip_program_flags Catch2::Catch2)
 target_compile_definitions(altclip_thread_tests PRIVATE ALTCLIP_TEST_DATA="$root/tests/data"
   ALTCLIP_SOURCE_DIR="$root" ALTCLIP_BINARY_DIR="$root/$build")

@@ -108,7 +108,11 @@ public:
         } else {
             lock.lock();  // job->error: set before the last count, under this mutex
         }
-        if (job->error) std::rethrow_exception(job->error);
+        // The exception moves here under the mutex, as it moved into the job (run): no helper
+        // holds it once the count is complete, so no helper frees it while it is handled here.
+        const std::exception_ptr error = std::move(job->error);
+        lock.unlock();
+        if (error) std::rethrow_exception(error);
     }
 
     /// How long a waiting thread spins before it sleeps.
@@ -141,7 +145,7 @@ private:
         }
         if (count == 0) return;
         std::lock_guard<std::mutex> lock(job.mutex);
-        if (error && !job.error) job.error = error;
+        if (error && !job.error) job.error = std::move(error);
         if (job.finished.fetch_add(count, std::memory_order_acq_rel) + count == job.n) job.done_cv.notify_all();
     }
 
