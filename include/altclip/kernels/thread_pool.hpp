@@ -101,13 +101,9 @@ public:
         if (helpers == 1) wake_.notify_one(); else wake_.notify_all();
         run(*job);
         auto done = [&] { return job->finished.load(std::memory_order_acquire) == job->n; };
-        std::unique_lock<std::mutex> lock(job->mutex, std::defer_lock);
-        if (!spin(done)) {
-            lock.lock();
-            job->done_cv.wait(lock, done);
-        } else {
-            lock.lock();  // job->error: set before the last count, under this mutex
-        }
+        spin(done);
+        std::unique_lock<std::mutex> lock(job->mutex);  // job->error: set before the last count, under it
+        job->done_cv.wait(lock, done);                  // (at once when the spin saw the count complete)
         // The exception moves here under the mutex, as it moved into the job (run): no helper
         // holds it once the count is complete, so no helper frees it while it is handled here.
         const std::exception_ptr error = std::move(job->error);
