@@ -88,7 +88,10 @@ const std::vector<std::array<std::int64_t, 3>> kShapes = {  // n, k, out: k and 
     {1, 37, 23}, {7, 37, 23}, {257, 37, 23}, {1, 1030, 65}, {7, 1030, 65}, {257, 1030, 65},
     {1, 600, 201}, {7, 600, 201}, {257, 600, 201}, {49, 1030, 65},
     // ... and k multiples of 32 (the weights in 64-row panels used in place), out not of 64
-    {7, 1024, 130}, {257, 64, 200}, {1, 96, 64}};
+    {7, 1024, 130}, {257, 64, 200}, {1, 96, 64},
+    // ... and out a multiple of 64 too (in place, the whole matrix one memory), with rows enough
+    // to be split by rows (onednn::kRowSplitMinRows), an odd count and not
+    {257, 64, 128}, {100, 1024, 192}, {64, 96, 64}};
 
 }  // namespace
 
@@ -154,6 +157,9 @@ TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes"
                     CHECK(in_place == 0);  // only 64-row panels of whole pairs of 16 are oneDNN's layout
                 } else if (onednn_takes_panels_in_place()) {
                     CHECK(in_place == parts);
+                    // Whole 64-column blocks: the whole matrix is one memory, so many rows are split
+                    // by rows (each thread multiplying its rows by every column, straight into y).
+                    CHECK(w.onednn->has_whole == (out % 64 == 0));
                     for (const auto& part : w.onednn->parts)  // the file's bytes, not a copy
                         CHECK(static_cast<const char*>(part.memory.get_data_handle()) ==
                               reinterpret_cast<const char*>(panels.data) + part.col0 * ((k + 1) / 2) * 4);
@@ -207,6 +213,7 @@ TEST_CASE("onednn: bf16 and int8 products equal altclip's kernels on odd shapes"
             const float* bias = with_bias ? b.data() : nullptr;
             linear(x.data(), n, k, w, bias, out, own.data(), &pool);
             w.onednn = ctx.pack(w, "test");
+            CHECK(w.onednn->has_whole);  // reordered whole: split by rows from kRowSplitMinRows rows
             linear(x.data(), n, k, w, bias, out, dnn.data(), &pool);
             std::string where;
             const double e = worst(dnn, own, qbound, out, where);

@@ -57,6 +57,10 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     std::vector<float> scores;                // scores, then probabilities (AVX-512: one sliver's)
     std::vector<float> values_t;              // V transposed (AVX2, a head size not a multiple of 32)
     PackedXBuffers q, p;                      // packed Q (AVX-512: a sliver), packed probabilities
+    // AMX attention (amx_attention.hpp): Q rows, K^T and V tiles, 16 rows of probabilities as
+    // bfloat16 pairs; 16 output rows.
+    std::vector<std::uint32_t> amx_q, amx_k, amx_v, amx_p;
+    std::vector<float> amx_out;
 };
 
 /// The kernels' buffers of one call (a forward pass: Scratch::workspace): the calling

@@ -57,6 +57,18 @@
     ALTCLIP_INTRINSIC_WARNINGS_OFF
 #define ALTCLIP_AVX512_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
 #endif
+// AMX: the AVX-512 set and the tile instructions (kernels/amx_attention.hpp).
+#if defined(__clang__)
+#define ALTCLIP_AMX_BEGIN                                                                                         \
+    _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2,amx-tile,amx-bf16\"))), apply_to = function)")
+#define ALTCLIP_AMX_END _Pragma("clang attribute pop")
+#else
+#define ALTCLIP_AMX_BEGIN                                                                                 \
+    _Pragma("GCC push_options")                                                                           \
+    _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2,amx-tile,amx-bf16\")") \
+    ALTCLIP_INTRINSIC_WARNINGS_OFF
+#define ALTCLIP_AMX_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
+#endif
 #if defined(__clang__)
 #define ALTCLIP_AVX2_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c,bmi,bmi2\"))), apply_to = function)")
 #define ALTCLIP_AVX2_END _Pragma("clang attribute pop")
@@ -72,6 +84,8 @@
 #define ALTCLIP_AVX2_END
 #define ALTCLIP_AVX512_BEGIN
 #define ALTCLIP_AVX512_END
+#define ALTCLIP_AMX_BEGIN
+#define ALTCLIP_AMX_END
 #define ALTCLIP_KERNEL_ENTRY
 #endif
 

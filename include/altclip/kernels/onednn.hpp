@@ -156,6 +156,25 @@ ALTCLIP_KERNEL_ENTRY inline void rows_q8_avx512(const float* x, std::int64_t r0,
                                                 std::int8_t* q, float* scale) {
     for (std::int64_t r = r0; r < r1; ++r) scale[r] = packed::quantize_row(x + r * k, k, q + r * k);
 }
+/// y[r, j] = float(acc[r, j]) * xscale[r] * wscale[j] + bias[j] for rows [0, rows) of int32
+/// sums acc [rows, cols] (dense), y's rows ldy apart: the q8_dot epilogue, 16 columns at a time
+/// with the same operations in the same order as the scalar loop (linear), so the same bits.
+ALTCLIP_KERNEL_ENTRY inline void epilogue_s8_avx512(const std::int32_t* acc, std::int64_t rows, std::int64_t cols,
+                                                    const float* xscale, const float* wscale, const float* bias,
+                                                    float* y, std::int64_t ldy) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const std::int32_t* a = acc + r * cols;
+        float* yr = y + r * ldy;
+        const __m512 xs = _mm512_set1_ps(xscale[r]);
+        for (std::int64_t j = 0; j < cols; j += 16) {
+            const __mmask16 m = cols - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols - j)) - 1u);
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, a + j));
+            __m512 t = _mm512_mul_ps(_mm512_mul_ps(v, xs), _mm512_maskz_loadu_ps(m, wscale + j));
+            t = _mm512_add_ps(t, bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(yr + j, m, t);
+        }
+    }
+}
 }  // namespace altclip::kernels::onednn::round
 ALTCLIP_AVX512_END
 #endif
@@ -176,6 +195,12 @@ struct PackedWeight {
         bool in_place = false;  // memory is the model file's panels, not a copy
     };
     std::vector<Part> parts;
+    // The whole matrix as one oneDNN memory, when its parts are one array in oneDNN's layout
+    // (a bf16 matrix used in place from the file; an int8 one, reordered whole): an input of
+    // many rows is then split by rows instead (linear), each thread multiplying its rows by
+    // every column straight into y, with no copy of a part's result.
+    dnnl::memory whole;
+    bool has_whole = false;
     const float* scale = nullptr;  // s8: the weight scale per output column [out]
     const Context* context = nullptr;
 };
@@ -258,9 +283,12 @@ public:
                                   "': leave the setting automatic (or ALTCLIP_ONEDNN=0) to use altclip's own kernels");
         }
         // Parts: whole 64-column blocks (oneDNN's weight blocks), about two per thread, so a
-        // short input (a 16-token text) keeps every thread busy too.
+        // short input (a 16-token text) keeps every thread busy too. An int8 matrix (the ViT's,
+        // whose inputs are 257 rows an image) is one part, reordered whole: its products are
+        // split by rows (linear).
         const std::int64_t blocks = (p->out + 63) / 64;
-        const std::int64_t nparts = std::max<std::int64_t>(1, std::min<std::int64_t>(blocks, 2 * pool_->size()));
+        const std::int64_t nparts =
+            s8 ? 1 : std::max<std::int64_t>(1, std::min<std::int64_t>(blocks, 2 * pool_->size()));
         for (std::int64_t i = 0, b0 = 0; i < nparts; ++i) {
             const std::int64_t b1 = blocks * (i + 1) / nparts;
             p->parts.push_back({b0 * 64, std::min(p->out, b1 * 64) - b0 * 64, {}});
@@ -310,6 +338,20 @@ public:
                 stream.wait();
                 note_impl(p->kind, pd.impl_info_str(), false);
             });
+            // The whole matrix: the one part of an int8 one; the file's panels of a bf16 one whose
+            // parts all are in place, when oneDNN chooses that layout for all its columns too.
+            if (s8) {
+                p->whole = p->parts.front().memory;
+                p->has_whole = true;
+            } else if (p->out % 64 == 0 && std::all_of(p->parts.begin(), p->parts.end(),
+                                                       [](const PackedWeight::Part& part) { return part.in_place; })) {
+                OmpThreads omp(1);
+                const dnnl::memory::desc blocked({k, p->out}, dt, dnnl::memory::format_tag::BA16a64b2a);
+                if (make_pd(p->kind, kLayoutRows, k, p->out, false, nullptr).weights_desc() == blocked) {
+                    p->whole = dnnl::memory(blocked, engine_, const_cast<void*>(w.data));
+                    p->has_whole = true;
+                }
+            }
         } catch (const dnnl::error& e) {
             throw error("reorder the weight '" + name + "'", e);
         }
@@ -327,20 +369,22 @@ public:
         return weights_.back().get();
     }
 
-    /// The matmul of m rows of x by one part (with a bias or not), made on first use.
+    /// The matmul of m rows of x by `cols` columns of w held in `weights` (a part, or the whole
+    /// matrix: `whole`), with a bias or not, made on first use.
     struct Primitive {
         dnnl::matmul matmul;
         dnnl::memory::desc src, dst, bias, scratch;
     };
-    Primitive primitive(const PackedWeight& w, const PackedWeight::Part& part, std::int64_t m, bool bias) const {
-        const auto key = std::make_tuple(static_cast<int>(w.kind), m, w.k, part.cols, bias);
+    Primitive primitive(const PackedWeight& w, const dnnl::memory& weights, std::int64_t cols, bool whole,
+                        std::int64_t m, bool bias) const {
+        const auto key = std::make_tuple(static_cast<int>(w.kind) + (whole ? 2 : 0), m, w.k, cols, bias);
         std::lock_guard<std::mutex> lock(mutex_);
         if (auto it = primitives_.find(key); it != primitives_.end()) return it->second;
         // Text batches have as many rows as real tokens: bound the shapes kept.
         if (primitives_.size() >= kMaxPrimitives) primitives_.clear();
         OmpThreads omp(1);  // one thread per primitive: oneDNN plans its work for the threads present now
-        const dnnl::memory::desc packed = part.memory.get_desc();
-        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, part.cols, bias, &packed);
+        const dnnl::memory::desc packed = weights.get_desc();
+        const dnnl::matmul::primitive_desc pd = make_pd(w.kind, m, w.k, cols, bias, &packed);
         Primitive p{dnnl::matmul(pd), pd.src_desc(), pd.dst_desc(), {}, pd.scratchpad_desc()};
         if (bias) p.bias = pd.bias_desc();
         impls_.insert(std::string(w.kind == PackedWeight::Kind::bf16 ? "bf16 " : "int8 ") + pd.impl_info_str());
@@ -448,85 +492,125 @@ private:
     std::size_t parts_in_place_ = 0, parts_copied_ = 0;   // weight parts used from the file / reordered (guarded)
 };
 
+/// Rows at which a product is split by rows, when its weight has a whole-matrix memory: below,
+/// by column parts (a short input: each thread reads its own columns of the weights once).
+inline constexpr std::int64_t kRowSplitMinRows = 64;
+
 /// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack. `pool` may differ from
 /// the context's (a caller's own); nullptr runs the parts on this thread. Buffers, in
-/// `workspace`: x rounded or quantized (the caller's, read by the pool's threads for the
-/// call); oneDNN's scratchpad and a part's result (each slot's own).
+/// `workspace`: x rounded or quantized (the caller's, each row written by the task that
+/// multiplies it, or read by every thread of the call); oneDNN's scratchpad and an int32 or
+/// part result (each slot's own).
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedWeight& w, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool, Workspace& workspace) {
     const Context& ctx = *w.context;
     KernelBuffers& ws = workspace.caller();
     const bool s8 = w.kind == PackedWeight::Kind::s8;
     [[maybe_unused]] const bool vec = ALTCLIP_X86 && ctx.isa() >= (s8 ? Isa::avx512 : Isa::avx512_bf16);
-    void* src = nullptr;
-    if (s8) {  // int8 per row, as the q8_dot kernels: scale max|x| / 127, nearest even
+    if (s8) {
         ws.xq.resize(static_cast<std::size_t>(n * k));
         ws.xscale.resize(static_cast<std::size_t>(n));
-        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+    } else {
+        ws.xb.resize(static_cast<std::size_t>(n * k));
+    }
+    // x's rows [r0, r1): int8 per row, as the q8_dot kernels (scale max|x| / 127, nearest
+    // even), or bfloat16, nearest even, as the bf16_dot kernels.
+    auto prepare = [&](std::int64_t r0, std::int64_t r1) {
+        if (s8) {
 #if ALTCLIP_X86
             if (vec) return round::rows_q8_avx512(x, r0, r1, k, ws.xq.data(), ws.xscale.data());
 #endif
             for (std::int64_t r = r0; r < r1; ++r) ws.xscale[r] = round::quantize_row(x + r * k, k, ws.xq.data() + r * k);
-        });
-        src = ws.xq.data();
-    } else {  // bfloat16, nearest even, as the bf16_dot kernels
-        ws.xb.resize(static_cast<std::size_t>(n * k));
-        parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) {
+            return;
+        }
 #if ALTCLIP_X86
-            if (vec) return round::rows_bf16_avx512(x, r0, r1, k, ws.xb.data());
+        if (vec) return round::rows_bf16_avx512(x, r0, r1, k, ws.xb.data());
 #endif
-            for (std::int64_t i = r0 * k; i < r1 * k; ++i) ws.xb[static_cast<std::size_t>(i)] = round::bf16(x[i]);
-        });
-        src = ws.xb.data();
-    }
-    const float* xscale = ws.xscale.data();
-    // Each part on one thread of the pool, oneDNN single-threaded there: the model's threads are
-    // the only ones computing, and no OpenMP team waits (spinning) beside the pool's threads.
-    const auto nparts = static_cast<std::int64_t>(w.parts.size());
-    KernelBuffers* const slots = workspace.slots(slot_count(pool, nparts));
-    parallel_for_slots(pool, nparts, [&](std::int64_t i, int slot) {
-        const PackedWeight::Part& part = w.parts[static_cast<std::size_t>(i)];
-        KernelBuffers& mine = slots[slot];
-        float* yp = y + part.col0;
+        for (std::int64_t i = r0 * k; i < r1 * k; ++i) ws.xb[static_cast<std::size_t>(i)] = round::bf16(x[i]);
+    };
+    // y's rows [r0, r0 + rows), columns [col0, col0 + cols) from int32 sums [rows, cols]: as the
+    // packed q8_dot epilogue, float(sum) * x scale * w scale + bias.
+    auto epilogue = [&](const float* sums, std::int64_t r0, std::int64_t rows, std::int64_t col0, std::int64_t cols) {
+        float* yp = y + r0 * out + col0;
+        const float* xs = ws.xscale.data() + r0;
+#if ALTCLIP_X86
+        if (vec)
+            return round::epilogue_s8_avx512(reinterpret_cast<const std::int32_t*>(sums), rows, cols, xs,
+                                             w.scale + col0, bias != nullptr ? bias + col0 : nullptr, yp, out);
+#endif
+        for (std::int64_t r = 0; r < rows; ++r) {
+            float* yr = yp + r * out;
+            for (std::int64_t j = 0; j < cols; ++j) {
+                std::int32_t acc;
+                std::memcpy(&acc, sums + r * cols + j, 4);
+                const std::int64_t c = col0 + j;
+                yr[j] = static_cast<float>(acc) * xs[r] * w.scale[c] + (bias != nullptr ? bias[c] : 0.0f);
+            }
+        }
+    };
+    // One oneDNN product on this thread: rows [r0, r0 + m) of the prepared x by `cols` columns
+    // from col0 held in `weights`, into `dst` (dense [m, cols]: y's rows themselves when they
+    // are whole rows of y, else the slot's part buffer). oneDNN runs single-threaded in it.
+    auto multiply = [&](KernelBuffers& mine, const dnnl::memory& weights, std::int64_t col0, std::int64_t cols, bool whole,
+                        std::int64_t r0, std::int64_t m, void* dst) {
         try {
             const bool with_bias = !s8 && bias != nullptr;
-            const Context::Primitive p = ctx.primitive(w, part, n, with_bias);
+            const Context::Primitive p = ctx.primitive(w, weights, cols, whole, m, with_bias);
             mine.dnnl_scratch.resize(std::max<std::size_t>(p.scratch.get_size(), 1));
-            mine.part.resize(static_cast<std::size_t>(n * part.cols));
             const dnnl::engine& eng = ctx.engine();
-            // s8: int32 sums, converted below.
-            dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, mine.part.data()),
-                scratch_m(p.scratch, eng, mine.dnnl_scratch.data());
+            void* src = s8 ? static_cast<void*>(ws.xq.data() + r0 * k) : static_cast<void*>(ws.xb.data() + r0 * k);
+            dnnl::memory src_m(p.src, eng, src), dst_m(p.dst, eng, dst), scratch_m(p.scratch, eng, mine.dnnl_scratch.data());
             std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_m},
-                                                          {DNNL_ARG_WEIGHTS, part.memory},
+                                                          {DNNL_ARG_WEIGHTS, weights},
                                                           {DNNL_ARG_DST, dst_m},
                                                           {DNNL_ARG_SCRATCHPAD, scratch_m}};
-            if (with_bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, eng, const_cast<float*>(bias + part.col0)));
+            if (with_bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, eng, const_cast<float*>(bias + col0)));
             OmpThreads omp(1);
             dnnl::stream stream(eng);
             p.matmul.execute(stream, args);
             stream.wait();
         } catch (const dnnl::error& e) {
-            throw error("multiply " + std::to_string(n) + " x " + std::to_string(k) + " by " + std::to_string(k) +
-                            " x " + std::to_string(part.cols),
+            throw error("multiply " + std::to_string(m) + " x " + std::to_string(k) + " by " + std::to_string(k) + " x " +
+                            std::to_string(cols),
                         e);
         }
+    };
+
+    if (w.has_whole && n >= kRowSplitMinRows) {
+        // By rows: each task prepares its rows of x and multiplies them by the whole matrix,
+        // into y's rows (bf16, the bias added by oneDNN) or int32 sums then y's rows (int8).
+        // One chunk of whole 16-row blocks per thread (oneDNN blocks its rows itself).
+        const std::int64_t blocks = (n + 15) / 16;
+        const std::int64_t threads = pool != nullptr ? pool->size() : 1;
+        const std::int64_t chunks = std::min(blocks, threads);
+        KernelBuffers* const slots = workspace.slots(slot_count(pool, chunks));
+        parallel_for_slots(pool, chunks, [&](std::int64_t i, int slot) {
+            const std::int64_t r0 = std::min(n, blocks * i / chunks * 16), r1 = std::min(n, blocks * (i + 1) / chunks * 16);
+            if (r1 <= r0) return;
+            KernelBuffers& mine = slots[slot];
+            prepare(r0, r1);
+            if (!s8) return multiply(mine, w.whole, 0, out, true, r0, r1 - r0, y + r0 * out);
+            mine.part.resize(static_cast<std::size_t>((r1 - r0) * out));
+            multiply(mine, w.whole, 0, out, true, r0, r1 - r0, mine.part.data());
+            epilogue(mine.part.data(), r0, r1 - r0, 0, out);
+        });
+        return;
+    }
+    // By columns: x prepared once, read by every part; each part on one thread of the pool,
+    // oneDNN single-threaded there: the model's threads are the only ones computing, and no
+    // OpenMP team waits (spinning) beside the pool's threads.
+    parallel_chunks(pool, n, 8, [&](std::int64_t r0, std::int64_t r1) { prepare(r0, r1); });
+    const auto nparts = static_cast<std::int64_t>(w.parts.size());
+    KernelBuffers* const slots = workspace.slots(slot_count(pool, nparts));
+    parallel_for_slots(pool, nparts, [&](std::int64_t i, int slot) {
+        const PackedWeight::Part& part = w.parts[static_cast<std::size_t>(i)];
+        KernelBuffers& mine = slots[slot];
+        mine.part.resize(static_cast<std::size_t>(n * part.cols));
+        multiply(mine, part.memory, part.col0, part.cols, false, 0, n, mine.part.data());
+        if (s8) return epilogue(mine.part.data(), 0, n, part.col0, part.cols);
         const float* res = mine.part.data();
-        if (!s8) {
-            for (std::int64_t r = 0; r < n; ++r) std::memcpy(yp + r * out, res + r * part.cols, part.cols * sizeof(float));
-        } else {
-            // As the packed q8_dot epilogue: float(int32 sum) * x scale * w scale + bias.
-            for (std::int64_t r = 0; r < n; ++r) {
-                float* yr = yp + r * out;
-                const float xs = xscale[r];
-                for (std::int64_t j = 0; j < part.cols; ++j) {
-                    std::int32_t acc;
-                    std::memcpy(&acc, res + r * part.cols + j, 4);
-                    const std::int64_t c = part.col0 + j;
-                    yr[j] = static_cast<float>(acc) * xs * w.scale[c] + (bias != nullptr ? bias[c] : 0.0f);
-                }
-            }
-        }
+        for (std::int64_t r = 0; r < n; ++r)
+            std::memcpy(y + r * out + part.col0, res + r * part.cols, static_cast<std::size_t>(part.cols) * sizeof(float));
     });
 }
 

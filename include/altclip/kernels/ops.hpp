@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "amx_attention.hpp"
 #include "avx2.hpp"
 #include "cpu.hpp"
 #include "eigen.hpp"
@@ -312,14 +313,22 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
 ALTCLIP_AVX512_END
 #endif  // ALTCLIP_X86
 
+/// The arithmetic of the attention's two products: float32 throughout, or (a model whose
+/// matrices are bfloat16 or int8, on a CPU with AMX) Q, K, V and the probabilities rounded to
+/// bfloat16, summed in float32 on AMX tiles (amx_attention.hpp). Below Isa::amx, and for head
+/// sizes other than 32 and 64, bf16 runs the float32 kernels.
+enum class AttentionMath { f32, bf16 };
+
 /// Scaled dot-product attention of one (sequence, head): q, k, v, out are [seq] rows of
 /// `ld` floats whose first `d` values are this head's; key_mask: nullptr or [seq], 0 = padding.
 /// `ws`: the buffers of the thread running it.
 inline void attention_one(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
                           std::int64_t ld, const std::int64_t* key_mask, float* out, Isa isa,
-                          [[maybe_unused]] KernelBuffers& ws) {
+                          [[maybe_unused]] KernelBuffers& ws, AttentionMath math = AttentionMath::f32) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 #if ALTCLIP_X86
+    if (math == AttentionMath::bf16 && isa >= Isa::amx && amx::head_size_supported(d))
+        return amx::attention_head(q, k, v, seq, d, ld, key_mask, scale, out, ws);
     if (isa >= Isa::avx512) return attention_detail::attention_head(q, k, v, seq, d, ld, key_mask, scale, out, ws);
     if (isa >= Isa::avx2) return avx2::attention_head(q, k, v, seq, d, ld, key_mask, scale, out, ws);
 #endif
@@ -348,7 +357,7 @@ inline void attention_one(const float* q, const float* k, const float* v, std::i
 /// `ws`: the call's kernel buffers (one set per slot of the pool's loop).
 inline void attention(const float* q, const float* k, const float* v, std::int64_t batch, std::int64_t seq,
                       std::int64_t heads, std::int64_t head_dim, const std::int64_t* key_mask, float* out,
-                      ThreadPool* pool, Workspace& ws) {
+                      ThreadPool* pool, Workspace& ws, AttentionMath math = AttentionMath::f32) {
     const std::int64_t width = heads * head_dim;
     const Isa isa = isa_of(pool);
     KernelBuffers* const slots = ws.slots(slot_count(pool, batch * heads));
@@ -356,7 +365,7 @@ inline void attention(const float* q, const float* k, const float* v, std::int64
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = b * seq * width + h * head_dim;
         attention_one(q + off, k + off, v + off, seq, head_dim, width, key_mask != nullptr ? key_mask + b * seq : nullptr,
-                      out + off, isa, slots[slot]);
+                      out + off, isa, slots[slot], math);
     };
     parallel_for_slots(pool, batch * heads, task);
 }
@@ -373,7 +382,7 @@ inline void attention(const float* q, const float* k, const float* v, std::int64
 /// sequence b is rows [starts[b], starts[b + 1]) and attends to its own rows only.
 inline void attention_packed(const float* q, const float* k, const float* v, const std::int64_t* starts,
                              std::int64_t batch, std::int64_t heads, std::int64_t head_dim, float* out, ThreadPool* pool,
-                             Workspace& ws) {
+                             Workspace& ws, AttentionMath math = AttentionMath::f32) {
     const std::int64_t width = heads * head_dim;
     const Isa isa = isa_of(pool);
     KernelBuffers* const slots = ws.slots(slot_count(pool, batch * heads));
@@ -381,7 +390,7 @@ inline void attention_packed(const float* q, const float* k, const float* v, con
         const std::int64_t b = t / heads, h = t % heads;
         const std::int64_t off = starts[b] * width + h * head_dim;
         attention_one(q + off, k + off, v + off, starts[b + 1] - starts[b], head_dim, width, nullptr, out + off, isa,
-                      slots[slot]);
+                      slots[slot], math);
     };
     parallel_for_slots(pool, batch * heads, task);
 }
