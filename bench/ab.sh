@@ -12,7 +12,10 @@ THREADS=${4:-0}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 git -C "$ROOT" archive "$REV" include | tar -x -C "$WORK"
+# With oneDNN where it is installed (as CMake links it), so its paths (AMX) are compared too.
+DNNL=()
+[ -f /usr/include/oneapi/dnnl/dnnl.hpp ] && DNNL=(-DALTCLIP_WITH_ONEDNN=1 -ldnnl -lgomp)
 g++ -O2 -std=c++17 -DNDEBUG -pthread -I"$ROOT/include" -I/usr/include/eigen3 \
-    -DALTCLIP_AB_BASE="\"$WORK/include/altclip/model.hpp\"" "$ROOT/bench/ab_model.cpp" -o "$WORK/altclip_ab"
+    -DALTCLIP_AB_BASE="\"$WORK/include/altclip/model.hpp\"" "$ROOT/bench/ab_model.cpp" -o "$WORK/altclip_ab" "${DNNL[@]}"
 echo "base: $(git -C "$ROOT" rev-parse --short "$REV"); new: the working tree"
 "$WORK/altclip_ab" "$MODEL" "$ROUNDS" "$THREADS"

@@ -96,6 +96,13 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
     __asm__ volatile("" ::: "memory");  // the tiles' loads (asm without memory operands) after the stores above
     _tile_loadconfig(&config);
 
+    // Keys attended, per block of 16: not masked, and before seq.
+    std::vector<std::uint16_t>& keep = ws.amx_keep;  // __mmask16 each
+    keep.assign(static_cast<std::size_t>(kblocks), 0);
+    for (std::int64_t key = 0; key < seq; ++key)
+        if (key_mask == nullptr || key_mask[key] != 0) keep[static_cast<std::size_t>(key / 16)] |= static_cast<std::uint16_t>(1u << (key % 16));
+    const std::int64_t kblocks32 = keys32 / 32;
+    alignas(64) float inv_sum[16];
     const long qstride = static_cast<long>(du * 4), sstride = static_cast<long>(rows16 * 4);
     const long pstride = static_cast<long>(keys32 * 2), ostride = static_cast<long>(d * 4);
     const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
@@ -122,52 +129,36 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             if (nb > 3) { ALTCLIP_AMX_SCORES(3, 3) }
 #undef ALTCLIP_AMX_SCORES
         }
-        // Softmax of each row in float32 (scaled, masked keys and keys past seq left out),
-        // its probabilities rounded to bfloat16 pairs, zeros up to keys32.
-        const std::int64_t full = seq / 16 * 16;
-        const __mmask16 tail = static_cast<__mmask16>((1u << (seq - full)) - 1u);
+        // Softmax of each row in float32: e = exp(scale * (s - max)) over the keys attended
+        // (masked keys and keys past seq: 0), rounded to bfloat16 pairs (zeros up to keys32)
+        // as they are made; the division by their sum is left to the output rows (below).
         for (int i = 0; i < 16; ++i) {
-            float* a = scores + i * rows16;
+            const float* a = scores + i * rows16;
             std::uint32_t* prow = pa + i * (keys32 / 2);
+            inv_sum[i] = 0;
             if (r0 + i >= seq) {
                 std::memset(prow, 0, static_cast<std::size_t>(keys32) * 2);
                 continue;
             }
             __m512 vmax = ninf;
-            for (std::int64_t c = 0; c < seq; c += 16) {
-                const __mmask16 m = c < full ? all : tail;
-                __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + c), vscale);
-                if (key_mask != nullptr) {
-                    __mmask16 keep = 0;
-                    for (int l = 0; l < 16 && c + l < seq; ++l)
-                        if (key_mask[c + l] != 0) keep = static_cast<__mmask16>(keep | (1u << l));
-                    x = _mm512_mask_mov_ps(ninf, keep, x);
-                } else {
-                    x = _mm512_mask_mov_ps(ninf, m, x);
-                }
-                _mm512_store_ps(a + c, x);
-                vmax = _mm512_max_ps(vmax, x);
-            }
+            for (std::int64_t j = 0; j < kblocks; ++j)
+                vmax = _mm512_mask_max_ps(vmax, keep[j], vmax, _mm512_load_ps(a + j * 16));
             const float mx = _mm512_reduce_max_ps(vmax);
             if (mx == -std::numeric_limits<float>::infinity()) {  // every key masked: zeros, as the f32 kernels
                 std::memset(prow, 0, static_cast<std::size_t>(keys32) * 2);
                 continue;
             }
-            const __m512 vm = _mm512_set1_ps(mx);
+            const __m512 vms = _mm512_set1_ps(mx * scale);
             __m512 vsum = _mm512_setzero_ps();
-            for (std::int64_t c = 0; c < seq; c += 16) {
-                const __m512 e = v512::exp(_mm512_sub_ps(_mm512_load_ps(a + c), vm));  // exp(-inf) = 0
-                _mm512_store_ps(a + c, e);
-                vsum = _mm512_add_ps(vsum, e);
+            for (std::int64_t j = 0; j < kblocks32 * 2; j += 2) {
+                const __m512 e0 = j < kblocks ? _mm512_maskz_mov_ps(keep[j], v512::exp(_mm512_fmsub_ps(_mm512_load_ps(a + j * 16), vscale, vms)))
+                                              : _mm512_setzero_ps();
+                const __m512 e1 = j + 1 < kblocks ? _mm512_maskz_mov_ps(keep[j + 1], v512::exp(_mm512_fmsub_ps(_mm512_load_ps(a + j * 16 + 16), vscale, vms)))
+                                                  : _mm512_setzero_ps();
+                vsum = _mm512_add_ps(vsum, _mm512_add_ps(e0, e1));
+                _mm512_store_si512(prow + j * 8, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
             }
-            const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
-            for (std::int64_t c = 0; c < keys32; c += 32) {
-                const __mmask16 lo = c < full ? all : c < seq ? tail : __mmask16(0);
-                const __mmask16 hi = c + 16 < full ? all : c + 16 < seq ? tail : __mmask16(0);
-                const __m512 x0 = _mm512_mul_ps(_mm512_maskz_load_ps(lo, a + c), inv);
-                const __m512 x1 = _mm512_mul_ps(_mm512_maskz_load_ps(hi, a + c + 16), inv);
-                _mm512_storeu_si512(prow + c / 2, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
-            }
+            inv_sum[i] = 1.0f / _mm512_reduce_add_ps(vsum);
         }
         __asm__ volatile("" ::: "memory");
         // out rows = P . V: 16 dims a tile, every dims block at once (d / 16 <= 4 tiles).
@@ -199,9 +190,11 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             _tile_stored(3, tmp + 48, ostride);
         }
         const std::int64_t valid = std::min<std::int64_t>(16, seq - r0);
-        for (std::int64_t i = 0; i < valid; ++i)
+        for (std::int64_t i = 0; i < valid; ++i) {
+            const __m512 inv = _mm512_set1_ps(inv_sum[i]);
             for (std::int64_t b = 0; b < dblocks; ++b)
-                _mm512_storeu_ps(out + (r0 + i) * ld + b * 16, _mm512_load_ps(tmp + i * d + b * 16));
+                _mm512_storeu_ps(out + (r0 + i) * ld + b * 16, _mm512_mul_ps(_mm512_load_ps(tmp + i * d + b * 16), inv));
+        }
     }
     _tile_release();
 }

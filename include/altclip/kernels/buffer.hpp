@@ -61,6 +61,7 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     // bfloat16 pairs; 16 output rows.
     std::vector<std::uint32_t> amx_q, amx_k, amx_v, amx_p;
     std::vector<float> amx_out;
+    std::vector<std::uint16_t> amx_keep;  // the keys attended, a bit each, per block of 16
 };
 
 /// The kernels' buffers of one call (a forward pass: Scratch::workspace): the calling

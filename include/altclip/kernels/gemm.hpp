@@ -417,14 +417,14 @@ inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* p
 /// y[n, out] = act(x[n, k] . w[out, k]^T (+ bias)). `pool` may be nullptr (single thread,
 /// the best Isa this CPU allows). `ws`: the kernels' buffers of the call (a forward pass's,
 /// Scratch::workspace), reused by its every product. `act` (an MLP's activation) is applied
-/// in the AVX2 kernel's write-out, by a pass over y on the other paths: the same numbers.
+/// in the AVX2 kernel's write-out and by each oneDNN task on its own rows, by a pass over y
+/// on the other paths: the same numbers.
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool, Workspace& ws, Activation act = Activation::none) {
     if (n <= 0 || out <= 0) return;
 #if ALTCLIP_WITH_ONEDNN
     if (weights.onednn != nullptr) {  // packed for oneDNN at load (onednn::use_onednn decided)
-        onednn::linear(x, n, k, *weights.onednn, bias, out, y, pool, ws);
-        gemm_detail::activate(act, y, n * out, pool);
+        onednn::linear(x, n, k, *weights.onednn, bias, out, y, pool, ws, act);  // act applied by each task
         return;
     }
 #endif

@@ -66,8 +66,10 @@ void omp_set_num_threads(int) noexcept;
 }
 #endif
 
+#include "activation.hpp"
 #include "buffer.hpp"
 #include "gemm_packed.hpp"  // packed::round_row_bf16, packed::quantize_row: the rounding the own kernels use
+#include "lanes_avx512.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 #endif
@@ -128,6 +130,16 @@ inline std::uint16_t bf16(float f) {
     return static_cast<std::uint16_t>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
 }
 
+/// An MLP's activation of one value, for the paths without AVX-512 (ops.hpp has the passes).
+inline float activate(Activation act, float x) {
+    switch (act) {
+        case Activation::quick_gelu: return x / (1.0f + std::exp(-1.702f * x));
+        case Activation::gelu_erf: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+        case Activation::none: break;
+    }
+    return x;
+}
+
 /// packed::quantize_row without AVX-512: the same scale, rounding and clamping.
 inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
     float amax = 0;
@@ -156,14 +168,33 @@ ALTCLIP_KERNEL_ENTRY inline void rows_q8_avx512(const float* x, std::int64_t r0,
                                                 std::int8_t* q, float* scale) {
     for (std::int64_t r = r0; r < r1; ++r) scale[r] = packed::quantize_row(x + r * k, k, q + r * k);
 }
-/// y[r, j] = float(acc[r, j]) * xscale[r] * wscale[j] + bias[j] for rows [0, rows) of int32
-/// sums acc [rows, cols] (dense), y's rows ldy apart: the q8_dot epilogue, 16 columns at a time
-/// with the same operations in the same order as the scalar loop (linear), so the same bits.
-ALTCLIP_KERNEL_ENTRY inline void epilogue_s8_avx512(const std::int32_t* acc, std::int64_t rows, std::int64_t cols,
-                                                    const float* xscale, const float* wscale, const float* bias,
-                                                    float* y, std::int64_t ldy) {
+/// `act` of 16 lanes: the vector functions of ops.hpp's passes (lanes.inc), so the same numbers.
+inline __m512 activate16(Activation act, __m512 v) {
+    switch (act) {
+        case Activation::quick_gelu: return v512::quick_gelu(v);
+        case Activation::gelu_erf: return v512::gelu(v);
+        case Activation::none: break;
+    }
+    return v;
+}
+/// y[0, count) = act(y), in place.
+ALTCLIP_KERNEL_ENTRY inline void activate_avx512(Activation act, float* y, std::int64_t count) {
+    std::int64_t i = 0;
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(y + i, activate16(act, _mm512_loadu_ps(y + i)));
+    if (i < count) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (count - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, activate16(act, _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+/// y[r, j] = act(float(acc[r, j]) * xscale[r] * wscale[j] + bias[j]) for rows [0, rows) of
+/// int32 sums acc [rows, cols] (rows `lda` apart; acc may be y itself, lda = ldy), y's rows ldy
+/// apart: the q8_dot epilogue, 16 columns at a time with the same operations in the same order
+/// as the scalar loop (linear), so the same bits, and the activation while in registers.
+ALTCLIP_KERNEL_ENTRY inline void epilogue_s8_avx512(const std::int32_t* acc, std::int64_t lda, std::int64_t rows,
+                                                    std::int64_t cols, const float* xscale, const float* wscale,
+                                                    const float* bias, Activation act, float* y, std::int64_t ldy) {
     for (std::int64_t r = 0; r < rows; ++r) {
-        const std::int32_t* a = acc + r * cols;
+        const std::int32_t* a = acc + r * lda;
         float* yr = y + r * ldy;
         const __m512 xs = _mm512_set1_ps(xscale[r]);
         for (std::int64_t j = 0; j < cols; j += 16) {
@@ -171,7 +202,7 @@ ALTCLIP_KERNEL_ENTRY inline void epilogue_s8_avx512(const std::int32_t* acc, std
             const __m512 v = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, a + j));
             __m512 t = _mm512_mul_ps(_mm512_mul_ps(v, xs), _mm512_maskz_loadu_ps(m, wscale + j));
             t = _mm512_add_ps(t, bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(yr + j, m, t);
+            _mm512_mask_storeu_ps(yr + j, m, activate16(act, t));
         }
     }
 }
@@ -496,13 +527,13 @@ private:
 /// by column parts (a short input: each thread reads its own columns of the weights once).
 inline constexpr std::int64_t kRowSplitMinRows = 64;
 
-/// y[n, out] = x[n, k] . W^T (+ bias) with W packed by Context::pack. `pool` may differ from
+/// y[n, out] = act(x[n, k] . W^T (+ bias)) with W packed by Context::pack. `pool` may differ from
 /// the context's (a caller's own); nullptr runs the parts on this thread. Buffers, in
 /// `workspace`: x rounded or quantized (the caller's, each row written by the task that
 /// multiplies it, or read by every thread of the call); oneDNN's scratchpad and an int32 or
 /// part result (each slot's own).
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedWeight& w, const float* bias,
-                   std::int64_t out, float* y, ThreadPool* pool, Workspace& workspace) {
+                   std::int64_t out, float* y, ThreadPool* pool, Workspace& workspace, Activation act = Activation::none) {
     const Context& ctx = *w.context;
     KernelBuffers& ws = workspace.caller();
     const bool s8 = w.kind == PackedWeight::Kind::s8;
@@ -528,24 +559,40 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
 #endif
         for (std::int64_t i = r0 * k; i < r1 * k; ++i) ws.xb[static_cast<std::size_t>(i)] = round::bf16(x[i]);
     };
-    // y's rows [r0, r0 + rows), columns [col0, col0 + cols) from int32 sums [rows, cols]: as the
-    // packed q8_dot epilogue, float(sum) * x scale * w scale + bias.
-    auto epilogue = [&](const float* sums, std::int64_t r0, std::int64_t rows, std::int64_t col0, std::int64_t cols) {
+    // y's rows [r0, r0 + rows), columns [col0, col0 + cols) from int32 sums [rows, cols] whose
+    // rows are `lda` apart (they may be y's own rows): as the packed q8_dot epilogue,
+    // act(float(sum) * x scale * w scale + bias).
+    auto epilogue = [&](const float* sums, std::int64_t lda, std::int64_t r0, std::int64_t rows, std::int64_t col0,
+                        std::int64_t cols) {
         float* yp = y + r0 * out + col0;
         const float* xs = ws.xscale.data() + r0;
 #if ALTCLIP_X86
         if (vec)
-            return round::epilogue_s8_avx512(reinterpret_cast<const std::int32_t*>(sums), rows, cols, xs,
-                                             w.scale + col0, bias != nullptr ? bias + col0 : nullptr, yp, out);
+            return round::epilogue_s8_avx512(reinterpret_cast<const std::int32_t*>(sums), lda, rows, cols, xs,
+                                             w.scale + col0, bias != nullptr ? bias + col0 : nullptr, act, yp, out);
 #endif
         for (std::int64_t r = 0; r < rows; ++r) {
             float* yr = yp + r * out;
             for (std::int64_t j = 0; j < cols; ++j) {
                 std::int32_t acc;
-                std::memcpy(&acc, sums + r * cols + j, 4);
+                std::memcpy(&acc, sums + r * lda + j, 4);
                 const std::int64_t c = col0 + j;
-                yr[j] = static_cast<float>(acc) * xs[r] * w.scale[c] + (bias != nullptr ? bias[c] : 0.0f);
+                yr[j] = round::activate(act, static_cast<float>(acc) * xs[r] * w.scale[c] + (bias != nullptr ? bias[c] : 0.0f));
             }
+        }
+    };
+    // act over y's rows [r0, r1), columns [col0, col0 + cols) (bf16: after oneDNN wrote them).
+    auto activate_rows = [&](std::int64_t r0, std::int64_t r1, std::int64_t col0, std::int64_t cols) {
+        if (act == Activation::none) return;
+        for (std::int64_t r = r0; r < r1; ++r) {
+            float* yr = y + r * out + col0;
+#if ALTCLIP_X86
+            if (ctx.isa() >= Isa::avx512) {
+                round::activate_avx512(act, yr, cols);
+                continue;
+            }
+#endif
+            for (std::int64_t j = 0; j < cols; ++j) yr[j] = round::activate(act, yr[j]);
         }
     };
     // One oneDNN product on this thread: rows [r0, r0 + m) of the prepared x by `cols` columns
@@ -589,10 +636,10 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
             if (r1 <= r0) return;
             KernelBuffers& mine = slots[slot];
             prepare(r0, r1);
-            if (!s8) return multiply(mine, w.whole, 0, out, true, r0, r1 - r0, y + r0 * out);
-            mine.part.resize(static_cast<std::size_t>((r1 - r0) * out));
-            multiply(mine, w.whole, 0, out, true, r0, r1 - r0, mine.part.data());
-            epilogue(mine.part.data(), r0, r1 - r0, 0, out);
+            // Into y's rows: bf16 the results (then act), int8 the int32 sums, made floats in place.
+            multiply(mine, w.whole, 0, out, true, r0, r1 - r0, y + r0 * out);
+            if (s8) return epilogue(y + r0 * out, out, r0, r1 - r0, 0, out);
+            activate_rows(r0, r1, 0, out);
         });
         return;
     }
@@ -607,10 +654,11 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const PackedW
         KernelBuffers& mine = slots[slot];
         mine.part.resize(static_cast<std::size_t>(n * part.cols));
         multiply(mine, part.memory, part.col0, part.cols, false, 0, n, mine.part.data());
-        if (s8) return epilogue(mine.part.data(), 0, n, part.col0, part.cols);
+        if (s8) return epilogue(mine.part.data(), part.cols, 0, n, part.col0, part.cols);
         const float* res = mine.part.data();
         for (std::int64_t r = 0; r < n; ++r)
             std::memcpy(y + r * out + part.col0, res + r * part.cols, static_cast<std::size_t>(part.cols) * sizeof(float));
+        activate_rows(0, n, part.col0, part.cols);
     });
 }
 
