@@ -329,7 +329,9 @@ public:
         try {
             parallel_for(pool_.get(), nparts, [&](std::int64_t i) {
                 PackedWeight::Part& part = p->parts[static_cast<std::size_t>(i)];
-                OmpThreads omp(1);
+                // One part (an int8 matrix): oneDNN's reorder on as many OpenMP threads as the
+                // model has (at load only: no product runs beside it); parts: one each.
+                OmpThreads omp(nparts == 1 ? pool_->size() : 1);
                 // Rows col0.. of W, row-major (panels, bf16 only, unpacked first), are oneDNN's
                 // [k, cols] weights with the tag ba.
                 const dnnl::matmul::primitive_desc pd = make_pd(p->kind, kLayoutRows, k, part.cols, false, nullptr);
