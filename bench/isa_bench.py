@@ -38,7 +38,7 @@ shapes (bench/make_bench_model.py), medians of {rounds} alternating rounds x {re
 {text_repeat} caption runs per side. "consumer" is altclip_bench built with no -march flag (how a
 program linking altclip::altclip is built), "native" with -march=native; "@level" caps the
 kernels with ALTCLIP_MAX_ISA. PyTorch 2.13 runs float32, bfloat16 (model.to(torch.bfloat16)),
-and float32 capped to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2); OpenVINO
+and float32 capped to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2); OpenVINO
 (`pip install openvino`, the same checkpoint converted once with `openvino.convert_model`) at its
 default precision for this CPU and at f32 (INFERENCE_PRECISION_HINT). The peaks are
 this CPU's, measured in the same run by bench/gemm_bench.cpp (FLOP/s, int8 OP/s, bytes/s; `onednn_*`:
@@ -228,7 +228,9 @@ def main(argv=None) -> int:
     if not a.no_torch:
         # PyTorch as installed, and capped to AVX2 the way altclip's avx2 level is (aten's kernels
         # and oneDNN's JIT both), for a same-instruction-set comparison.
-        avx2_env = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        # MKL too: PyTorch's float32 Linear is MKL's sgemm, which ignores the other two (on an Intel CPU
+        # it ran AVX-512 under them).
+        avx2_env = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
         for dt, env, tag in [("float32", {}, ""), ("bfloat16", {}, ""), ("float32", avx2_env, " @avx2")]:
             sides.append((f"pytorch {dt}{tag}", [sys.executable, os.path.join(HERE, "bench_torch.py"), "--folder",
                                                  model["hub"], "--inputs", inputs, "--threads", str(a.threads),
