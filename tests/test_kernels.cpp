@@ -357,6 +357,16 @@ TEST_CASE("attention equals the scalar twin, with and without a padding mask", "
     }
 }
 
+TEST_CASE("the attention rounds to bf16 only where the model's products round their activations", "[kernels][amx]") {
+    // An exact model (weights widened, float32 math) and a float32 file keep float32 attention.
+    CHECK(attention_math(WeightType::f32) == AttentionMath::f32);
+    CHECK(attention_math(WeightType::bf16) == AttentionMath::f32);
+    CHECK(attention_math(WeightType::q8) == AttentionMath::f32);
+    CHECK(attention_math(WeightType::bf16_dot) == AttentionMath::bf16);
+    CHECK(attention_math(WeightType::q8_dot) == AttentionMath::bf16);
+    CHECK(attention_math(WeightType::q8_bf16) == AttentionMath::bf16);
+}
+
 TEST_CASE("bf16 attention (AMX tiles) equals the scalar twin on bf16-rounded inputs, with and without a mask",
           "[kernels][amx]") {
     // AttentionMath::bf16: Q, K, V and the probabilities rounded to bfloat16, float32 sums, on

@@ -19,7 +19,8 @@ enum class Isa : int {
     avx512_vnni = 3,  // + AVX512_VNNI: int8 x int8 dot products for q8 files
     avx512_bf16 = 4,  // + AVX512_BF16: bfloat16 dot products for bf16 files (and q8 text)
     amx = 5,          // + AMX-BF16/INT8 tiles: bf16/q8 products through oneDNN (kernels/onednn.hpp) in builds
-                      // that link it; altclip's own kernels run avx512_bf16
+                      // that link it, a bf16/q8 model's attention on altclip's tile kernel
+                      // (kernels/amx_attention.hpp); altclip's other kernels run avx512_bf16
     best = amx,       // no cap: the best the CPU allows
 };
 
@@ -54,7 +55,9 @@ struct CpuInfo {
         s += " [" + features + "]; kernels: ";
         s += isa_name(effective());
         if (effective() != supported) s += std::string(" (capped by ALTCLIP_MAX_ISA; the CPU allows ") + isa_name(supported) + ")";
-        if (effective() == Isa::amx) s += " (AMX through oneDNN in builds that link it; altclip's own kernels run avx512_bf16)";
+        if (effective() == Isa::amx)
+            s += " (AMX: the products through oneDNN in builds that link it, a bf16 or q8 model's attention on altclip's "
+                 "own tile kernel; altclip's other kernels run avx512_bf16)";
         return s;
     }
 };

@@ -1,5 +1,6 @@
-// Attention of one (sequence, head) on AMX tiles, for models whose matrices are bfloat16 or
-// int8 (ops.hpp's attention_one takes it at Isa::amx for AttentionMath::bf16): Q, K, V and
+// Attention of one (sequence, head) on AMX tiles, for models whose products round their
+// activations to bfloat16 or int8 (ops.hpp's attention_math; attention_one takes it at Isa::amx
+// for AttentionMath::bf16): Q, K, V and
 // the softmax's probabilities rounded to bfloat16 (nearest even), products summed in float32
 // by the tiles, the softmax in float32 between them. A float32 model keeps the float32
 // kernels. Head sizes 32 and 64 (AltCLIP's: 64); any other takes the float32 kernel.

@@ -10,8 +10,8 @@
 // (WeightType::q8_bf16) stay on altclip's kernels: oneDNN 2.6 has no int8-weight x bfloat16
 // product, and widening them would double their memory.
 //
-// Each weight matrix is taken in parts of whole 64-column blocks, in the layout oneDNN's matmul
-// chooses for it (format_tag::any). A bf16 matrix that the file stores in 64-row panels
+// A bf16 weight matrix is taken in parts of whole 64-column blocks, in the layout oneDNN's matmul
+// chooses for it (format_tag::any); an int8 one whole (one part). A bf16 matrix that the file stores in 64-row panels
 // (format/layout.hpp: what tools/convert.py writes) already is that layout, BA16a64b2a, when
 // oneDNN chooses it (it does for its AVX512_BF16 and AMX-BF16 matmuls) and k is a multiple of
 // 32: it is used in place from the mapped file, nothing copied, nothing allocated. Any other
@@ -23,8 +23,10 @@
 // Threads: oneDNN's CPU runtime in Debian is OpenMP, whose idle team threads spin after each
 // product, competing with altclip's pool for the cores while it runs the attention and norms.
 // So oneDNN runs single-threaded (OpenMP threads set to 1 for the call, the caller's setting
-// restored), one primitive per part of the columns, the parts spread over the model's own
-// pool: ModelOptions::num_threads bounds the threads exactly as for altclip's kernels.
+// restored) on the model's own pool: ModelOptions::num_threads bounds the threads exactly as
+// for altclip's kernels. An input of many rows (an image's 257) is split by rows, each thread
+// multiplying its rows by the whole matrix straight into y; a short one (a text's) by column
+// parts, each thread reading only its own columns of the weights.
 #pragma once
 
 #include <cstdint>

@@ -15,6 +15,7 @@
 #include "gemm_packed.hpp"
 #include "lanes_avx512.hpp"
 #include "thread_pool.hpp"
+#include "weight_matrix.hpp"
 
 namespace altclip::kernels {
 
@@ -318,6 +319,15 @@ ALTCLIP_AVX512_END
 /// bfloat16, summed in float32 on AMX tiles (amx_attention.hpp). Below Isa::amx, and for head
 /// sizes other than 32 and 64, bf16 runs the float32 kernels.
 enum class AttentionMath { f32, bf16 };
+
+/// The attention's arithmetic for a model whose products take weights of type `t`: bf16 where
+/// the products round their activations (bf16_dot, q8_dot, q8_bf16: a bf16 or q8 file at a
+/// level with bfloat16 or int8 dot products, AMX included); float32 where they do float32 math
+/// (a float32 file, an exact model, weights widened at lower levels).
+inline AttentionMath attention_math(WeightType t) {
+    return t == WeightType::bf16_dot || t == WeightType::q8_dot || t == WeightType::q8_bf16 ? AttentionMath::bf16
+                                                                                            : AttentionMath::f32;
+}
 
 /// Scaled dot-product attention of one (sequence, head): q, k, v, out are [seq] rows of
 /// `ld` floats whose first `d` values are this head's; key_mask: nullptr or [seq], 0 = padding.

@@ -31,10 +31,7 @@ inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq,
     kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q, pool, ws);
     kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k, pool, ws);
     kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v, pool, ws);
-    // A model stored in bfloat16 or int8 rounds the attention's products to bfloat16 too, on
-    // AMX (the float32 kernels elsewhere); a float32 model keeps them in float32.
-    const auto math = query.weight.type == kernels::WeightType::f32 ? kernels::AttentionMath::f32
-                                                                     : kernels::AttentionMath::bf16;
+    const kernels::AttentionMath math = kernels::attention_math(query.weight.type);
     if (starts != nullptr)
         kernels::attention_packed(q, k, v, starts, batch, heads, hidden / heads, ctx, pool, ws, math);
     else
