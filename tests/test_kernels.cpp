@@ -314,6 +314,41 @@ TEST_CASE("layer_norm, gelu, quick_gelu and softmax equal their scalar twins", "
     CHECK(max_rel(sm, ref) < 1e-6);
 }
 
+namespace {
+
+/// The attention's scalar twin, in double: softmax(Q K^T / sqrt(hd), masked keys left out) V for
+/// each (sequence, head) of [batch * seq, heads * hd] rows; with `round_inputs`, Q, K and V
+/// rounded to bfloat16 first (what AttentionMath::bf16 multiplies).
+std::vector<float> attention_twin(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                                  std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t hd,
+                                  const std::int64_t* mask, bool round_inputs) {
+    const std::int64_t width = heads * hd;
+    auto in = [round_inputs](float x) { return double(round_inputs ? bf16_round(x) : x); };
+    std::vector<float> ref(q.size());
+    for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t h = 0; h < heads; ++h)
+            for (std::int64_t i = 0; i < seq; ++i) {
+                std::vector<double> s(seq);
+                double mx = -1e300, sum = 0;
+                for (std::int64_t j = 0; j < seq; ++j) {
+                    double d = 0;
+                    for (std::int64_t t = 0; t < hd; ++t)
+                        d += in(q[(b * seq + i) * width + h * hd + t]) * in(k[(b * seq + j) * width + h * hd + t]);
+                    s[j] = (mask != nullptr && mask[b * seq + j] == 0) ? -1e300 : d / std::sqrt(double(hd));
+                    mx = std::max(mx, s[j]);
+                }
+                for (auto& e : s) sum += e = (e <= -1e299 ? 0.0 : std::exp(e - mx));
+                for (std::int64_t t = 0; t < hd; ++t) {
+                    double o = 0;
+                    for (std::int64_t j = 0; j < seq; ++j) o += s[j] / sum * in(v[(b * seq + j) * width + h * hd + t]);
+                    ref[(b * seq + i) * width + h * hd + t] = float(o);
+                }
+            }
+    return ref;
+}
+
+}  // namespace
+
 TEST_CASE("attention equals the scalar twin, with and without a padding mask", "[kernels]") {
     ThreadPool pool(2);
     // (batch, seq, heads, head_dim): tiny; more keys and dims than one 12 x 32 tile; a text-like
@@ -326,30 +361,12 @@ TEST_CASE("attention equals the scalar twin, with and without a padding mask", "
         std::vector<std::int64_t> mask(batch * seq, 1);
         for (std::int64_t j = 7; j < seq; ++j) mask[(batch - 1) * seq + j] = 0;  // last sequence padded after 7
         for (const bool masked : {false, true}) {
-            std::vector<float> out(batch * seq * width), out1(out.size()), ref(out.size());
+            std::vector<float> out(batch * seq * width), out1(out.size());
             attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out.data(),
                       &pool);
             attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out1.data(),
                       nullptr);
-            for (std::int64_t b = 0; b < batch; ++b)
-                for (std::int64_t h = 0; h < heads; ++h)
-                    for (std::int64_t i = 0; i < seq; ++i) {
-                        std::vector<double> s(seq);
-                        double mx = -1e300, sum = 0;
-                        for (std::int64_t j = 0; j < seq; ++j) {
-                            double d = 0;
-                            for (std::int64_t t = 0; t < hd; ++t)
-                                d += double(q[(b * seq + i) * width + h * hd + t]) * k[(b * seq + j) * width + h * hd + t];
-                            s[j] = (masked && mask[b * seq + j] == 0) ? -1e300 : d / std::sqrt(double(hd));
-                            mx = std::max(mx, s[j]);
-                        }
-                        for (auto& e : s) sum += e = (e <= -1e299 ? 0.0 : std::exp(e - mx));
-                        for (std::int64_t t = 0; t < hd; ++t) {
-                            double o = 0;
-                            for (std::int64_t j = 0; j < seq; ++j) o += s[j] / sum * v[(b * seq + j) * width + h * hd + t];
-                            ref[(b * seq + i) * width + h * hd + t] = float(o);
-                        }
-                    }
+            const auto ref = attention_twin(q, k, v, batch, seq, heads, hd, masked ? mask.data() : nullptr, false);
             INFO("batch " << batch << " seq " << seq << " heads " << heads << " head_dim " << hd << " masked " << masked);
             CHECK(max_rel(out, ref) < 1e-5);
             CHECK(out == out1);  // threads do not change the numbers
@@ -384,33 +401,13 @@ TEST_CASE("bf16 attention (AMX tiles) equals the scalar twin on bf16-rounded inp
         std::vector<std::int64_t> mask(batch * seq, 1);
         for (std::int64_t j = 7; j < seq; ++j) mask[(batch - 1) * seq + j] = 0;  // last sequence padded after 7
         for (const bool masked : {false, true}) {
-            std::vector<float> out(batch * seq * width), out1(out.size()), ref(out.size());
+            std::vector<float> out(batch * seq * width), out1(out.size());
             Workspace ws, ws1;
             attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out.data(),
                       &pool, ws, AttentionMath::bf16);
             attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, masked ? mask.data() : nullptr, out1.data(),
                       nullptr, ws1, AttentionMath::bf16);
-            for (std::int64_t b = 0; b < batch; ++b)
-                for (std::int64_t h = 0; h < heads; ++h)
-                    for (std::int64_t i = 0; i < seq; ++i) {
-                        std::vector<double> s(seq);
-                        double mx = -1e300, sum = 0;
-                        for (std::int64_t j = 0; j < seq; ++j) {
-                            double d = 0;
-                            for (std::int64_t t = 0; t < hd; ++t)
-                                d += double(bf16_round(q[(b * seq + i) * width + h * hd + t])) *
-                                     bf16_round(k[(b * seq + j) * width + h * hd + t]);
-                            s[j] = (masked && mask[b * seq + j] == 0) ? -1e300 : d / std::sqrt(double(hd));
-                            mx = std::max(mx, s[j]);
-                        }
-                        for (auto& e : s) sum += e = (e <= -1e299 ? 0.0 : std::exp(e - mx));
-                        for (std::int64_t t = 0; t < hd; ++t) {
-                            double o = 0;
-                            for (std::int64_t j = 0; j < seq; ++j)
-                                o += s[j] / sum * bf16_round(v[(b * seq + j) * width + h * hd + t]);
-                            ref[(b * seq + i) * width + h * hd + t] = float(o);
-                        }
-                    }
+            const auto ref = attention_twin(q, k, v, batch, seq, heads, hd, masked ? mask.data() : nullptr, true);
             const double err = max_rel(out, ref);
             INFO("batch " << batch << " seq " << seq << " heads " << heads << " head_dim " << hd << " masked " << masked
                           << ": largest difference " << err << " of the largest output");
