@@ -397,9 +397,75 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
 - Prefetching stored panels (`kernels/gemm_packed.hpp`): prefetching each panel's next k block
   made a 16-token text's products 1.4x faster; prefetching the next task's first block the
   same way was slower.
+- AVX2 kernels (`kernels/avx2.hpp`; AMD EPYC Zen 3, each change against the revision before it
+  in one process, `bash bench/ab.sh REV [FILE]`, 6-12 alternating rounds, same embeddings):
+  the MLP's activation applied in the product's write-out instead of a pass over the 4 MB
+  hidden state: one image 1.02x; the 3-row register blocks past x's last row skipped (a
+  16-token text's second sliver holds 4 of 12 rows): text 1.15x, image 1.01x; the next k
+  block's prefetch kept only for copied panels (an image's): a 16-token text 1.10-1.15x
+  faster, while an image without it ran 0.96-0.98x; a bf16 file's panels read in place and
+  widened in registers for a short input: bf16 text 1.13-1.18x (an image that way 0.91-0.94x,
+  so only short inputs); the last register block of a sliver cut to the rows left (a 16-token
+  text's last 4 rows as 3 + 1, not 3 + 3): f32 text 1.04-1.05x, bf16 text 1.07-1.09x, image
+  unchanged (two and one runs of 8 rounds). Tried and not kept: a 6 x 16 micro-kernel for short inputs (each W
+  row read once per six rows): text 0.85x; prefetching a q8 file's row-major int8 rows a k
+  block or two ahead while packing: 1.01-1.05x, within the noise (packing those rows is 39%
+  of a q8 text's time at AVX2, its loads waiting on memory).
+- A q8 file at AVX2 for a short input (`kernels/avx2.hpp`, `dot_q8`): each output a dot
+  product of x's row with W's int8 row, widened as it is read, instead of panels widened and
+  transposed per k block: a 16-token q8 text **1.85x faster** (139 -> 75 ms, `bench/ab.sh`,
+  10 rounds; Zen 3). Measured on the products alone (`linear` on 24 different int8 matrices
+  of the text's shapes, 2 threads): about 2x for 16 rows, 1.3x for 32, 1.1x for 96, even at
+  128, 0.92-0.95x for 192 and 257, hence panels from 128 rows. Within it (one thread,
+  16 rows): 6 x 2 register blocks 62 GFLOP/s against 4 x 3 at 39 (spilled) and 8 x 1 at 52;
+  the accumulators' lanes kept between k blocks instead of added up per block 1.05x; W's
+  rows prefetched two blocks ahead 1.15x (78 GFLOP/s, of about 100 per core); blocks of 128
+  values 0.7x of 256, 512 no better. Tried and not kept: the same kind of prefetching
+  (spread over the micro-kernel, 16 or 64 unit rows ahead) for a float32 file's panels read
+  in place for a text: no change; a q8 image's products run as fast with their int8 rows in
+  cache as from memory (87 GFLOP/s of ~100 on one core), so no prefetching there either.
+- Thread pool (`kernels/thread_pool.hpp`, `kSpin`): a waiting thread polls for 200 us before
+  it sleeps. Waking a sleeping thread cost ~50 us per parallel call on this VM
+  (`build-bench/bench/altclip_pool_bench`, Zen 3, 2 threads, microseconds per call beyond
+  the tasks: 2 tasks of 50 us 1.5 spinning vs 67.4 sleeping at once; 16 x 200 us 15.0 vs 93.9;
+  16 x 20 us 4.3 vs 45.5), and a model makes ~15 calls per layer: with the spin an f32 image
+  1.02x, f32 text 1.11x, q8 text 1.14x, q8 image 1.03x (`bash bench/ab.sh e6b12e1 [FILE]`,
+  5-6 rounds). Callers sharing one 2-thread model, 16-token f32 texts, spin 200 us vs 0 in
+  one process (medians of 3 rounds): 1 caller 88.5 vs 101.6 ms a text, 4 callers 87.1 vs
+  85.7, 8 callers 85.9 vs 88.8: the spin costs nothing measurable when callers outnumber cores.
 - q8 text tower (`modules/weights.hpp`): int8 activations in the text tower gave a text cosine
   against f32 of 0.9985 instead of 0.9991 (bench model), three times the ViT's loss, so the
   text tower multiplies float32 or bfloat16 activations with its int8 weights.
+- AMX (Intel Xeon with AMX-BF16/INT8, `lscpu` model 167, 2 threads, 2026-12-04; oneDNN 2.6.3):
+  - **Products of many rows split by rows** (`kernels/onednn.hpp`, `kRowSplitMinRows`): each
+    thread multiplies its rows by the whole matrix straight into y, bias added by oneDNN,
+    instead of each thread taking column parts whose results are copied into y (the copy was
+    8% of a bf16 image's profile). `build-bench/bench/altclip_onednn_bench` (library path,
+    random data, medians of 3 rounds, before / after in two runs): image fc1 257x1024>4096 bf16
+    1190 -> 1383 GFLOP/s, int8 2449 -> 2529 GOP/s; 8 images' fc1 bf16 1129 -> 1245, int8
+    2145 -> 2614. Whole model (`altclip_bench`, separate runs): bf16 image 212 -> 187-193 ms,
+    q8 image 151 -> 131-135 ms, bf16 batch of 8 1.73-1.88 -> 1.57-1.59 s (with the AMX
+    attention below). Splitting into chunks of ~256 rows instead of one per thread re-read the
+    weights once per chunk: batch of 8 slower (1.88 vs 1.81 s).
+  - **int8 sums into y's rows, made floats there, the activation in the epilogue's
+    registers** (no part buffer; no GELU pass): q8 image 1.02-1.03x (`bash bench/ab.sh 3d70573
+    [q8 file] 6`, which now links oneDNN where it is installed).
+  - **AMX attention** (`kernels/amx_attention.hpp`, bf16 and q8 models): one ViT layer's 16
+    heads of 257 rows on one thread, float32 kernel 3.55 ms, AMX tiles 1.59 ms, then 1.08 ms
+    with the softmax in two passes (the keys' masks made once a head; exp values rounded to
+    bfloat16 as they are made, the division by their sum applied to the output rows)
+    (`build-bench/bench/altclip_attention_bench`). Bench model cosine against f32 with it:
+    bf16 image 0.999995, text 0.99995; q8 image 0.99986, text 0.99912; top-1 agreement 8/8
+    and 64/64. Where its time goes (TSC cycles a head, 257 rows): softmax 38%, P.V 20%,
+    scores 20%, packing K^T 13%: the tile stores read back by vector loads stall.
+  - **Own AMX GEMM, tried and not kept** (a one-off program): 2 x 2 tiles of C, A and B in
+    tile-contiguous layouts, software prefetch two k steps ahead: one core 1.06-1.14 TFLOP/s on
+    257x1024x4096 (oneDNN 2.6's single-threaded brgemm: 0.83 on the whole matrix, ~1.0 on 128
+    rows) and 0.76-0.81 on 257x4096x1024; rows not on a 64-byte line halved it. For scale:
+    `tdpbf16ps` on tiles in registers 3.27 TFLOP/s a core; the same with four 1 KB tile loads
+    a step from L2 2.0-2.2. Less than 1.3x over oneDNN as written; reaching the issue's AMX
+    targets needs a kernel blocked for L1 (B reused across row blocks) or oneDNN 3.x, whose
+    AMX kernels OpenVINO and PyTorch carry (Debian 12 has 2.6).
 
 """
 
