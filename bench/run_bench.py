@@ -347,6 +347,10 @@ altclip is faster or smaller**. Medians of {s['rounds']} rounds (order alternati
   inherits its parent's high-water mark through fork and exec, so it can show run_bench's own.)
 - Each side is its own process; PyTorch's numbers include the Python interpreter and libraries
   (import time, not counted in load: {results['pytorch'].get('import_s_median', 0):.1f} s).
+- This table is one CPU's (see "Machine and versions"). Every CPU a session has had, AMX
+  included, is in [ISA_RESULTS.md](ISA_RESULTS.md) (`python3 bench/isa_bench.py`), one section
+  per run with the CPU named, newest first, against PyTorch bf16 and OpenVINO too; the AMX
+  figures are its Intel Xeon sections (the first: 2026-12-04 19:41 UTC).
 
 ## How close to the machine
 
