@@ -462,6 +462,12 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     bf16 image 0.999995, text 0.99995; q8 image 0.99986, text 0.99912; top-1 agreement 8/8
     and 64/64. Where its time goes (TSC cycles a head, 257 rows): softmax 38%, P.V 20%,
     scores 20%, packing K^T 13%: the tile stores read back by vector loads stall.
+  - **The q8 text tower's products on AMX tiles** (`kernels/amx_gemm.hpp`): int8 x bfloat16
+    has no AMX instruction and no oneDNN 2.6 matmul, and the AVX512_BF16 dot products it ran
+    are half-rate on this CPU (64 ms a q8 text against 32 for bf16). 64 rows of W at a time are
+    widened to bfloat16 tiles (exact) and multiplied as y^T = W . x^T: a q8 text 4.1-4.5x
+    faster (`bash bench/ab.sh 304fb44 [q8 file] 4`, measured while a CI run shared the cores;
+    cosine with the old embeddings 0.99999; q8 text cosine against f32 0.99910, was 0.99907).
   - **Own AMX GEMM, tried and not kept** (a one-off program): 2 x 2 tiles of C, A and B in
     tile-contiguous layouts, software prefetch two k steps ahead: one core 1.06-1.14 TFLOP/s on
     257x1024x4096 (oneDNN 2.6's single-threaded brgemm: 0.83 on the whole matrix, ~1.0 on 128

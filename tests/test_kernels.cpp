@@ -149,8 +149,11 @@ float bf16_round(float f) {  // round to nearest even, back to float
 
 TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot products", "[kernels]") {
     ThreadPool pool(2);
-    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}, {127, 260, 67}, {128, 300, 66}, {150, 33, 20}}) {
-        INFO("n " << n << " k " << k << " out " << out);
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}, {127, 260, 67}, {128, 300, 66}, {150, 33, 20},
+             // k a multiple of 32 (AMX tiles for q8_bf16): one row and fewer columns than a tile,
+             // columns not a whole number of 64 (or 16), rows not of 16, many rows
+             {1, 64, 3}, {16, 1024, 100}, {33, 96, 130}, {200, 64, 64}}) {
+        INFO("n " << n << " k " << k << " out " << out << ", kernels at " << altclip::isa_name(pool.isa()));
         const auto x = randn(n * k, 21), wf = randn(out * k, 22), b = randn(out, 23);
         std::vector<std::int8_t> wq(wf.size());
         std::vector<float> ws(out);
@@ -179,7 +182,8 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
         CHECK(max_rel(y, exact) < 1e-5);
         linear(x.data(), n, k, WeightMatrix{WeightType::q8_dot, wq.data(), out, k, ws.data()}, b.data(), out, y.data(), &pool);
         CHECK(max_rel(y, pool.isa() >= altclip::Isa::avx512_vnni ? quant : exact) < 1e-5);
-        // q8_bf16: many rows with AVX512_BF16 -> x rounded to bfloat16, int8 weights exact; else as q8.
+        // q8_bf16: with AMX and k a multiple of 32 (AMX tiles), or many rows with AVX512_BF16 -> x
+        // rounded to bfloat16, int8 weights exact; else as q8.
         std::vector<float> xr_exact(n * out);
         for (std::int64_t i = 0; i < n; ++i)
             for (std::int64_t j = 0; j < out; ++j) {
@@ -188,7 +192,8 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
                 xr_exact[i * out + j] = float(s * ws[j] + b[j]);
             }
         linear(x.data(), n, k, WeightMatrix{WeightType::q8_bf16, wq.data(), out, k, ws.data()}, b.data(), out, y.data(), &pool);
-        const bool bf16_path = pool.isa() >= altclip::Isa::avx512_bf16 && n >= gemm_detail::kPackRows;
+        const bool bf16_path = (pool.isa() >= altclip::Isa::amx && k % 32 == 0) ||
+                               (pool.isa() >= altclip::Isa::avx512_bf16 && n >= gemm_detail::kPackRows);
         CHECK(max_rel(y, bf16_path ? xr_exact : exact) < 1e-5);
     }
 }

@@ -62,6 +62,9 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     std::vector<std::uint32_t> amx_q, amx_k, amx_v, amx_p;
     std::vector<float> amx_out;
     std::vector<std::uint16_t> amx_keep;  // the keys attended, a bit each, per block of 16
+    // AMX products of int8 weights (amx_gemm.hpp): x as B tiles (the caller's), 64 rows of W
+    // widened to bfloat16 tiles (a slot's); amx_out holds the C tiles.
+    std::vector<std::uint32_t> amx_x, amx_w;
 };
 
 /// The kernels' buffers of one call (a forward pass: Scratch::workspace): the calling

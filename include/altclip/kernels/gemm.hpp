@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "activation.hpp"
+#include "amx_gemm.hpp"
 #include "avx2.hpp"
 #include "cpu.hpp"
 #include "eigen.hpp"
@@ -432,6 +433,11 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     WeightMatrix w = weights;
     w.type = runnable(w.type, isa);
 #if ALTCLIP_X86
+    if (w.type == WeightType::q8_bf16 && isa >= Isa::amx && !w.panels && amx::q8_bf16_supported(k)) {
+        // The text tower's int8 weights on AMX: widened to bfloat16 tiles, x rounded to bfloat16.
+        amx::linear_q8_bf16(x, n, k, static_cast<const std::int8_t*>(w.data), w.scale, bias, out, y, pool, ws, act);
+        return;
+    }
     if (isa >= Isa::avx512) {
         gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool, ws);
         gemm_detail::activate(act, y, n * out, pool);

@@ -7,8 +7,8 @@
 // as the avx512_bf16 kernels round them) and the ViT's int8 weights (s8 x s8 -> s32, the
 // per-row activation scale and per-column weight scale applied as the q8_dot kernels apply
 // them, so the int32 sums and the float epilogue are the same). The text tower's int8 weights
-// (WeightType::q8_bf16) stay on altclip's kernels: oneDNN 2.6 has no int8-weight x bfloat16
-// product, and widening them would double their memory.
+// (WeightType::q8_bf16) stay on altclip's kernels (on AMX, amx_gemm.hpp): oneDNN 2.6 has no
+// int8-weight x bfloat16 product, and widening them for it would double their memory.
 //
 // A bf16 weight matrix is taken in parts of whole 64-column blocks, in the layout oneDNN's matmul
 // chooses for it (format_tag::any); an int8 one whole (one part). A bf16 matrix that the file stores in 64-row panels
