@@ -18,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "amx_tiles.hpp"
 #include "buffer.hpp"
 #include "cpu.hpp"
 #include "gemm_packed.hpp"
@@ -85,17 +86,8 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
         }
     }
 
-    struct alignas(64) Config {
-        std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
-        std::uint16_t colsb[16] = {};
-        std::uint8_t rows[16] = {};
-    } config;
-    for (int t = 0; t < 8; ++t) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
     __asm__ volatile("" ::: "memory");  // the tiles' loads (asm without memory operands) after the stores above
-    _tile_loadconfig(&config);
+    load_tile_config();
 
     // Keys attended, per block of 16: not masked, and before seq.
     std::vector<std::uint16_t>& keep = ws.amx_keep;  // __mmask16 each

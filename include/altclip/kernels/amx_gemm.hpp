@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "activation.hpp"
+#include "amx_tiles.hpp"
 #include "buffer.hpp"
 #include "cpu.hpp"
 #include "gemm_packed.hpp"
@@ -29,29 +30,6 @@ namespace altclip::kernels::amx {
 
 /// Whether linear_q8_bf16 runs this product (k a whole number of 32-value steps).
 inline constexpr bool q8_bf16_supported(std::int64_t k) { return k > 0 && k % 32 == 0; }
-
-inline void load_tile_config() {
-    struct alignas(64) Config {
-        std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
-        std::uint16_t colsb[16] = {};
-        std::uint8_t rows[16] = {};
-    } config;
-    for (int t = 0; t < 8; ++t) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
-    _tile_loadconfig(&config);
-}
-
-/// `act` of 16 lanes with lanes.inc's functions (the passes of ops.hpp use the same).
-inline __m512 activate_lanes(Activation act, __m512 v) {
-    switch (act) {
-        case Activation::quick_gelu: return v512::quick_gelu(v);
-        case Activation::gelu_erf: return v512::gelu(v);
-        case Activation::none: break;
-    }
-    return v;
-}
 
 /// Rows [j0, j0 + 64) of W (rows past `out` as zeros), widened to bfloat16 A tiles: panel
 /// [k / 32 steps][4 blocks of 16 rows][16 rows][16 units].
@@ -112,7 +90,7 @@ ALTCLIP_KERNEL_ENTRY inline void write_out(const float* c, std::int64_t i0, std:
         for (int col = 0; col < 16 && i0 + col < n; ++col) {
             const __m512 sum = _mm512_i32gather_ps(by_row, c + blk * 256 + col, 4);
             const __m512 v = _mm512_add_ps(_mm512_mul_ps(sum, sc), bs);
-            _mm512_mask_storeu_ps(y + (i0 + col) * out + jb, m, activate_lanes(act, v));
+            _mm512_mask_storeu_ps(y + (i0 + col) * out + jb, m, v512::activate(act, v));
         }
     }
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../format/dtype.hpp"
+#include "activation.hpp"
 #include "approx.hpp"
 #include "cpu.hpp"
 
@@ -41,6 +42,16 @@ struct Lanes {
 };
 
 #include "lanes.inc"
+
+/// An MLP's activation of 16 lanes, with the functions above (ops.hpp's passes use them too).
+inline Lanes::F activate(Activation act, Lanes::F v) {
+    switch (act) {
+        case Activation::quick_gelu: return quick_gelu(v);
+        case Activation::gelu_erf: return gelu(v);
+        case Activation::none: break;
+    }
+    return v;
+}
 
 }  // namespace altclip::kernels::v512
 ALTCLIP_AVX512_END

@@ -170,22 +170,13 @@ ALTCLIP_KERNEL_ENTRY inline void rows_q8_avx512(const float* x, std::int64_t r0,
                                                 std::int8_t* q, float* scale) {
     for (std::int64_t r = r0; r < r1; ++r) scale[r] = packed::quantize_row(x + r * k, k, q + r * k);
 }
-/// `act` of 16 lanes: the vector functions of ops.hpp's passes (lanes.inc), so the same numbers.
-inline __m512 activate16(Activation act, __m512 v) {
-    switch (act) {
-        case Activation::quick_gelu: return v512::quick_gelu(v);
-        case Activation::gelu_erf: return v512::gelu(v);
-        case Activation::none: break;
-    }
-    return v;
-}
 /// y[0, count) = act(y), in place.
 ALTCLIP_KERNEL_ENTRY inline void activate_avx512(Activation act, float* y, std::int64_t count) {
     std::int64_t i = 0;
-    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(y + i, activate16(act, _mm512_loadu_ps(y + i)));
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(y + i, v512::activate(act, _mm512_loadu_ps(y + i)));
     if (i < count) {
         const __mmask16 m = static_cast<__mmask16>((1u << (count - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, m, activate16(act, _mm512_maskz_loadu_ps(m, y + i)));
+        _mm512_mask_storeu_ps(y + i, m, v512::activate(act, _mm512_maskz_loadu_ps(m, y + i)));
     }
 }
 /// y[r, j] = act(float(acc[r, j]) * xscale[r] * wscale[j] + bias[j]) for rows [0, rows) of
@@ -204,7 +195,7 @@ ALTCLIP_KERNEL_ENTRY inline void epilogue_s8_avx512(const std::int32_t* acc, std
             const __m512 v = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, a + j));
             __m512 t = _mm512_mul_ps(_mm512_mul_ps(v, xs), _mm512_maskz_loadu_ps(m, wscale + j));
             t = _mm512_add_ps(t, bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(yr + j, m, activate16(act, t));
+            _mm512_mask_storeu_ps(yr + j, m, v512::activate(act, t));
         }
     }
 }
