@@ -152,7 +152,10 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}, {127, 260, 67}, {128, 300, 66}, {150, 33, 20},
              // k a multiple of 32 (AMX tiles for q8_bf16): one row and fewer columns than a tile,
              // columns not a whole number of 64 (or 16), rows not of 16, many rows
-             {1, 64, 3}, {16, 1024, 100}, {33, 96, 130}, {200, 64, 64}}) {
+             {1, 64, 3}, {16, 1024, 100}, {33, 96, 130}, {200, 64, 64},
+             // the ViT's int8 on AMX tiles: 257 rows (a last tile of one row), rows in two
+             // blocks (k 4096: 12 pairs of tiles a block), k not a multiple of 64
+             {257, 128, 96}, {400, 4096, 40}}) {
         INFO("n " << n << " k " << k << " out " << out << ", kernels at " << altclip::isa_name(pool.isa()));
         const auto x = randn(n * k, 21), wf = randn(out * k, 22), b = randn(out, 23);
         std::vector<std::int8_t> wq(wf.size());
@@ -182,6 +185,33 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
         CHECK(max_rel(y, exact) < 1e-5);
         linear(x.data(), n, k, WeightMatrix{WeightType::q8_dot, wq.data(), out, k, ws.data()}, b.data(), out, y.data(), &pool);
         CHECK(max_rel(y, pool.isa() >= altclip::Isa::avx512_vnni ? quant : exact) < 1e-5);
+#if ALTCLIP_X86
+        if (pool.isa() >= altclip::Isa::amx) {
+            // q8_dot packed for AMX (as a model's loader packs the ViT's): the VNNI kernels' int32
+            // sums and epilogue, with and without the MLP's activation (those kernels add k
+            // blocks' partial results in float32, so the last bit may differ: 1e-6).
+            amx::PackedS8 packed = amx::make_packed_s8(out, k, ws.data());
+            amx::pack_s8_blocks(wq.data(), packed, 0, packed.blocks);
+            WeightMatrix m{WeightType::q8_dot, wq.data(), out, k, ws.data()};
+            m.amx_s8 = &packed;
+            for (const Activation act : {Activation::none, Activation::quick_gelu}) {
+                INFO("AMX int8 tiles, activation " << static_cast<int>(act));
+                std::vector<float> y_vnni(n * out), y_amx(n * out);
+                WeightMatrix vnni = m;
+                vnni.amx_s8 = nullptr;
+                Workspace wsp;
+                linear(x.data(), n, k, vnni, b.data(), out, y_vnni.data(), &pool, wsp, act);
+                linear(x.data(), n, k, m, b.data(), out, y_amx.data(), &pool, wsp, act);
+                std::size_t worst = 0;
+                for (std::size_t i = 0; i < y_amx.size(); ++i)
+                    if (std::fabs(y_amx[i] - y_vnni[i]) > std::fabs(y_amx[worst] - y_vnni[worst])) worst = i;
+                INFO("worst at row " << worst / out << " column " << worst % out << ": " << y_amx[worst] << " vs "
+                                     << y_vnni[worst]);
+                CHECK(max_rel(y_amx, y_vnni) < 1e-6);
+                if (act == Activation::none) CHECK(max_rel(y_amx, quant) < 1e-5);
+            }
+        }
+#endif
         // q8_bf16: with AMX and k a multiple of 32 (AMX tiles), or many rows with AVX512_BF16 -> x
         // rounded to bfloat16, int8 weights exact; else as q8.
         std::vector<float> xr_exact(n * out);
@@ -273,10 +303,81 @@ TEST_CASE("linear on weights stored in panels equals the row-major product", "[k
             }
             linear(x.data(), n, k, rows_b, b.data(), out, want.data(), &pool);
             linear(x.data(), n, k, panels_b, b.data(), out, y.data(), &pool);
-            if (same_kernel) CHECK(y == want);
+            // bf16_dot in panels, many rows, at Isa::amx: AMX tiles, x rounded to bfloat16 as the
+            // AVX512_BF16 kernels round it, sums in float32 in the tiles' order.
+            const bool tiles = pool.isa() >= altclip::Isa::amx && gemm_detail::bf16_tiles(panels_b, n, k);
+            if (same_kernel && !tiles) CHECK(y == want);
             else CHECK(max_rel(y, want) < 1e-5);
         }
       }
+    }
+}
+
+TEST_CASE("linear_many equals linear for each product, a residual added to y", "[kernels]") {
+    // Three products of one x (q, k, v) and a residual (h += x W^T + b), for int8 weights (packed
+    // for AMX tiles at Isa::amx, as the ViT's), bf16 in panels and f32: the same kernels as
+    // linear(), so the same bits, whatever the level.
+    ThreadPool pool(2);
+    const std::int64_t n = 257, k = 128, out = 80;
+    const auto x = randn(n * k, 41), h0 = randn(n * out, 45);
+    std::vector<std::vector<float>> wf, bias;
+    for (int i = 0; i < 3; ++i) {
+        wf.push_back(randn(out * k, 42 + i));
+        bias.push_back(randn(out, 50 + i));
+    }
+    std::vector<std::vector<std::int8_t>> wq(3, std::vector<std::int8_t>(out * k));
+    std::vector<std::vector<float>> scale(3, std::vector<float>(out));
+    std::vector<std::vector<std::uint16_t>> wb(3, std::vector<std::uint16_t>(out * k));
+    std::vector<Panels> panels;
+    for (int i = 0; i < 3; ++i) {
+        for (std::int64_t j = 0; j < out; ++j) {
+            float amax = 0;
+            for (std::int64_t t = 0; t < k; ++t) amax = std::max(amax, std::fabs(wf[i][j * k + t]));
+            scale[i][j] = amax / 127;
+            for (std::int64_t t = 0; t < k; ++t)
+                wq[i][j * k + t] = static_cast<std::int8_t>(std::nearbyint(wf[i][j * k + t] / scale[i][j]));
+        }
+        for (std::int64_t t = 0; t < out * k; ++t) wb[i][t] = to_bf16(wf[i][t]);
+        panels.push_back(to_panels(wb[i], out, k, altclip::kPanelRows));
+    }
+#if ALTCLIP_X86
+    std::vector<amx::PackedS8> packed;
+    for (int i = 0; i < 3; ++i) {
+        packed.push_back(amx::make_packed_s8(out, k, scale[i].data()));
+        amx::pack_s8_blocks(wq[i].data(), packed.back(), 0, packed.back().blocks);
+    }
+#endif
+    for (const char* kind : {"q8_dot", "bf16_dot panels", "f32"}) {
+        INFO(kind << ", kernels at " << altclip::isa_name(pool.isa()));
+        std::vector<WeightMatrix> w(3);
+        for (int i = 0; i < 3; ++i) {
+            if (std::string(kind) == "q8_dot") {
+                w[i] = WeightMatrix{WeightType::q8_dot, wq[i].data(), out, k, scale[i].data()};
+#if ALTCLIP_X86
+                if (pool.isa() >= altclip::Isa::amx) w[i].amx_s8 = &packed[static_cast<std::size_t>(i)];
+#endif
+            } else if (std::string(kind) == "f32") {
+                w[i] = WeightMatrix{WeightType::f32, wf[i].data(), out, k};
+            } else {
+                w[i] = WeightMatrix{WeightType::bf16_dot, panels[static_cast<std::size_t>(i)].data, out, k};
+                w[i].panels = true;
+                w[i].panel_rows = altclip::kPanelRows;
+            }
+        }
+        std::vector<std::vector<float>> want(3, std::vector<float>(n * out)), got = want;
+        Workspace ws;
+        for (int i = 0; i < 3; ++i) linear(x.data(), n, k, w[i], bias[i].data(), out, want[i].data(), &pool, ws);
+        const Product three[3] = {{&w[0], bias[0].data(), out, got[0].data()},
+                                  {&w[1], bias[1].data(), out, got[1].data()},
+                                  {&w[2], bias[2].data(), out, got[2].data()}};
+        linear_many(x.data(), n, k, three, 3, &pool, ws);
+        for (int i = 0; i < 3; ++i) CHECK(got[i] == want[i]);
+        std::vector<float> h = h0;
+        const Product residual{&w[1], bias[1].data(), out, h.data(), true};
+        linear_many(x.data(), n, k, &residual, 1, &pool, ws);
+        std::size_t differ = 0;
+        for (std::int64_t i = 0; i < n * out; ++i) differ += h[i] != h0[i] + want[1][i];
+        CHECK(differ == 0);
     }
 }
 

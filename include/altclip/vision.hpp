@@ -89,12 +89,13 @@ struct AltCLIPAttention {
         out_proj = w.linear(prefix + "out_proj", H, H, true);
         num_heads = c.num_attention_heads;
     }
+    /// out = attention(x), or with `add` out += attention(x) (the residual connection).
     void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out, kernels::Scratch& scratch,
-                 kernels::ThreadPool* pool) const {
+                 kernels::ThreadPool* pool, bool add = false) const {
         float* ctx = scratch.get(detail::kSlotCtx, batch * seq * q_proj.out);
         detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool);
-        kernels::linear(ctx, batch * seq, out_proj.in, out_proj.weight, out_proj.bias, out_proj.out, out, pool,
-                        scratch.workspace());
+        const kernels::Product o{&out_proj.weight, out_proj.bias, out_proj.out, out, add};
+        kernels::linear_many(ctx, batch * seq, out_proj.in, &o, 1, pool, scratch.workspace());
     }
 };
 
@@ -106,12 +107,14 @@ struct AltCLIPMLP {
         fc1 = w.linear(prefix + "fc1", c.intermediate_size, c.hidden_size, true);
         fc2 = w.linear(prefix + "fc2", c.hidden_size, c.intermediate_size, true);
     }
-    void forward(const float* x, std::int64_t rows, float* out, kernels::Scratch& scratch,
-                 kernels::ThreadPool* pool) const {
+    /// out = mlp(x), or with `add` out += mlp(x) (the residual connection).
+    void forward(const float* x, std::int64_t rows, float* out, kernels::Scratch& scratch, kernels::ThreadPool* pool,
+                 bool add = false) const {
         float* h = scratch.get(detail::kSlotInter, rows * fc1.out);
         kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool, scratch.workspace(),
                         kernels::Activation::quick_gelu);
-        kernels::linear(h, rows, fc2.in, fc2.weight, fc2.bias, fc2.out, out, pool, scratch.workspace());
+        const kernels::Product o{&fc2.weight, fc2.bias, fc2.out, out, add};
+        kernels::linear_many(h, rows, fc2.in, &o, 1, pool, scratch.workspace());
     }
 };
 
@@ -132,13 +135,10 @@ struct AltCLIPEncoderLayer {
                  kernels::ThreadPool* pool) const {
         const std::int64_t rows = batch * seq, H = layer_norm1.n;
         float* x = scratch.get(detail::kSlotA, rows * H);
-        float* y = scratch.get(detail::kSlotB, rows * H);
         kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x, pool);
-        self_attn.forward(x, batch, seq, y, scratch, pool);
-        for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
+        self_attn.forward(x, batch, seq, h, scratch, pool, /*add=*/true);  // h += output projection
         kernels::layer_norm(h, rows, H, layer_norm2.weight, layer_norm2.bias, layer_norm2.eps, x, pool);
-        mlp.forward(x, rows, y, scratch, pool);
-        for (std::int64_t i = 0; i < rows * H; ++i) h[i] += y[i];
+        mlp.forward(x, rows, h, scratch, pool, /*add=*/true);  // h += fc2's product
     }
 };
 

@@ -3,6 +3,8 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -75,6 +77,49 @@ private:
     std::string path_;
     const unsigned char* data_ = nullptr;
     std::size_t size_ = 0;
+};
+
+/// Releases pages of a model file's weights that a model has copied into a layout of its own
+/// at load (oneDNN's, the AMX tiles'): release(p, bytes) drops the pages wholly inside
+/// [p, p + bytes) when they belong to a read-only, private file mapping (a model file opened
+/// from disk), so the matrix is not counted twice in the process's memory; a later read of
+/// them faults them in again from the file. Anywhere else (a model file held in memory)
+/// nothing is done: there MADV_DONTNEED would zero the data. For one loading thread.
+class FilePages {
+public:
+    void release(const void* p, std::size_t bytes) {
+        const long page_size = ::sysconf(_SC_PAGESIZE);
+        if (page_size <= 0 || bytes == 0) return;
+        const auto page = static_cast<std::uintptr_t>(page_size);
+        const auto a = reinterpret_cast<std::uintptr_t>(p);
+        const auto begin = (a + page - 1) / page * page, end = (a + bytes) / page * page;
+        if (end <= begin) return;
+        if (!(begin >= mapping_.first && end <= mapping_.second)) mapping_ = file_mapping_around(begin);
+        if (begin >= mapping_.first && end <= mapping_.second)
+            ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    }
+
+private:
+    /// The read-only, private, file-backed mapping holding address a (/proc/self/maps), or an
+    /// empty range.
+    static std::pair<std::uintptr_t, std::uintptr_t> file_mapping_around(std::uintptr_t a) {
+        std::FILE* f = std::fopen("/proc/self/maps", "r");
+        if (f == nullptr) return {0, 0};
+        std::pair<std::uintptr_t, std::uintptr_t> found{0, 0};
+        char line[4096];
+        while (std::fgets(line, sizeof line, f) != nullptr) {
+            unsigned long lo = 0, hi = 0, offset = 0, inode = 0;
+            char perms[8] = {}, dev[32] = {};
+            if (std::sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &offset, dev, &inode) != 6) continue;
+            if (a < lo || a >= hi) continue;
+            if (inode != 0 && perms[0] == 'r' && perms[1] == '-' && perms[3] == 'p') found = {lo, hi};
+            break;
+        }
+        std::fclose(f);
+        return found;
+    }
+
+    std::pair<std::uintptr_t, std::uintptr_t> mapping_{0, 0};  // the last file mapping found
 };
 
 }  // namespace altclip::detail

@@ -1,4 +1,16 @@
-// The text tower's int8 weights (WeightType::q8_bf16) on AMX tiles: y = act(x . W^T * scale +
+// int8 weights on AMX tiles, two kernels.
+//
+// The ViT's (WeightType::q8_dot; linear_s8): x quantized per row to int8 as the q8_dot
+// kernels quantize it, times W repacked once at load (PackedS8) into tdpbssd's B tiles; int32
+// sums, then the q8_dot epilogue act(float(sum) * x scale * w scale + bias): the same
+// numbers as the VNNI kernels and oneDNN's int8 matmul. Each thread takes a range of pairs of
+// 16-column blocks for every row of x, 2 x 2 tiles at a time (32 rows x 32 columns), the
+// sums stored to a 4 KB buffer and turned into y's floats while they are in L1; the next
+// pair's weights are prefetched (to L2) while a pair runs. Measured against oneDNN 2.6 (one
+// single-threaded primitive per thread, the way linear() called it) on an image's shapes with
+// the weights cold: 1.3-1.9x (bench/RESULTS.md).
+//
+// The text tower's (WeightType::q8_bf16; linear_q8_bf16): y = act(x . W^T * scale +
 // bias) with W int8 [out, k] row-major (per-row scale), x rounded to bfloat16 (nearest even, as
 // the avx512_bf16 kernels round it for many rows) and W's int8 values widened to bfloat16,
 // which is exact, summed in float32 by the tiles. AMX multiplies bf16 by bf16 or int8 by int8,
@@ -12,6 +24,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "activation.hpp"
@@ -21,6 +37,59 @@
 #include "gemm_packed.hpp"
 #include "lanes_avx512.hpp"
 #include "thread_pool.hpp"
+
+namespace altclip::kernels::amx {
+
+/// An int8 weight matrix W [out, k] (per-row scale `scale`) as tdpbssd's B tiles: blocks of 16
+/// rows of W (an even count, the last ones zero past `out`), each [kp / 64 steps][16 groups of
+/// 4 k][16 rows][4 k] bytes, kp = k rounded up to 64 (zeros past k). A block's tile for one
+/// step is 1 KB, 64-byte aligned.
+struct PackedS8 {
+    std::int64_t out = 0, k = 0, kp = 0, blocks = 0;
+    const float* scale = nullptr;  // [out], the model file's
+    struct Free {
+        void operator()(std::int8_t* p) const { std::free(p); }
+    };
+    std::unique_ptr<std::int8_t, Free> data;
+
+    std::int64_t steps() const { return kp / 64; }
+    const std::int8_t* block(std::int64_t b) const { return data.get() + b * steps() * 1024; }
+};
+
+/// W [out, k] row-major int8 as PackedS8, blocks [b0, b1) of it written (the whole matrix:
+/// make_packed_s8 then pack_s8_blocks over all blocks, in parts on several threads).
+inline PackedS8 make_packed_s8(std::int64_t out, std::int64_t k, const float* scale) {
+    PackedS8 p;
+    p.out = out;
+    p.k = k;
+    p.kp = (k + 63) / 64 * 64;
+    p.blocks = (out + 31) / 32 * 2;
+    p.scale = scale;
+    const auto bytes = static_cast<std::size_t>(p.blocks * p.steps() * 1024);
+    p.data.reset(static_cast<std::int8_t*>(std::aligned_alloc(64, bytes)));
+    if (!p.data) throw std::bad_alloc();
+    return p;
+}
+inline void pack_s8_blocks(const std::int8_t* w, PackedS8& p, std::int64_t b0, std::int64_t b1) {
+    const std::int64_t steps = p.steps(), k = p.k;
+    for (std::int64_t b = b0; b < b1; ++b) {
+        std::int8_t* dst = p.data.get() + b * steps * 1024;
+        for (std::int64_t c = 0; c < 16; ++c) {
+            const std::int64_t j = b * 16 + c;
+            for (std::int64_t g = 0; g < steps * 16; ++g) {  // groups of 4 k
+                std::int8_t* d = dst + g * 64 + c * 4;       // (step g / 16, group g % 16)
+                const std::int64_t t0 = g * 4;
+                if (j < p.out && t0 + 4 <= k) {
+                    std::memcpy(d, w + j * k + t0, 4);
+                } else {
+                    for (std::int64_t t = 0; t < 4; ++t) d[t] = j < p.out && t0 + t < k ? w[j * k + t0 + t] : 0;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace altclip::kernels::amx
 
 #if ALTCLIP_X86
 #include <immintrin.h>
@@ -138,6 +207,293 @@ inline void linear_q8_bf16(const float* x, std::int64_t n, std::int64_t k, const
             write_out(c, b * 16, n, j0, out, scale, bias, act, y);
         }
         _tile_release();
+    });
+}
+
+/// Rows [r0, r1) of A, x's rows quantized per row (packed::quantize_row, the q8_dot
+/// kernels' rounding) at kp bytes a row, zeros past k; rows past n all zeros, scale 0.
+ALTCLIP_KERNEL_ENTRY inline void quantize_rows_s8(const float* x, std::int64_t n, std::int64_t k, std::int64_t kp,
+                                                  std::int64_t r0, std::int64_t r1, std::int8_t* a, float* xscale) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+        std::int8_t* q = a + r * kp;
+        if (r < n) {
+            xscale[r] = packed::quantize_row(x + r * k, k, q);
+            std::memset(q + k, 0, static_cast<std::size_t>(kp - k));
+        } else {
+            std::memset(q, 0, static_cast<std::size_t>(kp));
+            xscale[r] = 0;
+        }
+    }
+}
+
+/// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) (those < out) from int32 sums c [32][32]:
+/// act(float(sum) * x scale * w scale + bias), the operations of the q8_dot epilogue in its
+/// order (onednn::round::epilogue_s8_avx512), so the same bits; with `add`, y + that (the
+/// residual's sum, as the model's pass over y would make it).
+ALTCLIP_KERNEL_ENTRY inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
+                                              std::int64_t out, const float* xscale, const float* wscale,
+                                              const float* bias, Activation act, bool add, float* y) {
+    for (int g = 0; g < 2; ++g) {
+        const std::int64_t j = j0 + g * 16;
+        if (j >= out) break;
+        const __mmask16 m = out - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (out - j)) - 1u);
+        const __m512 ws = _mm512_maskz_loadu_ps(m, wscale + j);
+        const __m512 bs = bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps();
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + r * 32 + g * 16));
+            const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(xscale[r0 + r])), ws), bs);
+            float* const yr = y + (r0 + r) * out + j;
+            if (add) {
+                _mm512_mask_storeu_ps(yr, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, yr), t));
+            } else {
+                _mm512_mask_storeu_ps(yr, m, v512::activate(act, t));
+            }
+        }
+    }
+}
+
+/// Pairs [p0, p1) of W's 16-column blocks (columns [32 p0, 32 p1)) for every row of A (n rows,
+/// kp bytes apart, padded with zero rows to a whole number of 16-row tiles), into y (added to
+/// it with `add`). `c`: the slot's 4 KB, 64-byte aligned.
+ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* xscale, std::int64_t n, const PackedS8& w,
+                                            std::int64_t p0, std::int64_t p1, const float* bias, std::int64_t out,
+                                            Activation act, bool add, float* y, std::int32_t* c) {
+    const std::int64_t steps = w.steps(), tiles = (n + 15) / 16, pairs = (tiles + 1) / 2;
+    const long lda = static_cast<long>(w.kp);
+    // Rows in blocks whose A (kp bytes a row) stays in L2 while every column pair passes over it.
+    const std::int64_t max_pairs = std::max<std::int64_t>(1, (std::int64_t(3) << 19) / (32 * w.kp));
+    const std::int64_t nblk = (pairs + max_pairs - 1) / max_pairs;
+    load_tile_config();
+    for (std::int64_t blk = 0; blk < nblk; ++blk) {
+        const std::int64_t i0 = pairs * blk / nblk, i1 = pairs * (blk + 1) / nblk;
+        // The next column pair's tiles, prefetched a few lines a step over this pair's rows.
+        const std::int64_t lines = 32 * steps, per = (lines + (i1 - i0) * steps - 1) / ((i1 - i0) * steps);
+        for (std::int64_t jp = p0; jp < p1; ++jp) {
+            const std::int8_t* b0 = w.block(2 * jp);
+            const std::int8_t* b1 = b0 + steps * 1024;
+            const char* next = jp + 1 < p1 ? reinterpret_cast<const char*>(b1 + steps * 1024) : nullptr;
+            std::int64_t pf = 0;
+            for (std::int64_t ip = i0; ip < i1; ++ip) {
+                const std::int64_t r0 = ip * 32;
+                const std::int8_t* a0 = a + r0 * lda;
+                const std::int8_t* a1 = a0 + 16 * lda;
+                _tile_zero(0);
+                _tile_zero(1);
+                if (r0 + 16 < n) {  // two tiles of rows
+                    _tile_zero(2);
+                    _tile_zero(3);
+                    for (std::int64_t s = 0; s < steps; ++s) {
+                        _tile_loadd(4, a0 + s * 64, lda);
+                        _tile_loadd(6, b0 + s * 1024, 64);
+                        _tile_dpbssd(0, 4, 6);
+                        _tile_loadd(7, b1 + s * 1024, 64);
+                        _tile_dpbssd(1, 4, 7);
+                        _tile_loadd(5, a1 + s * 64, lda);
+                        _tile_dpbssd(2, 5, 6);
+                        _tile_dpbssd(3, 5, 7);
+                        if (next != nullptr)
+                            for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
+                    }
+                    _tile_stored(2, c + 16 * 32, 128);
+                    _tile_stored(3, c + 16 * 32 + 16, 128);
+                } else {  // the last 16 rows or fewer
+                    for (std::int64_t s = 0; s < steps; ++s) {
+                        _tile_loadd(4, a0 + s * 64, lda);
+                        _tile_loadd(6, b0 + s * 1024, 64);
+                        _tile_dpbssd(0, 4, 6);
+                        _tile_loadd(7, b1 + s * 1024, 64);
+                        _tile_dpbssd(1, 4, 7);
+                        if (next != nullptr)
+                            for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
+                    }
+                }
+                _tile_stored(0, c, 128);
+                _tile_stored(1, c + 16, 128);
+                __asm__ volatile("" ::: "memory");  // the vector loads below after the tile stores (asm)
+                write_out_s8(c, r0, std::min<std::int64_t>(32, n - r0), jp * 32, out, xscale, w.scale, bias, act, add, y);
+            }
+        }
+    }
+    _tile_release();
+}
+
+/// Whether linear_bf16 runs a product with these bf16 weights in panels: k a whole number of
+/// 32-value steps, panels of a multiple of 32 rows (the file's 64 or 32).
+inline constexpr bool bf16_panels_supported(std::int64_t k, std::int64_t panel_rows) {
+    return k > 0 && k % 32 == 0 && panel_rows > 0 && panel_rows % 32 == 0;
+}
+
+/// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) (those < out) from float32 sums c
+/// [32][32]: act(sum + bias), as the oneDNN path makes them; with `add`, y + (sum + bias).
+ALTCLIP_KERNEL_ENTRY inline void write_out_f32(const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
+                                               std::int64_t out, const float* bias, Activation act, bool add, float* y) {
+    for (int g = 0; g < 2; ++g) {
+        const std::int64_t j = j0 + g * 16;
+        if (j >= out) break;
+        const __mmask16 m = out - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (out - j)) - 1u);
+        const __m512 bs = bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps();
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const __m512 t = _mm512_add_ps(_mm512_load_ps(c + r * 32 + g * 16), bs);
+            float* const yr = y + (r0 + r) * out + j;
+            if (add) {
+                _mm512_mask_storeu_ps(yr, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, yr), t));
+            } else {
+                _mm512_mask_storeu_ps(yr, m, v512::activate(act, t));
+            }
+        }
+    }
+}
+
+/// s8_columns for bfloat16: A = x's rows rounded to bfloat16 (k values a row, zero rows to a
+/// whole number of 16-row tiles), W [out, k] in the file's panels of `pr` rows (32-bit units
+/// of two bfloat16 of consecutive k, zeros past out), whose 16 rows x 16 pairs of k are a B
+/// tile as they lie, rows 4 pr bytes apart: used in place.
+ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64_t n, std::int64_t k,
+                                              const std::uint32_t* w, std::int64_t pr, std::int64_t p0, std::int64_t p1,
+                                              const float* bias, std::int64_t out, Activation act, bool add, float* y,
+                                              float* c) {
+    const std::int64_t steps = k / 32, ku = k / 2, tiles = (n + 15) / 16, pairs = (tiles + 1) / 2;
+    const long lda = static_cast<long>(k * 2), ldb = static_cast<long>(pr * 4);
+    const std::int64_t max_pairs = std::max<std::int64_t>(1, (std::int64_t(3) << 19) / (32 * k * 2));
+    const std::int64_t nblk = (pairs + max_pairs - 1) / max_pairs;
+    // The units of columns [j, j + 16) for k pair 0 (the next pair at + 16 k pairs a step).
+    auto at = [&](std::int64_t j) { return w + ((j / pr) * ku) * pr + j % pr; };
+    load_tile_config();
+    for (std::int64_t blk = 0; blk < nblk; ++blk) {
+        const std::int64_t i0 = pairs * blk / nblk, i1 = pairs * (blk + 1) / nblk;
+        const std::int64_t lines = 2 * ku, per = (lines + (i1 - i0) * steps - 1) / ((i1 - i0) * steps);
+        for (std::int64_t jp = p0; jp < p1; ++jp) {
+            const std::uint32_t* b0 = at(jp * 32);
+            const std::uint32_t* b1 = b0 + 16;
+            const char* next = jp + 1 < p1 ? reinterpret_cast<const char*>(at(jp * 32 + 32)) : nullptr;
+            std::int64_t pf = 0;
+            for (std::int64_t ip = i0; ip < i1; ++ip) {
+                const std::int64_t r0 = ip * 32;
+                const std::uint16_t* a0 = a + r0 * k;
+                const std::uint16_t* a1 = a0 + 16 * k;
+                _tile_zero(0);
+                _tile_zero(1);
+                const bool two = r0 + 16 < n;
+                if (two) {
+                    _tile_zero(2);
+                    _tile_zero(3);
+                }
+                for (std::int64_t s = 0; s < steps; ++s) {
+                    _tile_loadd(4, a0 + s * 32, lda);
+                    _tile_loadd(6, b0 + s * 16 * pr, ldb);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_loadd(7, b1 + s * 16 * pr, ldb);
+                    _tile_dpbf16ps(1, 4, 7);
+                    if (two) {
+                        _tile_loadd(5, a1 + s * 32, lda);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_dpbf16ps(3, 5, 7);
+                    }
+                    if (next != nullptr)
+                        for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf)
+                            _mm_prefetch(next + (pf / 2) * ldb + (pf % 2) * 64, _MM_HINT_T1);
+                }
+                if (two) {
+                    _tile_stored(2, c + 16 * 32, 128);
+                    _tile_stored(3, c + 16 * 32 + 16, 128);
+                }
+                _tile_stored(0, c, 128);
+                _tile_stored(1, c + 16, 128);
+                __asm__ volatile("" ::: "memory");  // the vector loads below after the tile stores (asm)
+                write_out_f32(c, r0, std::min<std::int64_t>(32, n - r0), jp * 32, out, bias, act, add, y);
+            }
+        }
+    }
+    _tile_release();
+}
+
+/// One product of linear_bf16: y [n, out] (=, or += with `add`) act(x . W^T + bias), W bf16 in
+/// panels of `panel_rows` rows.
+struct Bf16Product {
+    const std::uint32_t* w = nullptr;
+    std::int64_t out = 0, panel_rows = 0;
+    const float* bias = nullptr;
+    float* y = nullptr;
+    bool add = false;
+};
+
+/// The products of one x [n, k] by bf16 weights in the file's panels (bf16_panels_supported),
+/// x rounded to bfloat16 once for them all (nearest even, as the bf16_dot kernels and the
+/// oneDNN path round it), summed in float32 on AMX tiles, on the pool as linear_s8.
+inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf16Product* products, int count,
+                        ThreadPool* pool, Workspace& workspace, Activation act) {
+    using packed::aligned_at_least;
+    const std::int64_t tiles = (n + 15) / 16;
+    KernelBuffers& ws = workspace.caller();
+    auto* const a = reinterpret_cast<std::uint16_t*>(aligned_at_least(ws.amx_x, tiles * 16 * k / 2));
+    parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t r = t0 * 16; r < t1 * 16; ++r) {
+            if (r < n) {
+                packed::round_row_bf16(x + r * k, k, a + r * k);
+            } else {
+                std::memset(a + r * k, 0, static_cast<std::size_t>(k) * 2);
+            }
+        }
+    });
+    std::int64_t pairs = 0;
+    for (int i = 0; i < count; ++i) pairs += (products[i].out + 31) / 32;
+    const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
+    KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
+    parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
+        float* const c = aligned_at_least(slots[slot].amx_out, 32 * 32);
+        const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
+        std::int64_t first = 0;
+        for (int i = 0; i < count; ++i) {
+            const Bf16Product& p = products[i];
+            const std::int64_t own = (p.out + 31) / 32, p0 = std::max(q0 - first, std::int64_t(0)),
+                               p1 = std::min(q1 - first, own);
+            if (p0 < p1)
+                bf16_columns(a, n, k, p.w, p.panel_rows, p0, p1, p.bias, p.out, p.add ? Activation::none : act, p.add,
+                             p.y, c);
+            first += own;
+        }
+    });
+}
+
+/// One product of linear_s8: y [n, out] (=, or += with `add`) act(x . W^T * scale + bias).
+struct S8Product {
+    const PackedS8* w = nullptr;
+    const float* bias = nullptr;
+    float* y = nullptr;
+    bool add = false;  // y += the result (a residual connection), act none
+};
+
+/// The products of one x [n, k] by W's packed as PackedS8 (out = W's rows, k its columns), x
+/// quantized per row to int8 once for all of them: the q8_dot kernels' numbers, on the pool
+/// (rows quantized in parts, then each thread a range of the products' column pairs taken
+/// together). Buffers: A and the row scales (the caller's), 4 KB of sums a slot.
+inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Product* products, int count,
+                      ThreadPool* pool, Workspace& workspace, Activation act) {
+    using packed::aligned_at_least;
+    const std::int64_t tiles = (n + 15) / 16, kp = products[0].w->kp;
+    KernelBuffers& ws = workspace.caller();
+    auto* const a = reinterpret_cast<std::int8_t*>(aligned_at_least(ws.amx_x, tiles * 16 * kp / 4));
+    ws.xscale.resize(static_cast<std::size_t>(tiles * 16));
+    float* const xscale = ws.xscale.data();
+    parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
+        quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, xscale);
+    });
+    std::int64_t pairs = 0;
+    for (int i = 0; i < count; ++i) pairs += products[i].w->blocks / 2;
+    const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
+    KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
+    parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
+        auto* const c = reinterpret_cast<std::int32_t*>(aligned_at_least(slots[slot].amx_out, 32 * 32));
+        // Pairs [q0, q1) of all the products' column pairs, one after the other.
+        const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
+        std::int64_t first = 0;
+        for (int i = 0; i < count; ++i) {
+            const S8Product& p = products[i];
+            const std::int64_t own = p.w->blocks / 2, p0 = std::max(q0 - first, std::int64_t(0)),
+                               p1 = std::min(q1 - first, own);
+            if (p0 < p1) s8_columns(a, xscale, n, *p.w, p0, p1, p.bias, p.w->out, p.add ? Activation::none : act, p.add, p.y, c);
+            first += own;
+        }
     });
 }
 

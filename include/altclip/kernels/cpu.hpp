@@ -57,15 +57,15 @@
     ALTCLIP_INTRINSIC_WARNINGS_OFF
 #define ALTCLIP_AVX512_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
 #endif
-// AMX: the AVX-512 set and the tile instructions (kernels/amx_attention.hpp).
+// AMX: the AVX-512 set and the tile instructions, bf16 and int8 (kernels/amx_attention.hpp, amx_gemm.hpp).
 #if defined(__clang__)
 #define ALTCLIP_AMX_BEGIN                                                                                         \
-    _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2,amx-tile,amx-bf16\"))), apply_to = function)")
+    _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2,amx-tile,amx-bf16,amx-int8\"))), apply_to = function)")
 #define ALTCLIP_AMX_END _Pragma("clang attribute pop")
 #else
 #define ALTCLIP_AMX_BEGIN                                                                                 \
     _Pragma("GCC push_options")                                                                           \
-    _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2,amx-tile,amx-bf16\")") \
+    _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c,bmi,bmi2,amx-tile,amx-bf16,amx-int8\")") \
     ALTCLIP_INTRINSIC_WARNINGS_OFF
 #define ALTCLIP_AMX_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
 #endif

@@ -415,6 +415,25 @@ inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* p
 }
 }  // namespace gemm_detail
 
+namespace gemm_detail {
+/// Rows from which bf16 weights in panels are multiplied on AMX tiles by altclip's kernel
+/// (an image's 257); fewer (a text's tokens) go to oneDNN or the AVX512_BF16 kernels, which
+/// read each weight once for the few rows.
+inline constexpr std::int64_t kAmxBf16MinRows = 64;
+/// Whether linear() runs w on AMX tiles (at Isa::amx): int8 packed for them at load (the
+/// ViT's), or bf16 in panels (in place) for many rows.
+inline bool s8_tiles(const WeightMatrix& w, std::int64_t k) { return w.amx_s8 != nullptr && w.amx_s8->k == k; }
+inline bool bf16_tiles(const WeightMatrix& w, std::int64_t n, std::int64_t k) {
+#if ALTCLIP_X86
+    return w.type == WeightType::bf16_dot && w.panels && w.cols == k && n >= kAmxBf16MinRows &&
+           amx::bf16_panels_supported(k, w.panel_rows);
+#else
+    (void)w, (void)n, (void)k;
+    return false;
+#endif
+}
+}  // namespace gemm_detail
+
 /// y[n, out] = act(x[n, k] . w[out, k]^T (+ bias)). `pool` may be nullptr (single thread,
 /// the best Isa this CPU allows). `ws`: the kernels' buffers of the call (a forward pass's,
 /// Scratch::workspace), reused by its every product. `act` (an MLP's activation) is applied
@@ -423,6 +442,16 @@ inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* p
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool, Workspace& ws, Activation act = Activation::none) {
     if (n <= 0 || out <= 0) return;
+#if ALTCLIP_X86
+    if (isa_of(pool) >= Isa::amx && gemm_detail::s8_tiles(weights, k)) {  // packed for AMX at load (the ViT's int8)
+        const amx::S8Product p{weights.amx_s8, bias, y, false};
+        return amx::linear_s8(x, n, k, &p, 1, pool, ws, act);
+    }
+    if (isa_of(pool) >= Isa::amx && gemm_detail::bf16_tiles(weights, n, k)) {  // bf16 panels, many rows
+        const amx::Bf16Product p{static_cast<const std::uint32_t*>(weights.data), out, weights.panel_rows, bias, y, false};
+        return amx::linear_bf16(x, n, k, &p, 1, pool, ws, act);
+    }
+#endif
 #if ALTCLIP_WITH_ONEDNN
     if (weights.onednn != nullptr) {  // packed for oneDNN at load (onednn::use_onednn decided)
         onednn::linear(x, n, k, *weights.onednn, bias, out, y, pool, ws, act);  // act applied by each task
@@ -475,6 +504,57 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     };
     parallel_for(pool, blocks, run);
     gemm_detail::activate(act, y, n * out, pool);
+}
+
+/// One product of linear_many: y [n, out] = x . W^T + bias, or with `add` y += that (a
+/// residual connection, h = h + layer(x)).
+struct Product {
+    const WeightMatrix* weight = nullptr;
+    const float* bias = nullptr;
+    std::int64_t out = 0;
+    float* y = nullptr;
+    bool add = false;
+};
+
+/// The products of one x [n, k] (a layer's q, k and v projections; a residual's product), the
+/// same numbers as linear() each, then y + the result where `add`. Where every weight is
+/// packed for AMX int8 tiles (the ViT's q8) x is quantized once for them all and a residual is
+/// added as the results are written; else one linear() each, a residual through a buffer and
+/// a pass.
+inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Product* products, int count,
+                        ThreadPool* pool, Workspace& ws) {
+    if (n <= 0 || count <= 0) return;
+#if ALTCLIP_X86
+    if (isa_of(pool) >= Isa::amx && count <= 4) {  // on AMX tiles when every product can be
+        amx::S8Product s8[4];
+        amx::Bf16Product bf[4];
+        int ns8 = 0, nbf = 0;
+        for (int i = 0; i < count; ++i) {
+            const Product& p = products[i];
+            if (gemm_detail::s8_tiles(*p.weight, k)) s8[ns8++] = {p.weight->amx_s8, p.bias, p.y, p.add};
+            if (gemm_detail::bf16_tiles(*p.weight, n, k))
+                bf[nbf++] = {static_cast<const std::uint32_t*>(p.weight->data), p.out, p.weight->panel_rows, p.bias, p.y, p.add};
+        }
+        if (ns8 == count) return amx::linear_s8(x, n, k, s8, count, pool, ws, Activation::none);
+        if (nbf == count) return amx::linear_bf16(x, n, k, bf, count, pool, ws, Activation::none);
+    }
+#endif
+    for (int i = 0; i < count; ++i) {
+        const Product& p = products[i];
+        if (!p.add) {
+            linear(x, n, k, *p.weight, p.bias, p.out, p.y, pool, ws);
+            continue;
+        }
+        std::vector<float>& sum = ws.caller().addend;
+        sum.resize(static_cast<std::size_t>(n * p.out));
+        linear(x, n, k, *p.weight, p.bias, p.out, sum.data(), pool, ws);
+        float* const y = p.y;
+        const float* const s = sum.data();
+        const std::int64_t cols = p.out;
+        parallel_chunks(pool, n, 16, [=](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) y[i] += s[i];
+        });
+    }
 }
 
 /// The same with buffers for this call only (a one-off product, tests).

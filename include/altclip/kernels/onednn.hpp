@@ -51,9 +51,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <oneapi/dnnl/dnnl.hpp>
 
 // Debian's oneDNN runs on GNU OpenMP (libgomp, linked with it). Its two thread-count calls are
@@ -68,6 +65,7 @@ void omp_set_num_threads(int) noexcept;
 }
 #endif
 
+#include "../format/mapped_file.hpp"  // detail::FilePages
 #include "activation.hpp"
 #include "buffer.hpp"
 #include "gemm_packed.hpp"  // packed::round_row_bf16, packed::quantize_row: the rounding the own kernels use
@@ -389,7 +387,7 @@ public:
                 offset = part.col0 / w.panel_rows * panel_bytes;
                 bytes = panel_layout::row_blocks(part.cols, w.panel_rows) * panel_bytes;
             }
-            release_pages(static_cast<const char*>(w.data) + offset, static_cast<std::size_t>(bytes));
+            pages_.release(static_cast<const char*>(w.data) + offset, static_cast<std::size_t>(bytes));
         }
         weights_.push_back(std::move(p));
         return weights_.back().get();
@@ -472,46 +470,10 @@ private:
         ++(in_place ? parts_in_place_ : parts_copied_);
     }
 
-    /// Drops the pages wholly inside [p, p + bytes) when they belong to a read-only file
-    /// mapping (a model file opened from disk): their data now lives in the reordered copy, so
-    /// keeping them would count the matrix twice in the process's memory, and a read of them
-    /// later faults them in again from the file. Anywhere else (a model file held in memory)
-    /// nothing is done: there MADV_DONTNEED would zero the data.
-    void release_pages(const void* p, std::size_t bytes) {
-        const long page_size = ::sysconf(_SC_PAGESIZE);
-        if (page_size <= 0 || bytes == 0) return;
-        const auto page = static_cast<std::uintptr_t>(page_size);
-        const auto a = reinterpret_cast<std::uintptr_t>(p);
-        const auto begin = (a + page - 1) / page * page, end = (a + bytes) / page * page;
-        if (end <= begin) return;
-        if (!(begin >= mapping_.first && end <= mapping_.second)) mapping_ = file_mapping_around(begin);
-        if (begin >= mapping_.first && end <= mapping_.second)
-            ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-    }
-
-    /// The read-only, private, file-backed mapping holding address a (/proc/self/maps), or an
-    /// empty range.
-    static std::pair<std::uintptr_t, std::uintptr_t> file_mapping_around(std::uintptr_t a) {
-        std::FILE* f = std::fopen("/proc/self/maps", "r");
-        if (f == nullptr) return {0, 0};
-        std::pair<std::uintptr_t, std::uintptr_t> found{0, 0};
-        char line[4096];
-        while (std::fgets(line, sizeof line, f) != nullptr) {
-            unsigned long lo = 0, hi = 0, offset = 0, inode = 0;
-            char perms[8] = {}, dev[32] = {};
-            if (std::sscanf(line, "%lx-%lx %7s %lx %31s %lu", &lo, &hi, perms, &offset, dev, &inode) != 6) continue;
-            if (a < lo || a >= hi) continue;
-            if (inode != 0 && perms[0] == 'r' && perms[1] == '-' && perms[3] == 'p') found = {lo, hi};
-            break;
-        }
-        std::fclose(f);
-        return found;
-    }
-
     dnnl::engine engine_;
     std::shared_ptr<ThreadPool> pool_;
     std::vector<std::unique_ptr<PackedWeight>> weights_;  // filled at load only
-    std::pair<std::uintptr_t, std::uintptr_t> mapping_{0, 0};  // the last file mapping found (load only)
+    detail::FilePages pages_;                             // releases the file's pages of reordered parts (load only)
     mutable std::mutex mutex_;                            // guards primitives_ and impls_
     mutable std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t, bool>, Primitive> primitives_;
     mutable std::set<std::string> impls_;

@@ -10,6 +10,9 @@ namespace altclip::kernels {
 namespace onednn {
 struct PackedWeight;  // onednn.hpp
 }
+namespace amx {
+struct PackedS8;  // amx_gemm.hpp
+}
 
 /// How a weight matrix is stored and multiplied.
 enum class WeightType {
@@ -35,6 +38,9 @@ struct WeightMatrix {
     /// Set when this model multiplies the matrix through oneDNN (onednn.hpp): its copy in
     /// oneDNN's layout, which linear() then uses instead of `data`.
     const onednn::PackedWeight* onednn = nullptr;
+    /// Set when this model multiplies the (ViT's, q8_dot) int8 matrix on AMX tiles
+    /// (amx_gemm.hpp): its copy in the tiles' layout, which linear() then uses.
+    const amx::PackedS8* amx_s8 = nullptr;
 };
 
 }  // namespace altclip::kernels

@@ -28,9 +28,10 @@ inline void self_attention(const float* x, std::int64_t batch, std::int64_t seq,
     float* k = scratch.get(kSlotK, rows * hidden);
     float* v = scratch.get(kSlotV, rows * hidden);
     kernels::Workspace& ws = scratch.workspace();
-    kernels::linear(x, rows, query.in, query.weight, query.bias, hidden, q, pool, ws);
-    kernels::linear(x, rows, key.in, key.weight, key.bias, hidden, k, pool, ws);
-    kernels::linear(x, rows, value.in, value.weight, value.bias, hidden, v, pool, ws);
+    const kernels::Product qkv[3] = {{&query.weight, query.bias, hidden, q},
+                                     {&key.weight, key.bias, hidden, k},
+                                     {&value.weight, value.bias, hidden, v}};
+    kernels::linear_many(x, rows, query.in, qkv, 3, pool, ws);  // x rounded once for the three where it can be
     const kernels::AttentionMath math = kernels::attention_math(query.weight.type);
     if (starts != nullptr)
         kernels::attention_packed(q, k, v, starts, batch, heads, hidden / heads, ctx, pool, ws, math);

@@ -28,7 +28,7 @@ public:
         : file_(std::move(file)),
           storage_(std::make_shared<WeightStorage>()),
           pool_(make_thread_pool(options, who)),
-          loader_(file_, storage_, scope, !options.exact, pool_->isa()) {
+          loader_(file_, storage_, scope, !options.exact, pool_->isa(), pool_.get()) {
         // The matrix products' engine, chosen once per model (kernels/onednn.hpp).
         if (kernels::onednn::use_onednn(options.onednn, pool_->isa()) && !options.exact) {
 #if ALTCLIP_WITH_ONEDNN

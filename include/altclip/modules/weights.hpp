@@ -18,6 +18,7 @@
 
 #include "../kernels/eigen.hpp"  // before the kernels include Eigen
 #include "../kernels/gemm.hpp"
+#include "../format/mapped_file.hpp"  // FilePages
 #include "../format/model_file.hpp"
 #include "../options.hpp"
 
@@ -29,11 +30,14 @@ struct WeightStorage {
     std::shared_ptr<const ModelFile> file;           // keeps the mapping alive
     std::vector<std::vector<float>> widened;         // tensors copied to row-major f32 (get())
     std::shared_ptr<kernels::onednn::Context> onednn;  // set when the products run through oneDNN (setup.hpp)
+    std::vector<std::unique_ptr<kernels::amx::PackedS8>> amx_s8;  // the ViT's int8 matrices as AMX tiles
 };
 
 /// What multiplies a model's matrices, for model.matmul_engine() and --verbose.
 inline std::string matmul_engine(const WeightStorage& storage, Isa isa) {
-    const std::string own = std::string("altclip ") + isa_name(isa) + " kernels";
+    std::string own = std::string("altclip ") + isa_name(isa) + " kernels";
+    if (!storage.amx_s8.empty())
+        own += " (the ViT's " + std::to_string(storage.amx_s8.size()) + " int8 weight matrices on AMX int8 tiles)";
 #if ALTCLIP_WITH_ONEDNN
     if (storage.onednn) return storage.onednn->describe() + "; the other products: " + own;
 #endif
@@ -75,13 +79,16 @@ public:
     /// to float32 in the kernel. The one place where a file's dtype and the kernels' level
     /// decide how each matrix is multiplied.
     WeightLoader(std::shared_ptr<const ModelFile> file, std::shared_ptr<WeightStorage> storage,
-                 std::string scope = "", bool bf16_dot = false, Isa isa = Isa::portable)
+                 std::string scope = "", bool bf16_dot = false, Isa isa = Isa::portable,
+                 kernels::ThreadPool* pool = nullptr)
         : file_(std::move(file)),
           storage_(std::move(storage)),
           scope_(std::move(scope)),
+          pool_(pool),
           bf16_dot_(bf16_dot),
           bf16_ok_(isa >= Isa::avx512_bf16),
-          vnni_ok_(isa >= Isa::avx512_vnni) {
+          vnni_ok_(isa >= Isa::avx512_vnni),
+          amx_ok_(isa >= Isa::amx) {
         storage_->file = file_;
     }
 
@@ -193,7 +200,7 @@ public:
             }
             m.data = c.tensor(name).data;
             m.scale = get(name + "_scale", {shape[0]});
-            if (!text && m.scale != nullptr && products) pack_for_onednn(m, name);
+            if (!text && m.scale != nullptr && products && !pack_for_amx(m)) pack_for_onednn(m, name);
             return m;
         }
         m.data = get(name, shape);
@@ -213,6 +220,22 @@ private:
 #endif
     }
 
+    /// The ViT's int8 matrices (q8_dot) on a CPU with AMX, not exact: copied once into the
+    /// tiles' layout (kernels/amx_gemm.hpp, on the model's threads), which kernels::linear then
+    /// multiplies, with or without oneDNN; the file's pages of the matrix are released.
+    bool pack_for_amx(kernels::WeightMatrix& m) {
+        if (!bf16_dot_ || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels || m.data == nullptr) return false;
+        auto p = std::make_unique<kernels::amx::PackedS8>(kernels::amx::make_packed_s8(m.rows, m.cols, m.scale));
+        const auto* w = static_cast<const std::int8_t*>(m.data);
+        kernels::amx::PackedS8& packed = *p;
+        kernels::parallel_chunks(pool_, packed.blocks, 8,
+                                 [&](std::int64_t b0, std::int64_t b1) { kernels::amx::pack_s8_blocks(w, packed, b0, b1); });
+        pages_.release(m.data, static_cast<std::size_t>(m.rows * m.cols));
+        m.amx_s8 = p.get();
+        storage_->amx_s8.push_back(std::move(p));
+        return true;
+    }
+
     static std::string shape_str(const std::vector<std::int64_t>& s) {
         std::string r = "[";
         for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
@@ -222,10 +245,12 @@ private:
     std::shared_ptr<const ModelFile> file_;
     std::shared_ptr<WeightStorage> storage_;
     std::string scope_;
+    kernels::ThreadPool* pool_ = nullptr;  // the model's threads (packing at load)
+    FilePages pages_;                      // the file's pages of matrices packed here
     std::set<std::string> used_;
     std::vector<std::string> problems_;
     bool bf16_dot_ = false;
-    bool bf16_ok_ = false, vnni_ok_ = false;
+    bool bf16_ok_ = false, vnni_ok_ = false, amx_ok_ = false;
 };
 
 }  // namespace altclip::detail
