@@ -62,16 +62,19 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
     for (std::int64_t r = 0; r < rows16; ++r)
         for (std::int64_t s = 0; s < ks; ++s)
             _mm512_store_si512(qa + r * du + s * 16, r < seq ? pairs(q + r * ld + s * 32, all, all) : _mm512_setzero_si512());
-    // K^T tiles: block j (keys 16 j ..), step s: [16 pairs of dims][16 keys] units.
-    alignas(64) std::uint32_t units[16];
-    for (std::int64_t key = 0; key < rows16; ++key) {
-        const std::int64_t j = key / 16, c = key % 16;
+    // K^T tiles: block j (keys 16 j ..), step s: [16 pairs of dims][16 keys] units, 16 keys'
+    // units transposed in registers.
+    for (std::int64_t j = 0; j < kblocks; ++j)
         for (std::int64_t s = 0; s < ks; ++s) {
-            _mm512_store_si512(units, key < seq ? pairs(k + key * ld + s * 32, all, all) : _mm512_setzero_si512());
+            __m512i r[16];
+            for (int c = 0; c < 16; ++c) {
+                const std::int64_t key = j * 16 + c;
+                r[c] = key < seq ? pairs(k + key * ld + s * 32, all, all) : _mm512_setzero_si512();
+            }
+            packed::transpose16(r);  // r[u]: unit u (dims 2u, 2u + 1) of the 16 keys
             std::uint32_t* tile = kb + (j * ks + s) * 256;
-            for (int u = 0; u < 16; ++u) tile[u * 16 + c] = units[u];
+            for (int u = 0; u < 16; ++u) _mm512_store_si512(tile + u * 16, r[u]);
         }
-    }
     // V tiles: dims block b (16 dims), step t (32 keys): [16 pairs of keys][16 dims] units.
     for (std::int64_t t = 0; t < vsteps; ++t) {
         for (int pr = 0; pr < 16; ++pr) {

@@ -226,13 +226,26 @@ ALTCLIP_KERNEL_ENTRY inline void quantize_rows_s8(const float* x, std::int64_t n
     }
 }
 
+/// Asks for y's rows [r0, r0 + rows) x columns [j0, j0 + 32) to be brought into the cache for
+/// writing while the tiles sum them (the write-out then waits neither for the lines nor, for a
+/// residual, for their values).
+inline void prefetch_block(const float* y, std::int64_t r0, std::int64_t rows, std::int64_t j0, std::int64_t out) {
+    const std::int64_t j1 = std::min(out, j0 + 32);
+    for (std::int64_t r = r0; r < r0 + rows; ++r) {
+        const float* row = y + r * out;
+        // prefetchw (every CPU with AMX has it), as asm: GCC drops the builtin's write hint here.
+        __asm__ volatile("prefetchw %0" : : "m"(row[j0]));
+        if (j0 + 16 < j1) __asm__ volatile("prefetchw %0" : : "m"(row[j0 + 16]));
+    }
+}
+
 /// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) (those < out) from int32 sums c [32][32]:
 /// act(float(sum) * x scale * w scale + bias), the operations of the q8_dot epilogue in its
 /// order (onednn::round::epilogue_s8_avx512), so the same bits; with `add`, y + that (the
 /// residual's sum, as the model's pass over y would make it).
-ALTCLIP_KERNEL_ENTRY inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
-                                              std::int64_t out, const float* xscale, const float* wscale,
-                                              const float* bias, Activation act, bool add, float* y) {
+inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0, std::int64_t out,
+                         const float* xscale, const float* wscale, const float* bias, Activation act, bool add,
+                         float* y) {
     for (int g = 0; g < 2; ++g) {
         const std::int64_t j = j0 + g * 16;
         if (j >= out) break;
@@ -254,7 +267,11 @@ ALTCLIP_KERNEL_ENTRY inline void write_out_s8(const std::int32_t* c, std::int64_
 
 /// Pairs [p0, p1) of W's 16-column blocks (columns [32 p0, 32 p1)) for every row of A (n rows,
 /// kp bytes apart, padded with zero rows to a whole number of 16-row tiles), into y (added to
-/// it with `add`). `c`: the slot's 4 KB, 64-byte aligned.
+/// it with `add`), 2 x 2 tiles at a time (C 0-3: 32 rows x 32 columns, A 4-5, B 6-7); the
+/// next pair's B prefetched (to L2) a few lines a step. A block's sums are written out while
+/// the tiles sum the next block (a few rows after each k step), so the epilogue's vector work
+/// runs beside the tiles' instead of after them. `c`: the slot's 8 KB, 64-byte aligned (two
+/// blocks' sums).
 ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* xscale, std::int64_t n, const PackedS8& w,
                                             std::int64_t p0, std::int64_t p1, const float* bias, std::int64_t out,
                                             Activation act, bool add, float* y, std::int32_t* c) {
@@ -263,6 +280,19 @@ ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* x
     // Rows in blocks whose A (kp bytes a row) stays in L2 while every column pair passes over it.
     const std::int64_t max_pairs = std::max<std::int64_t>(1, (std::int64_t(3) << 19) / (32 * w.kp));
     const std::int64_t nblk = (pairs + max_pairs - 1) / max_pairs;
+    struct Pending {  // the block whose sums wait to be written out: rows [done, rows) to go
+        const std::int32_t* c = nullptr;
+        std::int64_t r0 = 0, rows = 0, j0 = 0, done = 0;
+    } prev;
+    auto write_prev = [&](std::int64_t upto) {
+        const std::int64_t e = std::min(prev.rows, upto);
+        if (e <= prev.done) return;
+        write_out_s8(prev.c + prev.done * 32, prev.r0 + prev.done, e - prev.done, prev.j0, out, xscale, w.scale, bias,
+                     act, add, y);
+        prev.done = e;
+    };
+    std::int32_t* const buffers[2] = {c, c + 32 * 32};
+    int which = 0;
     load_tile_config();
     for (std::int64_t blk = 0; blk < nblk; ++blk) {
         const std::int64_t i0 = pairs * blk / nblk, i1 = pairs * (blk + 1) / nblk;
@@ -274,12 +304,15 @@ ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* x
             const char* next = jp + 1 < p1 ? reinterpret_cast<const char*>(b1 + steps * 1024) : nullptr;
             std::int64_t pf = 0;
             for (std::int64_t ip = i0; ip < i1; ++ip) {
-                const std::int64_t r0 = ip * 32;
+                const std::int64_t r0 = ip * 32, rows = std::min<std::int64_t>(32, n - r0);
                 const std::int8_t* a0 = a + r0 * lda;
                 const std::int8_t* a1 = a0 + 16 * lda;
+                const std::int64_t chunk = (prev.rows + steps - 1) / steps;  // rows written out a step
+                prefetch_block(y, r0, rows, jp * 32, out);
                 _tile_zero(0);
                 _tile_zero(1);
-                if (r0 + 16 < n) {  // two tiles of rows
+                const bool two = rows > 16;
+                if (two) {
                     _tile_zero(2);
                     _tile_zero(3);
                     for (std::int64_t s = 0; s < steps; ++s) {
@@ -293,9 +326,8 @@ ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* x
                         _tile_dpbssd(3, 5, 7);
                         if (next != nullptr)
                             for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
+                        write_prev((s + 1) * chunk);
                     }
-                    _tile_stored(2, c + 16 * 32, 128);
-                    _tile_stored(3, c + 16 * 32 + 16, 128);
                 } else {  // the last 16 rows or fewer
                     for (std::int64_t s = 0; s < steps; ++s) {
                         _tile_loadd(4, a0 + s * 64, lda);
@@ -305,15 +337,24 @@ ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* x
                         _tile_dpbssd(1, 4, 7);
                         if (next != nullptr)
                             for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
+                        write_prev((s + 1) * chunk);
                     }
                 }
-                _tile_stored(0, c, 128);
-                _tile_stored(1, c + 16, 128);
-                __asm__ volatile("" ::: "memory");  // the vector loads below after the tile stores (asm)
-                write_out_s8(c, r0, std::min<std::int64_t>(32, n - r0), jp * 32, out, xscale, w.scale, bias, act, add, y);
+                write_prev(prev.rows);
+                std::int32_t* const cur = buffers[which];
+                which ^= 1;
+                _tile_stored(0, cur, 128);
+                _tile_stored(1, cur + 16, 128);
+                if (two) {
+                    _tile_stored(2, cur + 16 * 32, 128);
+                    _tile_stored(3, cur + 16 * 32 + 16, 128);
+                }
+                __asm__ volatile("" ::: "memory");  // the vector loads of cur after the tile stores (asm)
+                prev = Pending{cur, r0, rows, jp * 32, 0};
             }
         }
     }
+    write_prev(prev.rows);
     _tile_release();
 }
 
@@ -369,6 +410,7 @@ ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64
             std::int64_t pf = 0;
             for (std::int64_t ip = i0; ip < i1; ++ip) {
                 const std::int64_t r0 = ip * 32;
+                prefetch_block(y, r0, std::min<std::int64_t>(32, n - r0), jp * 32, out);
                 const std::uint16_t* a0 = a + r0 * k;
                 const std::uint16_t* a1 = a0 + 16 * k;
                 _tile_zero(0);
@@ -466,7 +508,7 @@ struct S8Product {
 /// The products of one x [n, k] by W's packed as PackedS8 (out = W's rows, k its columns), x
 /// quantized per row to int8 once for all of them: the q8_dot kernels' numbers, on the pool
 /// (rows quantized in parts, then each thread a range of the products' column pairs taken
-/// together). Buffers: A and the row scales (the caller's), 4 KB of sums a slot.
+/// together). Buffers: A and the row scales (the caller's), 8 KB of sums a slot.
 inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Product* products, int count,
                       ThreadPool* pool, Workspace& workspace, Activation act) {
     using packed::aligned_at_least;
@@ -483,7 +525,7 @@ inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Pr
     const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
     KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
     parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
-        auto* const c = reinterpret_cast<std::int32_t*>(aligned_at_least(slots[slot].amx_out, 32 * 32));
+        auto* const c = reinterpret_cast<std::int32_t*>(aligned_at_least(slots[slot].amx_out, 2 * 32 * 32));
         // Pairs [q0, q1) of all the products' column pairs, one after the other.
         const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
         std::int64_t first = 0;

@@ -517,26 +517,25 @@ struct Product {
 };
 
 /// The products of one x [n, k] (a layer's q, k and v projections; a residual's product), the
-/// same numbers as linear() each, then y + the result where `add`. Where every weight is
-/// packed for AMX int8 tiles (the ViT's q8) x is quantized once for them all and a residual is
-/// added as the results are written; else one linear() each, a residual through a buffer and
-/// a pass.
+/// same numbers as linear() each, then y + the result where `add`. Where every product runs on
+/// AMX tiles (the ViT's int8, packed for them; bf16 in panels for many rows) x is rounded
+/// once for them all and a residual is added as the results are written; else one linear()
+/// each, a residual through a buffer and a pass.
 inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Product* products, int count,
                         ThreadPool* pool, Workspace& ws) {
     if (n <= 0 || count <= 0) return;
 #if ALTCLIP_X86
-    if (isa_of(pool) >= Isa::amx && count <= 4) {  // on AMX tiles when every product can be
-        amx::S8Product s8[4];
-        amx::Bf16Product bf[4];
-        int ns8 = 0, nbf = 0;
+    if (isa_of(pool) >= Isa::amx) {  // on AMX tiles when every product can be
+        std::vector<amx::S8Product> s8;
+        std::vector<amx::Bf16Product> bf;
         for (int i = 0; i < count; ++i) {
             const Product& p = products[i];
-            if (gemm_detail::s8_tiles(*p.weight, k)) s8[ns8++] = {p.weight->amx_s8, p.bias, p.y, p.add};
+            if (gemm_detail::s8_tiles(*p.weight, k)) s8.push_back({p.weight->amx_s8, p.bias, p.y, p.add});
             if (gemm_detail::bf16_tiles(*p.weight, n, k))
-                bf[nbf++] = {static_cast<const std::uint32_t*>(p.weight->data), p.out, p.weight->panel_rows, p.bias, p.y, p.add};
+                bf.push_back({static_cast<const std::uint32_t*>(p.weight->data), p.out, p.weight->panel_rows, p.bias, p.y, p.add});
         }
-        if (ns8 == count) return amx::linear_s8(x, n, k, s8, count, pool, ws, Activation::none);
-        if (nbf == count) return amx::linear_bf16(x, n, k, bf, count, pool, ws, Activation::none);
+        if (static_cast<int>(s8.size()) == count) return amx::linear_s8(x, n, k, s8.data(), count, pool, ws, Activation::none);
+        if (static_cast<int>(bf.size()) == count) return amx::linear_bf16(x, n, k, bf.data(), count, pool, ws, Activation::none);
     }
 #endif
     for (int i = 0; i < count; ++i) {
