@@ -378,6 +378,21 @@ TEST_CASE("linear_many equals linear for each product, a residual added to y", "
         std::size_t differ = 0;
         for (std::int64_t i = 0; i < n * out; ++i) differ += h[i] != h0[i] + want[1][i];
         CHECK(differ == 0);
+        // With a RowNorm: the products of layer_norm(x), normalized as the rows are read (AMX
+        // tiles) or by layer_norm's pass: the same bits as that pass, then the products; with
+        // the MLP's activation too.
+        const auto gamma = randn(k, 46), beta = randn(k, 47);
+        const RowNorm norm{gamma.data(), beta.data(), 1e-5f};
+        std::vector<float> normed(n * k);
+        layer_norm(x.data(), n, k, gamma.data(), beta.data(), 1e-5f, normed.data(), &pool);
+        for (const Activation act : {Activation::none, Activation::quick_gelu}) {
+            INFO("with a RowNorm, activation " << static_cast<int>(act));
+            std::vector<float> y_want(n * out), y_got(n * out);
+            linear(normed.data(), n, k, w[2], bias[2].data(), out, y_want.data(), &pool, ws, act);
+            const Product one{&w[2], bias[2].data(), out, y_got.data(), false, act};
+            linear_many(x.data(), n, k, &one, 1, &pool, ws, &norm);
+            CHECK(y_got == y_want);
+        }
     }
 }
 

@@ -89,11 +89,13 @@ struct AltCLIPAttention {
         out_proj = w.linear(prefix + "out_proj", H, H, true);
         num_heads = c.num_attention_heads;
     }
-    /// out = attention(x), or with `add` out += attention(x) (the residual connection).
+    /// out = attention(x), or with `add` out += attention(x) (the residual connection); with
+    /// `norm`, of layer_norm(x).
     void forward(const float* x, std::int64_t batch, std::int64_t seq, float* out, kernels::Scratch& scratch,
-                 kernels::ThreadPool* pool, bool add = false) const {
+                 kernels::ThreadPool* pool, bool add = false, const kernels::RowNorm* norm = nullptr) const {
         float* ctx = scratch.get(detail::kSlotCtx, batch * seq * q_proj.out);
-        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool);
+        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool, nullptr,
+                               norm);
         const kernels::Product o{&out_proj.weight, out_proj.bias, out_proj.out, out, add};
         kernels::linear_many(ctx, batch * seq, out_proj.in, &o, 1, pool, scratch.workspace());
     }
@@ -107,12 +109,13 @@ struct AltCLIPMLP {
         fc1 = w.linear(prefix + "fc1", c.intermediate_size, c.hidden_size, true);
         fc2 = w.linear(prefix + "fc2", c.hidden_size, c.intermediate_size, true);
     }
-    /// out = mlp(x), or with `add` out += mlp(x) (the residual connection).
+    /// out = mlp(x), or with `add` out += mlp(x) (the residual connection); with `norm`, of
+    /// layer_norm(x).
     void forward(const float* x, std::int64_t rows, float* out, kernels::Scratch& scratch, kernels::ThreadPool* pool,
-                 bool add = false) const {
+                 bool add = false, const kernels::RowNorm* norm = nullptr) const {
         float* h = scratch.get(detail::kSlotInter, rows * fc1.out);
-        kernels::linear(x, rows, fc1.in, fc1.weight, fc1.bias, fc1.out, h, pool, scratch.workspace(),
-                        kernels::Activation::quick_gelu);
+        const kernels::Product up{&fc1.weight, fc1.bias, fc1.out, h, false, kernels::Activation::quick_gelu};
+        kernels::linear_many(x, rows, fc1.in, &up, 1, pool, scratch.workspace(), norm);
         const kernels::Product o{&fc2.weight, fc2.bias, fc2.out, out, add};
         kernels::linear_many(h, rows, fc2.in, &o, 1, pool, scratch.workspace());
     }
@@ -133,12 +136,12 @@ struct AltCLIPEncoderLayer {
     /// h: [batch * seq, hidden], updated in place.
     void forward(float* h, std::int64_t batch, std::int64_t seq, kernels::Scratch& scratch,
                  kernels::ThreadPool* pool) const {
-        const std::int64_t rows = batch * seq, H = layer_norm1.n;
-        float* x = scratch.get(detail::kSlotA, rows * H);
-        kernels::layer_norm(h, rows, H, layer_norm1.weight, layer_norm1.bias, layer_norm1.eps, x, pool);
-        self_attn.forward(x, batch, seq, h, scratch, pool, /*add=*/true);  // h += output projection
-        kernels::layer_norm(h, rows, H, layer_norm2.weight, layer_norm2.bias, layer_norm2.eps, x, pool);
-        mlp.forward(x, rows, h, scratch, pool, /*add=*/true);  // h += fc2's product
+        // The layer norms are applied as the products read h (linear_many), the residuals added
+        // as they write it.
+        const kernels::RowNorm norm1{layer_norm1.weight, layer_norm1.bias, layer_norm1.eps};
+        const kernels::RowNorm norm2{layer_norm2.weight, layer_norm2.bias, layer_norm2.eps};
+        self_attn.forward(h, batch, seq, h, scratch, pool, /*add=*/true, &norm1);  // h += attn(layer_norm1(h))
+        mlp.forward(h, batch * seq, h, scratch, pool, /*add=*/true, &norm2);  // h += mlp(layer_norm2(h))
     }
 };
 

@@ -36,7 +36,20 @@
 #include "cpu.hpp"
 #include "gemm_packed.hpp"
 #include "lanes_avx512.hpp"
+#include "ops.hpp"  // ops_detail::layer_norm_rows_avx512: a RowNorm's rows, as kernels::layer_norm makes them
 #include "thread_pool.hpp"
+
+namespace altclip::kernels {
+
+/// A LayerNorm applied to the rows of a product's x as they are read (linear_many, the AMX
+/// kernels): the products of layer_norm(x), without a pass writing the normalized rows.
+struct RowNorm {
+    const float* gamma = nullptr;
+    const float* beta = nullptr;
+    float eps = 0;
+};
+
+}  // namespace altclip::kernels
 
 namespace altclip::kernels::amx {
 
@@ -210,14 +223,24 @@ inline void linear_q8_bf16(const float* x, std::int64_t n, std::int64_t k, const
     });
 }
 
-/// Rows [r0, r1) of A, x's rows quantized per row (packed::quantize_row, the q8_dot
-/// kernels' rounding) at kp bytes a row, zeros past k; rows past n all zeros, scale 0.
+/// x's row r, or with `norm` layer_norm of it written to tmp [k] (the same numbers as
+/// kernels::layer_norm's pass at Isa::avx512 and up).
+inline const float* source_row(const float* x, std::int64_t k, std::int64_t r, const RowNorm* norm, float* tmp) {
+    if (norm == nullptr) return x + r * k;
+    ops_detail::layer_norm_rows_avx512(x + r * k, 0, 1, k, norm->gamma, norm->beta, norm->eps, tmp);
+    return tmp;
+}
+
+/// Rows [r0, r1) of A, x's rows (or layer_norm of them) quantized per row
+/// (packed::quantize_row, the q8_dot kernels' rounding) at kp bytes a row, zeros past k; rows
+/// past n all zeros, scale 0. tmp: k floats (with a norm).
 ALTCLIP_KERNEL_ENTRY inline void quantize_rows_s8(const float* x, std::int64_t n, std::int64_t k, std::int64_t kp,
-                                                  std::int64_t r0, std::int64_t r1, std::int8_t* a, float* xscale) {
+                                                  std::int64_t r0, std::int64_t r1, std::int8_t* a, float* xscale,
+                                                  const RowNorm* norm, float* tmp) {
     for (std::int64_t r = r0; r < r1; ++r) {
         std::int8_t* q = a + r * kp;
         if (r < n) {
-            xscale[r] = packed::quantize_row(x + r * k, k, q);
+            xscale[r] = packed::quantize_row(source_row(x, k, r, norm, tmp), k, q);
             std::memset(q + k, 0, static_cast<std::size_t>(kp - k));
         } else {
             std::memset(q, 0, static_cast<std::size_t>(kp));
@@ -461,17 +484,19 @@ struct Bf16Product {
 
 /// The products of one x [n, k] by bf16 weights in the file's panels (bf16_panels_supported),
 /// x rounded to bfloat16 once for them all (nearest even, as the bf16_dot kernels and the
-/// oneDNN path round it), summed in float32 on AMX tiles, on the pool as linear_s8.
+/// oneDNN path round it), summed in float32 on AMX tiles, on the pool as linear_s8. With
+/// `norm`, the products of layer_norm(x).
 inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf16Product* products, int count,
-                        ThreadPool* pool, Workspace& workspace, Activation act) {
+                        ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
     using packed::aligned_at_least;
     const std::int64_t tiles = (n + 15) / 16;
     KernelBuffers& ws = workspace.caller();
     auto* const a = reinterpret_cast<std::uint16_t*>(aligned_at_least(ws.amx_x, tiles * 16 * k / 2));
     parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
+        std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
         for (std::int64_t r = t0 * 16; r < t1 * 16; ++r) {
             if (r < n) {
-                packed::round_row_bf16(x + r * k, k, a + r * k);
+                packed::round_row_bf16(source_row(x, k, r, norm, tmp.data()), k, a + r * k);
             } else {
                 std::memset(a + r * k, 0, static_cast<std::size_t>(k) * 2);
             }
@@ -508,9 +533,10 @@ struct S8Product {
 /// The products of one x [n, k] by W's packed as PackedS8 (out = W's rows, k its columns), x
 /// quantized per row to int8 once for all of them: the q8_dot kernels' numbers, on the pool
 /// (rows quantized in parts, then each thread a range of the products' column pairs taken
-/// together). Buffers: A and the row scales (the caller's), 8 KB of sums a slot.
+/// together). With `norm`, the products of layer_norm(x). Buffers: A and the row scales (the
+/// caller's), 8 KB of sums a slot.
 inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Product* products, int count,
-                      ThreadPool* pool, Workspace& workspace, Activation act) {
+                      ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
     using packed::aligned_at_least;
     const std::int64_t tiles = (n + 15) / 16, kp = products[0].w->kp;
     KernelBuffers& ws = workspace.caller();
@@ -518,7 +544,8 @@ inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Pr
     ws.xscale.resize(static_cast<std::size_t>(tiles * 16));
     float* const xscale = ws.xscale.data();
     parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
-        quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, xscale);
+        std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
+        quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, xscale, norm, tmp.data());
     });
     std::int64_t pairs = 0;
     for (int i = 0; i < count; ++i) pairs += products[i].w->blocks / 2;

@@ -48,7 +48,8 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     std::vector<std::uint16_t> xb;     // x rounded to bfloat16 (oneDNN)
     std::vector<std::int8_t> xq;       // x quantized to int8 (oneDNN), with its row scales:
     std::vector<float> xscale;
-    std::vector<float> addend;         // linear_many: a residual's product before it is added
+    std::vector<float> addend;         // linear_many: a residual's product before it is added,
+    std::vector<float> normed;         // and x normalized (a RowNorm), where the kernels do not do it as they read
     // A slot's: what a task writes.
     std::vector<float> tile_sums;      // packed::run: a task's tile sums between k blocks
     std::vector<unsigned char> dnnl_scratch;  // oneDNN's scratchpad for one part

@@ -514,39 +514,51 @@ struct Product {
     std::int64_t out = 0;
     float* y = nullptr;
     bool add = false;
+    Activation act = Activation::none;  // an MLP's activation (not with add)
 };
 
 /// The products of one x [n, k] (a layer's q, k and v projections; a residual's product), the
-/// same numbers as linear() each, then y + the result where `add`. Where every product runs on
-/// AMX tiles (the ViT's int8, packed for them; bf16 in panels for many rows) x is rounded
-/// once for them all and a residual is added as the results are written; else one linear()
-/// each, a residual through a buffer and a pass.
+/// same numbers as linear() each, then y + the result where `add`; with `norm`, the products
+/// of layer_norm(x) (kernels::layer_norm's numbers). Where every product runs on AMX tiles
+/// (the ViT's int8, packed for them; bf16 in panels for many rows) x is normalized and
+/// rounded once for them all as its rows are read, and a residual is added as the results
+/// are written; else layer_norm's pass into a buffer, then one linear() each, a residual
+/// through a buffer and a pass.
 inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Product* products, int count,
-                        ThreadPool* pool, Workspace& ws) {
+                        ThreadPool* pool, Workspace& ws, const RowNorm* norm = nullptr) {
     if (n <= 0 || count <= 0) return;
 #if ALTCLIP_X86
-    if (isa_of(pool) >= Isa::amx) {  // on AMX tiles when every product can be
+    if (isa_of(pool) >= Isa::amx) {  // on AMX tiles when every product can be, with one activation
         std::vector<amx::S8Product> s8;
         std::vector<amx::Bf16Product> bf;
+        bool one_act = true;
         for (int i = 0; i < count; ++i) {
             const Product& p = products[i];
+            one_act = one_act && p.act == products[0].act;
             if (gemm_detail::s8_tiles(*p.weight, k)) s8.push_back({p.weight->amx_s8, p.bias, p.y, p.add});
             if (gemm_detail::bf16_tiles(*p.weight, n, k))
                 bf.push_back({static_cast<const std::uint32_t*>(p.weight->data), p.out, p.weight->panel_rows, p.bias, p.y, p.add});
         }
-        if (static_cast<int>(s8.size()) == count) return amx::linear_s8(x, n, k, s8.data(), count, pool, ws, Activation::none);
-        if (static_cast<int>(bf.size()) == count) return amx::linear_bf16(x, n, k, bf.data(), count, pool, ws, Activation::none);
+        const Activation act = products[0].act;
+        if (one_act && static_cast<int>(s8.size()) == count) return amx::linear_s8(x, n, k, s8.data(), count, pool, ws, act, norm);
+        if (one_act && static_cast<int>(bf.size()) == count) return amx::linear_bf16(x, n, k, bf.data(), count, pool, ws, act, norm);
     }
 #endif
+    if (norm != nullptr) {
+        std::vector<float>& normed = ws.caller().normed;
+        normed.resize(static_cast<std::size_t>(n * k));
+        layer_norm(x, n, k, norm->gamma, norm->beta, norm->eps, normed.data(), pool);
+        x = normed.data();
+    }
     for (int i = 0; i < count; ++i) {
         const Product& p = products[i];
         if (!p.add) {
-            linear(x, n, k, *p.weight, p.bias, p.out, p.y, pool, ws);
+            linear(x, n, k, *p.weight, p.bias, p.out, p.y, pool, ws, p.act);
             continue;
         }
         std::vector<float>& sum = ws.caller().addend;
         sum.resize(static_cast<std::size_t>(n * p.out));
-        linear(x, n, k, *p.weight, p.bias, p.out, sum.data(), pool, ws);
+        linear(x, n, k, *p.weight, p.bias, p.out, sum.data(), pool, ws, p.act);
         float* const y = p.y;
         const float* const s = sum.data();
         const std::int64_t cols = p.out;
