@@ -53,8 +53,9 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
     std::uint32_t* const qa = aligned_at_least(ws.amx_q, rows16 * du);
     std::uint32_t* const kb = aligned_at_least(ws.amx_k, kblocks * ks * 256);
     std::uint32_t* const vb = aligned_at_least(ws.amx_v, dblocks * vsteps * 256);
-    std::uint32_t* const pa = aligned_at_least(ws.amx_p, 16 * keys32 / 2);
-    float* const scores = aligned_at_least(ws.scores, 16 * rows16);
+    // Two blocks of query rows in flight (below): their scores and probabilities, twice.
+    std::uint32_t* const pa_both = aligned_at_least(ws.amx_p, 2 * 16 * keys32 / 2);
+    float* const scores_both = aligned_at_least(ws.scores, 2 * 16 * rows16);
     float* const tmp = aligned_at_least(ws.amx_out, 16 * d);
     const __mmask16 all = 0xFFFF;
 
@@ -98,18 +99,23 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
     for (std::int64_t key = 0; key < seq; ++key)
         if (key_mask == nullptr || key_mask[key] != 0) keep[static_cast<std::size_t>(key / 16)] |= static_cast<std::uint16_t>(1u << (key % 16));
     const std::int64_t kblocks32 = keys32 / 32;
-    alignas(64) float inv_sum[16];
+    alignas(64) float inv_sums[2][16];
     const long qstride = static_cast<long>(du * 4), sstride = static_cast<long>(rows16 * 4);
     const long pstride = static_cast<long>(keys32 * 2), ostride = static_cast<long>(d * 4);
     const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    for (std::int64_t r0 = 0; r0 < seq; r0 += 16) {
-        // Scores of rows [r0, r0 + 16) against every key, 4 blocks of 16 keys at a time.
+    // Query block b (rows 16 b ..) uses the buffers b % 2.
+    auto scores_of = [&](std::int64_t b) { return scores_both + (b % 2) * 16 * rows16; };
+    auto probs_of = [&](std::int64_t b) { return pa_both + (b % 2) * 16 * (keys32 / 2); };
+
+    // Scores of block b's rows against every key (tiles), 4 blocks of 16 keys at a time.
+    auto scores_block = [&](std::int64_t b) {
+        const std::int64_t r0 = b * 16;
         _tile_loadd(4, qa + r0 * du, qstride);
         if (ks == 2) _tile_loadd(5, qa + r0 * du + 16, qstride);
         for (std::int64_t j0 = 0; j0 < kblocks; j0 += 4) {
             const std::int64_t nb = std::min<std::int64_t>(4, kblocks - j0);
             const std::uint32_t* kt = kb + j0 * ks * 256;
-            float* sc = scores + j0 * 16;
+            float* sc = scores_of(b) + j0 * 16;
 #define ALTCLIP_AMX_SCORES(C, J)                                               \
     _tile_zero(C);                                                             \
     _tile_loadd(6, kt + (J) * ks * 256, 64);                                   \
@@ -125,12 +131,16 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             if (nb > 3) { ALTCLIP_AMX_SCORES(3, 3) }
 #undef ALTCLIP_AMX_SCORES
         }
-        // Softmax of each row in float32: e = exp(scale * (s - max)) over the keys attended
-        // (masked keys and keys past seq: 0), rounded to bfloat16 pairs (zeros up to keys32)
-        // as they are made; the division by their sum is left to the output rows (below).
+    };
+    // Softmax of each row of block b in float32: e = exp(scale * (s - max)) over the keys
+    // attended (masked keys and keys past seq: 0), rounded to bfloat16 pairs (zeros up to
+    // keys32) as they are made; the division by their sum is left to the output rows.
+    auto softmax_block = [&](std::int64_t b) {
+        const std::int64_t r0 = b * 16;
+        float* const inv_sum = inv_sums[b % 2];
         for (int i = 0; i < 16; ++i) {
-            const float* a = scores + i * rows16;
-            std::uint32_t* prow = pa + i * (keys32 / 2);
+            const float* a = scores_of(b) + i * rows16;
+            std::uint32_t* prow = probs_of(b) + i * (keys32 / 2);
             inv_sum[i] = 0;
             if (r0 + i >= seq) {
                 std::memset(prow, 0, static_cast<std::size_t>(keys32) * 2);
@@ -156,8 +166,11 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             }
             inv_sum[i] = 1.0f / _mm512_reduce_add_ps(vsum);
         }
-        __asm__ volatile("" ::: "memory");
-        // out rows = P . V: 16 dims a tile, every dims block at once (d / 16 <= 4 tiles).
+    };
+    // P . V for block b (tiles): 16 dims a C tile, every dims block at once (d / 16 <= 4),
+    // stored to tmp.
+    auto pv_block = [&](std::int64_t b) {
+        const std::uint32_t* const pa = probs_of(b);
         _tile_zero(0);
         _tile_zero(1);
         if (dblocks > 2) {
@@ -185,13 +198,34 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             _tile_stored(2, tmp + 32, ostride);
             _tile_stored(3, tmp + 48, ostride);
         }
-        const std::int64_t valid = std::min<std::int64_t>(16, seq - r0);
+    };
+    // Block b's output rows: tmp's rows divided by their sums.
+    auto write_block = [&](std::int64_t b) {
+        const std::int64_t r0 = b * 16, valid = std::min<std::int64_t>(16, seq - r0);
         for (std::int64_t i = 0; i < valid; ++i) {
-            const __m512 inv = _mm512_set1_ps(inv_sum[i]);
-            for (std::int64_t b = 0; b < dblocks; ++b)
-                _mm512_storeu_ps(out + (r0 + i) * ld + b * 16, _mm512_mul_ps(_mm512_load_ps(tmp + i * d + b * 16), inv));
+            const __m512 inv = _mm512_set1_ps(inv_sums[b % 2][i]);
+            for (std::int64_t j = 0; j < dblocks; ++j)
+                _mm512_storeu_ps(out + (r0 + i) * ld + j * 16, _mm512_mul_ps(_mm512_load_ps(tmp + i * d + j * 16), inv));
         }
+    };
+
+    // Two query blocks in flight: while the tiles make block b + 1's scores and block b - 1's
+    // P . V, the vector units run block b's softmax (and then write block b - 1's rows), so
+    // that neither waits for the other's stores (tile stores read back by vector loads, vector
+    // stores read back by tile loads).
+    const std::int64_t qblocks = (seq + 15) / 16;
+    scores_block(0);
+    for (std::int64_t b = 0; b < qblocks; ++b) {
+        if (b + 1 < qblocks) scores_block(b + 1);
+        if (b >= 1) pv_block(b - 1);
+        __asm__ volatile("" ::: "memory");  // vector loads of the stored tiles after the tile stores (asm)
+        softmax_block(b);
+        if (b >= 1) write_block(b - 1);
+        __asm__ volatile("" ::: "memory");  // the tiles' loads of P after its stores
     }
+    pv_block(qblocks - 1);
+    __asm__ volatile("" ::: "memory");
+    write_block(qblocks - 1);
     _tile_release();
 }
 
