@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,8 @@ def render(result: dict, a) -> None:
                     out(f"{n} against f32 at {m['isa']}: image {f32['image_s'] / m['image_s']:.2f}x, "
                         f"text {f32['text_s'] / m['text_s']:.2f}x (above 1: faster than f32)")
     for dtype in ["f32", "bf16", "q8"]:
+        if f"altclip {dtype} consumer" not in med or f"altclip {dtype} native" not in med:
+            continue  # left out by --only
         c, nat = med[f"altclip {dtype} consumer"], med[f"altclip {dtype} native"]
         out(f"{dtype}: consumer build / native build: image {c['image_s'] / nat['image_s']:.3f}, "
               f"text {c['text_s'] / nat['text_s']:.3f}")
@@ -162,6 +165,11 @@ def render(result: dict, a) -> None:
         for n in ("altclip bf16 consumer", "altclip q8 consumer"):
             if ov and n in b8:
                 out(f"batch-8 throughput, {n} vs OpenVINO default: {ov / b8[n]:.2f}x")
+    spread = [f"{n} {m['image_min_s'] * 1e3:.0f}-{m['image_max_s'] * 1e3:.0f}" for n, m in med.items()
+              if "image_min_s" in m]
+    if spread:
+        out()
+        out("one image, fastest-slowest sample (ms):", ", ".join(spread))
     out("peaks:", json.dumps(result["peaks"]))
     report = "\n".join(lines)
     print(report)
@@ -186,6 +194,8 @@ def main(argv=None) -> int:
     ap.add_argument("--output", default=os.path.join(HERE, "isa_results.json"))
     ap.add_argument("--markdown", default=os.path.join(HERE, "ISA_RESULTS.md"), help="the report as Markdown ('' for none)")
     ap.add_argument("--render", action="store_true", help="only make the table again from --output's results")
+    ap.add_argument("--only", default="", help="run only the sides whose name matches this regular expression "
+                                               "(e.g. 'altclip (bf16|q8) consumer$|pytorch bfloat16|openvino default')")
     a = ap.parse_args(argv)
     if a.render:
         with open(a.output) as f:
@@ -253,6 +263,8 @@ def main(argv=None) -> int:
                    "pytorch bfloat16", "openvino default"}
     sides = [(name, [str(a.batch_repeat) if name in batch_sides and i > 0 and cmd[i - 1] == "--batch-repeat" else c
                      for i, c in enumerate(cmd)], env) for name, cmd, env in sides]
+    if a.only:
+        sides = [sd for sd in sides if re.search(a.only, sd[0])]
     samples = {name: {"image": [], "text": [], "b8": [], "isa": None} for name, _, _ in sides}
     for r in range(a.rounds):
         seq = sides if r % 2 == 0 else list(reversed(sides))
@@ -266,7 +278,8 @@ def main(argv=None) -> int:
     peaks = run_json([binary("native", "altclip_gemm_bench"), "--threads", str(a.threads), "--json"], {}, "peaks")
 
     med = {n: {"image_s": statistics.median(s["image"]), "text_s": statistics.median(s["text"]), "isa": s["isa"],
-               "image_samples": len(s["image"]), **({"image_b8_s": statistics.median(s["b8"])} if s["b8"] else {})}
+               "image_samples": len(s["image"]), "image_min_s": min(s["image"]), "image_max_s": max(s["image"]),
+               **({"image_b8_s": statistics.median(s["b8"])} if s["b8"] else {})}
            for n, s in samples.items()}
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "threads": a.threads, "rounds": a.rounds,
               "repeat": a.repeat, "text_repeat": a.text_repeat,

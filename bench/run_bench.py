@@ -468,14 +468,38 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     widened to bfloat16 tiles (exact) and multiplied as y^T = W . x^T: a q8 text 4.1-4.5x
     faster (`bash bench/ab.sh 304fb44 [q8 file] 4`, measured while a CI run shared the cores;
     cosine with the old embeddings 0.99999; q8 text cosine against f32 0.99910, was 0.99907).
-  - **Own AMX GEMM, tried and not kept** (a one-off program): 2 x 2 tiles of C, A and B in
-    tile-contiguous layouts, software prefetch two k steps ahead: one core 1.06-1.14 TFLOP/s on
-    257x1024x4096 (oneDNN 2.6's single-threaded brgemm: 0.83 on the whole matrix, ~1.0 on 128
-    rows) and 0.76-0.81 on 257x4096x1024; rows not on a 64-byte line halved it. For scale:
-    `tdpbf16ps` on tiles in registers 3.27 TFLOP/s a core; the same with four 1 KB tile loads
-    a step from L2 2.0-2.2. Less than 1.3x over oneDNN as written; reaching the issue's AMX
-    targets needs a kernel blocked for L1 (B reused across row blocks) or oneDNN 3.x, whose
-    AMX kernels OpenVINO and PyTorch carry (Debian 12 has 2.6).
+  - **Own AMX GEMM, first try, not kept** (a one-off program, the session before): 2 x 2 tiles
+    of C, A and B in tile-contiguous layouts, software prefetch two k steps ahead: one core
+    1.06-1.14 TFLOP/s on 257x1024x4096 (oneDNN 2.6's single-threaded brgemm: 0.83 on the whole
+    matrix, ~1.0 on 128 rows) and 0.76-0.81 on 257x4096x1024; rows not on a 64-byte line
+    halved it. For scale: `tdpbf16ps` on tiles in registers 3.27 TFLOP/s a core; the same with
+    four 1 KB tile loads a step from L2 2.0-2.2.
+  - **Own AMX kernels for the ViT's products, kept** (`kernels/amx_gemm.hpp`: `amx::linear_s8`
+    for q8 files, the weights packed at load into `tdpbssd`'s B tiles; `amx::linear_bf16` for
+    bf16 files, the file's 64-row panels read in place as B tiles). What made the difference
+    over the first try was measuring with the weights cold, as a model runs them (each matrix
+    read once a pass; 48 copies cycled), and splitting by columns. One-off program, int8, 2
+    threads, GOP/s: 128 rows a thread x 1024 x 4096, oneDNN 2.6 as the library called it 2640,
+    own 3430; 128 x 4096 x 1024: 1920 vs 3640; each thread half the columns of 256 rows: 1024 x
+    2048 3500 vs 4330-4510, 4096 x 512 2660 vs 5000-5600, 1024 x 512 4070-4180 vs 6300-7100
+    (with the next pair's B prefetched). In the model (`altclip_bench`, separate runs, this
+    noisy host, medians of 5-7): q8 image 122.6 -> 98.7 ms with the kernel; 90 ms with q, k and v
+    from one quantized x and the residual added as results are written (`linear_many`); 84 ms
+    with each block's epilogue run a few rows a k step while the tiles sum the next block (the
+    store of the tiles waited for the last sums: 12% of the kernel's samples); 80-84 ms with
+    the layer norms applied as rows are read (`RowNorm`). Embeddings unchanged (cosine 1.0 with
+    the oneDNN path's). bf16: one-process A/B against the oneDNN path, 198 -> 166 ms an image
+    (`bash bench/ab.sh 4d41393 [bf16 file] 3`). One template for both kernels (the B
+    addressing as data) ran bf16 images 10-20% slower (174-186 against 153-158 ms) for a
+    reason not found, so the two stay separate.
+  - **y's lines prefetched for writing** (`prefetchw`, as asm: GCC dropped `__builtin_prefetch`'s
+    write hint in the AMX region) while a block is summed: batch of 8 q8 images 1.03 -> 0.94 s.
+  - **Row blocks of 512 KB of A** (`kRowBlockBytes`, was 1.5 MB): batch of 8 q8 0.93-1.03 ->
+    0.71-0.82 s, bf16 1.24-1.29 -> 1.10 s; one image (9 pairs of row tiles) within noise.
+  - **AMX attention, later:** K^T tiles transposed in registers instead of scattered, one
+    layer 0.635 -> 0.60 ms (2 threads); two blocks of query rows in flight (the tiles make
+    block b+1's scores and block b-1's P.V while the vector units run block b's softmax), 0.60
+    -> 0.54 ms.
 
 """
 

@@ -153,8 +153,8 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
              // k a multiple of 32 (AMX tiles for q8_bf16): one row and fewer columns than a tile,
              // columns not a whole number of 64 (or 16), rows not of 16, many rows
              {1, 64, 3}, {16, 1024, 100}, {33, 96, 130}, {200, 64, 64},
-             // the ViT's int8 on AMX tiles: 257 rows (a last tile of one row), rows in two
-             // blocks (k 4096: 12 pairs of tiles a block), k not a multiple of 64
+             // the ViT's int8 on AMX tiles: 257 rows (a last tile of one row), rows in several
+             // blocks (k 4096: 4 pairs of tiles a block, kRowBlockBytes), k not a multiple of 64
              {257, 128, 96}, {400, 4096, 40}}) {
         INFO("n " << n << " k " << k << " out " << out << ", kernels at " << altclip::isa_name(pool.isa()));
         const auto x = randn(n * k, 21), wf = randn(out * k, 22), b = randn(out, 23);

@@ -57,8 +57,9 @@ struct CpuInfo {
         s += isa_name(effective());
         if (effective() != supported) s += std::string(" (capped by ALTCLIP_MAX_ISA; the CPU allows ") + isa_name(supported) + ")";
         if (effective() == Isa::amx)
-            s += " (AMX: the products through oneDNN in builds that link it; the attention of bf16 and q8 models and the "
-                 "q8 text tower's products on altclip's own tile kernels; its other kernels run avx512_bf16)";
+            s += " (AMX: the image tower's products, the attention of bf16 and q8 models and the q8 text tower's "
+                 "products on altclip's own tile kernels, a bf16 text's products through oneDNN in builds that link "
+                 "it; the other kernels run avx512_bf16)";
         return s;
     }
 };

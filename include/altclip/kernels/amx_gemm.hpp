@@ -156,6 +156,28 @@ ALTCLIP_KERNEL_ENTRY inline void x_tiles(const float* x, std::int64_t n, std::in
         }
 }
 
+/// Columns [j, j + 16) of y (those < out): their mask, and the scale (nullptr: none) and the
+/// bias (nullptr: zeros) loaded under it.
+struct Columns16 {
+    __mmask16 mask;
+    __m512 scale, bias;
+};
+inline Columns16 columns16(std::int64_t j, std::int64_t out, const float* scale, const float* bias) {
+    const __mmask16 m = out - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (out - j)) - 1u);
+    return {m, scale != nullptr ? _mm512_maskz_loadu_ps(m, scale + j) : _mm512_setzero_ps(),
+            bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps()};
+}
+
+/// y[0, 16) under mask m = act(t), or with `add` y + t (a residual's sum, as a pass over y
+/// would make it).
+inline void store_out(float* y, __mmask16 m, __m512 t, Activation act, bool add) {
+    if (add) {
+        _mm512_mask_storeu_ps(y, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), t));
+    } else {
+        _mm512_mask_storeu_ps(y, m, v512::activate(act, t));
+    }
+}
+
 /// y's rows [i0, i0 + 16) x columns [j0, j0 + 64) from 4 C tiles [4][16 rows of W][16 rows of
 /// x] (float32 sums): act(sum * scale + bias), rows of x past n and rows of W past out left out.
 ALTCLIP_KERNEL_ENTRY inline void write_out(const float* c, std::int64_t i0, std::int64_t n, std::int64_t j0,
@@ -166,13 +188,11 @@ ALTCLIP_KERNEL_ENTRY inline void write_out(const float* c, std::int64_t i0, std:
     for (int blk = 0; blk < 4; ++blk) {
         const std::int64_t jb = j0 + blk * 16;
         if (jb >= out) break;
-        const __mmask16 m = out - jb >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (out - jb)) - 1u);
-        const __m512 sc = _mm512_maskz_loadu_ps(m, scale + jb);
-        const __m512 bs = bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + jb) : _mm512_setzero_ps();
+        const Columns16 cols = columns16(jb, out, scale, bias);
         for (int col = 0; col < 16 && i0 + col < n; ++col) {
             const __m512 sum = _mm512_i32gather_ps(by_row, c + blk * 256 + col, 4);
-            const __m512 v = _mm512_add_ps(_mm512_mul_ps(sum, sc), bs);
-            _mm512_mask_storeu_ps(y + (i0 + col) * out + jb, m, v512::activate(act, v));
+            const __m512 v = _mm512_add_ps(_mm512_mul_ps(sum, cols.scale), cols.bias);
+            store_out(y + (i0 + col) * out + jb, cols.mask, v, act, false);
         }
     }
 }
@@ -278,18 +298,11 @@ inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t ro
     for (int g = 0; g < 2; ++g) {
         const std::int64_t j = j0 + g * 16;
         if (j >= out) break;
-        const __mmask16 m = out - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (out - j)) - 1u);
-        const __m512 ws = _mm512_maskz_loadu_ps(m, wscale + j);
-        const __m512 bs = bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps();
+        const Columns16 cols = columns16(j, out, wscale, bias);
         for (std::int64_t r = 0; r < rows; ++r) {
             const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + r * 32 + g * 16));
-            const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(xscale[r0 + r])), ws), bs);
-            float* const yr = y + (r0 + r) * out + j;
-            if (add) {
-                _mm512_mask_storeu_ps(yr, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, yr), t));
-            } else {
-                _mm512_mask_storeu_ps(yr, m, v512::activate(act, t));
-            }
+            const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(xscale[r0 + r])), cols.scale), cols.bias);
+            store_out(y + (r0 + r) * out + j, cols.mask, t, act, add);
         }
     }
 }
@@ -340,34 +353,25 @@ ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* x
                 prefetch_block(y, r0, rows, jp * 32, out);
                 _tile_zero(0);
                 _tile_zero(1);
-                const bool two = rows > 16;
+                const bool two = rows > 16;  // two tiles of rows, or the last 16 rows or fewer
                 if (two) {
                     _tile_zero(2);
                     _tile_zero(3);
-                    for (std::int64_t s = 0; s < steps; ++s) {
-                        _tile_loadd(4, a0 + s * 64, lda);
-                        _tile_loadd(6, b0 + s * 1024, 64);
-                        _tile_dpbssd(0, 4, 6);
-                        _tile_loadd(7, b1 + s * 1024, 64);
-                        _tile_dpbssd(1, 4, 7);
+                }
+                for (std::int64_t s = 0; s < steps; ++s) {
+                    _tile_loadd(4, a0 + s * 64, lda);
+                    _tile_loadd(6, b0 + s * 1024, 64);
+                    _tile_dpbssd(0, 4, 6);
+                    _tile_loadd(7, b1 + s * 1024, 64);
+                    _tile_dpbssd(1, 4, 7);
+                    if (two) {
                         _tile_loadd(5, a1 + s * 64, lda);
                         _tile_dpbssd(2, 5, 6);
                         _tile_dpbssd(3, 5, 7);
-                        if (next != nullptr)
-                            for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
-                        write_prev((s + 1) * chunk);
                     }
-                } else {  // the last 16 rows or fewer
-                    for (std::int64_t s = 0; s < steps; ++s) {
-                        _tile_loadd(4, a0 + s * 64, lda);
-                        _tile_loadd(6, b0 + s * 1024, 64);
-                        _tile_dpbssd(0, 4, 6);
-                        _tile_loadd(7, b1 + s * 1024, 64);
-                        _tile_dpbssd(1, 4, 7);
-                        if (next != nullptr)
-                            for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
-                        write_prev((s + 1) * chunk);
-                    }
+                    if (next != nullptr)
+                        for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
+                    write_prev((s + 1) * chunk);
                 }
                 write_prev(prev.rows);
                 std::int32_t* const cur = buffers[which];
@@ -400,16 +404,10 @@ ALTCLIP_KERNEL_ENTRY inline void write_out_f32(const float* c, std::int64_t r0, 
     for (int g = 0; g < 2; ++g) {
         const std::int64_t j = j0 + g * 16;
         if (j >= out) break;
-        const __mmask16 m = out - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (out - j)) - 1u);
-        const __m512 bs = bias != nullptr ? _mm512_maskz_loadu_ps(m, bias + j) : _mm512_setzero_ps();
+        const Columns16 cols = columns16(j, out, nullptr, bias);
         for (std::int64_t r = 0; r < rows; ++r) {
-            const __m512 t = _mm512_add_ps(_mm512_load_ps(c + r * 32 + g * 16), bs);
-            float* const yr = y + (r0 + r) * out + j;
-            if (add) {
-                _mm512_mask_storeu_ps(yr, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, yr), t));
-            } else {
-                _mm512_mask_storeu_ps(yr, m, v512::activate(act, t));
-            }
+            const __m512 t = _mm512_add_ps(_mm512_load_ps(c + r * 32 + g * 16), cols.bias);
+            store_out(y + (r0 + r) * out + j, cols.mask, t, act, add);
         }
     }
 }

@@ -3,6 +3,10 @@
 // altclip's own kernels do not use; so a model takes it at Isa::amx (use_onednn below, the one
 // place that decides), or when forced for tests and comparisons.
 //
+// At Isa::amx altclip's own AMX kernels (amx_gemm.hpp) take the ViT's int8 products and bf16
+// products of 64 rows or more (measured faster than this path, bench/RESULTS.md); oneDNN keeps
+// the bf16 products of few rows (a text's), and everything when forced at a lower level.
+//
 // What goes through it: bf16 weights (bf16 x bf16 -> f32; the activations rounded to bfloat16
 // as the avx512_bf16 kernels round them) and the ViT's int8 weights (s8 x s8 -> s32, the
 // per-row activation scale and per-column weight scale applied as the q8_dot kernels apply
