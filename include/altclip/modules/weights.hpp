@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <set>
 #include <string>
 #include <vector>
@@ -200,7 +201,7 @@ public:
             }
             m.data = c.tensor(name).data;
             m.scale = get(name + "_scale", {shape[0]});
-            if (!text && m.scale != nullptr && products && !pack_for_amx(m)) pack_for_onednn(m, name);
+            if (!text && m.scale != nullptr && products && !pack_for_amx(m, name)) pack_for_onednn(m, name);
             return m;
         }
         m.data = get(name, shape);
@@ -223,9 +224,16 @@ private:
     /// The ViT's int8 matrices (q8_dot) on a CPU with AMX, not exact: copied once into the
     /// tiles' layout (kernels/amx_gemm.hpp, on the model's threads), which kernels::linear then
     /// multiplies, with or without oneDNN; the file's pages of the matrix are released.
-    bool pack_for_amx(kernels::WeightMatrix& m) {
+    bool pack_for_amx(kernels::WeightMatrix& m, const std::string& name) {
         if (!bf16_dot_ || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels || m.data == nullptr) return false;
-        auto p = std::make_unique<kernels::amx::PackedS8>(kernels::amx::make_packed_s8(m.rows, m.cols, m.scale));
+        std::unique_ptr<kernels::amx::PackedS8> p;
+        try {
+            p = std::make_unique<kernels::amx::PackedS8>(kernels::amx::make_packed_s8(m.rows, m.cols, m.scale));
+        } catch (const std::bad_alloc&) {
+            throw ResourceError(file_->path() + ": no memory for the AMX tile copy of '" + name + "' (" +
+                                std::to_string(m.rows * m.cols) + " bytes): free memory, or set ALTCLIP_MAX_ISA="
+                                "avx512_bf16 to multiply the file's copy in place");
+        }
         const auto* w = static_cast<const std::int8_t*>(m.data);
         kernels::amx::PackedS8& packed = *p;
         kernels::parallel_chunks(pool_, packed.blocks, 8,
