@@ -391,6 +391,27 @@ ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* x
     _tile_release();
 }
 
+/// The column pairs of `count` products of one A on the pool: each thread a range of all of
+/// them taken together (the first product's pairs, then the next's), for every row.
+/// pairs_of(i): product i's pairs; run(i, p0, p1, buffers): its pairs [p0, p1) with the slot's
+/// buffers.
+template <class PairsOf, class Run>
+inline void split_column_pairs(int count, PairsOf pairs_of, ThreadPool* pool, Workspace& workspace, Run run) {
+    std::int64_t pairs = 0;
+    for (int i = 0; i < count; ++i) pairs += pairs_of(i);
+    const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
+    KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
+    parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
+        const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
+        std::int64_t first = 0;
+        for (int i = 0; i < count; ++i) {
+            const std::int64_t own = pairs_of(i), p0 = std::max(q0 - first, std::int64_t(0)), p1 = std::min(q1 - first, own);
+            if (p0 < p1) run(i, p0, p1, slots[slot]);
+            first += own;
+        }
+    });
+}
+
 /// Whether linear_bf16 runs a product with these bf16 weights in panels: k a whole number of
 /// 32-value steps, panels of a multiple of 32 rows (the file's 64 or 32).
 inline constexpr bool bf16_panels_supported(std::int64_t k, std::int64_t panel_rows) {
@@ -436,13 +457,13 @@ ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64
             const char* next = jp + 1 < p1 ? reinterpret_cast<const char*>(at(jp * 32 + 32)) : nullptr;
             std::int64_t pf = 0;
             for (std::int64_t ip = i0; ip < i1; ++ip) {
-                const std::int64_t r0 = ip * 32;
-                prefetch_block(y, r0, std::min<std::int64_t>(32, n - r0), jp * 32, out);
+                const std::int64_t r0 = ip * 32, rows = std::min<std::int64_t>(32, n - r0);
+                prefetch_block(y, r0, rows, jp * 32, out);
                 const std::uint16_t* a0 = a + r0 * k;
                 const std::uint16_t* a1 = a0 + 16 * k;
                 _tile_zero(0);
                 _tile_zero(1);
-                const bool two = r0 + 16 < n;
+                const bool two = rows > 16;
                 if (two) {
                     _tile_zero(2);
                     _tile_zero(3);
@@ -469,7 +490,7 @@ ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64
                 _tile_stored(0, c, 128);
                 _tile_stored(1, c + 16, 128);
                 __asm__ volatile("" ::: "memory");  // the vector loads below after the tile stores (asm)
-                write_out_f32(c, r0, std::min<std::int64_t>(32, n - r0), jp * 32, out, bias, act, add, y);
+                write_out_f32(c, r0, rows, jp * 32, out, bias, act, add, y);
             }
         }
     }
@@ -506,24 +527,13 @@ inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf
             }
         }
     });
-    std::int64_t pairs = 0;
-    for (int i = 0; i < count; ++i) pairs += (products[i].out + 31) / 32;
-    const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
-    KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
-    parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
-        float* const c = aligned_at_least(slots[slot].amx_out, 32 * 32);
-        const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
-        std::int64_t first = 0;
-        for (int i = 0; i < count; ++i) {
+    split_column_pairs(
+        count, [&](int i) { return (products[i].out + 31) / 32; }, pool, workspace,
+        [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
             const Bf16Product& p = products[i];
-            const std::int64_t own = (p.out + 31) / 32, p0 = std::max(q0 - first, std::int64_t(0)),
-                               p1 = std::min(q1 - first, own);
-            if (p0 < p1)
-                bf16_columns(a, n, k, p.w, p.panel_rows, p0, p1, p.bias, p.out, p.add ? Activation::none : act, p.add,
-                             p.y, c);
-            first += own;
-        }
-    });
+            bf16_columns(a, n, k, p.w, p.panel_rows, p0, p1, p.bias, p.out, p.add ? Activation::none : act, p.add, p.y,
+                         aligned_at_least(mine.amx_out, 32 * 32));
+        });
 }
 
 /// One product of linear_s8: y [n, out] (=, or += with `add`) act(x . W^T * scale + bias).
@@ -536,9 +546,8 @@ struct S8Product {
 
 /// The products of one x [n, k] by W's packed as PackedS8 (out = W's rows, k its columns), x
 /// quantized per row to int8 once for all of them: the q8_dot kernels' numbers, on the pool
-/// (rows quantized in parts, then each thread a range of the products' column pairs taken
-/// together). With `norm`, the products of layer_norm(x). Buffers: A and the row scales (the
-/// caller's), 8 KB of sums a slot.
+/// (rows quantized in parts, then split_column_pairs). With `norm`, the products of
+/// layer_norm(x). Buffers: A and the row scales (the caller's), 8 KB of sums a slot.
 inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Product* products, int count,
                       ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
     using packed::aligned_at_least;
@@ -551,23 +560,13 @@ inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Pr
         std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
         quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, xscale, norm, tmp.data());
     });
-    std::int64_t pairs = 0;
-    for (int i = 0; i < count; ++i) pairs += products[i].w->blocks / 2;
-    const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
-    KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
-    parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
-        auto* const c = reinterpret_cast<std::int32_t*>(aligned_at_least(slots[slot].amx_out, 2 * 32 * 32));
-        // Pairs [q0, q1) of all the products' column pairs, one after the other.
-        const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
-        std::int64_t first = 0;
-        for (int i = 0; i < count; ++i) {
+    split_column_pairs(
+        count, [&](int i) { return products[i].w->blocks / 2; }, pool, workspace,
+        [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
             const S8Product& p = products[i];
-            const std::int64_t own = p.w->blocks / 2, p0 = std::max(q0 - first, std::int64_t(0)),
-                               p1 = std::min(q1 - first, own);
-            if (p0 < p1) s8_columns(a, xscale, n, *p.w, p0, p1, p.bias, p.w->out, p.add ? Activation::none : act, p.add, p.y, c);
-            first += own;
-        }
-    });
+            s8_columns(a, xscale, n, *p.w, p0, p1, p.bias, p.w->out, p.add ? Activation::none : act, p.add, p.y,
+                       reinterpret_cast<std::int32_t*>(aligned_at_least(mine.amx_out, 2 * 32 * 32)));
+        });
 }
 
 }  // namespace altclip::kernels::amx

@@ -40,7 +40,12 @@ inline std::string matmul_engine(const WeightStorage& storage, Isa isa) {
     if (!storage.amx_s8.empty())
         own += " (the ViT's " + std::to_string(storage.amx_s8.size()) + " int8 weight matrices on AMX int8 tiles)";
 #if ALTCLIP_WITH_ONEDNN
-    if (storage.onednn) return storage.onednn->describe() + "; the other products: " + own;
+    // Named only when it multiplies some matrix: a q8 model at Isa::amx has it set up but gives
+    // it none (the ViT's go to the AMX tiles, the text's to altclip's kernels).
+    if (storage.onednn) {
+        const auto parts = storage.onednn->parts_in_place_and_copied();
+        if (parts.first + parts.second > 0) return storage.onednn->describe() + "; the other products: " + own;
+    }
 #endif
     (void)storage;
     return own;
