@@ -24,4 +24,12 @@ inline std::uint16_t to_bf16(float f) {
     return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
 }
 
+/// bfloat16 bits -> float (exact).
+inline float from_bf16(std::uint16_t h) {
+    const std::uint32_t b = std::uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+}
+
 }  // namespace altclip_test

@@ -313,6 +313,82 @@ TEST_CASE("linear on weights stored in panels equals the row-major product", "[k
     }
 }
 
+TEST_CASE("bf16 on AMX tiles: the 16-row copy equals the file's panels and the scalar product", "[kernels][amx]") {
+    // The ViT's bf16 matrices are copied at load to 16-row panels (amx::PackedBf16); the file's
+    // 64- and 32-row panels are read in place for many rows (a batch of labels). Both go
+    // through one kernel that walks k in chunks of kBf16ChunkSteps steps (sums kept between
+    // them), rows in blocks and columns in groups (amx::bf16_plan): the shapes below cross each
+    // of those edges, with an activation and with a residual added to y.
+    ThreadPool pool(2);
+    if (pool.isa() < altclip::Isa::amx) {
+        WARN("this CPU (or the cap) has no AMX: the AMX bf16 kernel is not run (kernels at "
+             << altclip::isa_name(pool.isa()) << ")");
+        return;
+    }
+#if ALTCLIP_X86
+    for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
+             {1, 32, 16}, {17, 64, 40}, {257, 1024, 96}, {257, 4096, 1000}, {40, 1056, 70}, {700, 1024, 48},
+             {97, 2048, 1100}}) {
+        const auto x = randn(n * k, 61), w = randn(out * k, 62), b = randn(out, 63), h0 = randn(n * out, 64);
+        std::vector<std::uint16_t> wb(w.size());
+        for (std::size_t i = 0; i < w.size(); ++i) wb[i] = to_bf16(w[i]);
+        // The scalar product of x and W rounded to bfloat16 (nearest even), in double.
+        std::vector<float> want(n * out);
+        std::vector<double> xr(k);
+        for (std::int64_t r = 0; r < n; ++r) {
+            for (std::int64_t t = 0; t < k; ++t) xr[t] = altclip_test::from_bf16(to_bf16(x[r * k + t]));
+            for (std::int64_t j = 0; j < out; ++j) {
+                double sum = b[j];
+                for (std::int64_t t = 0; t < k; ++t) sum += xr[t] * altclip_test::from_bf16(wb[j * k + t]);
+                want[r * out + j] = static_cast<float>(sum);
+            }
+        }
+        for (std::int64_t P : {altclip::kPanelRows, altclip::kPanelRowsV2}) {
+            INFO("n " << n << " k " << k << " out " << out << ", from panels of " << P << " rows");
+            const Panels pb = to_panels(wb, out, k, P);
+            amx::PackedBf16 copy = amx::make_packed_bf16(out, k);
+            amx::pack_bf16_blocks(static_cast<const std::uint32_t*>(pb.data), P, copy, 0, copy.blocks);
+            WeightMatrix file{WeightType::bf16_dot, pb.data, out, k}, packed = file;
+            file.panels = packed.panels = true;
+            file.panel_rows = packed.panel_rows = P;
+            packed.amx_bf16 = &copy;
+            REQUIRE(gemm_detail::bf16_tiles(packed, n, k));
+            std::vector<float> y(n * out), y_file(n * out), y1(n * out);
+            Workspace ws;
+            linear(x.data(), n, k, packed, b.data(), out, y.data(), &pool, ws);
+            linear(x.data(), n, k, packed, b.data(), out, y1.data(), nullptr);
+            CHECK(y == y1);  // threads do not change the numbers
+            double worst = 0;
+            std::int64_t at = 0;
+            double scale = 0;
+            for (std::int64_t i = 0; i < n * out; ++i) {
+                scale = std::max(scale, std::fabs(double(want[i])));
+                const double d = std::fabs(double(y[i]) - want[i]);
+                if (d > worst) worst = d, at = i;
+            }
+            INFO("worst difference " << worst << " at row " << at / out << " column " << at % out << " (|y| up to "
+                                     << scale << ")");
+            CHECK(worst / scale < 1e-5);
+            if (gemm_detail::bf16_tiles(file, n, k)) {  // the file's panels in place: the same kernel, the same sums
+                linear(x.data(), n, k, file, b.data(), out, y_file.data(), &pool, ws);
+                CHECK(y_file == y);
+            }
+            // quick_gelu in the write-out, and a residual added (linear_many)
+            linear(x.data(), n, k, packed, b.data(), out, y1.data(), &pool, ws, Activation::quick_gelu);
+            std::vector<float> act = y;
+            quick_gelu(act.data(), n * out, &pool);
+            CHECK(y1 == act);
+            std::vector<float> h = h0;
+            const Product residual{&packed, b.data(), out, h.data(), true};
+            linear_many(x.data(), n, k, &residual, 1, &pool, ws);
+            std::size_t differ = 0;
+            for (std::int64_t i = 0; i < n * out; ++i) differ += h[i] != h0[i] + y[i];
+            CHECK(differ == 0);
+        }
+    }
+#endif
+}
+
 TEST_CASE("linear_many equals linear for each product, a residual added to y", "[kernels]") {
     // Three products of one x (q, k, v) and a residual (h += x W^T + b), for int8 weights (packed
     // for AMX tiles at Isa::amx, as the ViT's), bf16 in panels and f32: the same kernels as

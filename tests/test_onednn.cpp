@@ -314,15 +314,26 @@ TEST_CASE("onednn: a model says which engine multiplies, and exact never uses on
     const auto m = altclip::AltCLIPModel::from_file(altclip_test::data_path("models/tiny-bf16.altclip"), on);
     INFO(m.matmul_engine());
     CHECK(m.matmul_engine().find("oneDNN") == 0);
-    {  // every bf16 matrix the model multiplies goes to oneDNN; the word embedding table (rows
-       // looked up, never multiplied) does not
+    {  // every bf16 matrix the model multiplies goes to oneDNN, or (at Isa::amx) the ViT's to
+       // altclip's AMX tiles; the word embedding table (rows looked up, never multiplied) to neither
         const auto file = altclip::ModelFile::open(altclip_test::data_path("models/tiny-bf16.altclip"));
         int multiplied = 0;
         for (const auto& [name, t] : file->container().tensors())
             if (t.dtype == altclip::DType::bf16 && t.shape.size() >= 2 && name.find("word_embeddings") == std::string::npos)
                 ++multiplied;
         REQUIRE(multiplied > 0);
-        CHECK(m.matmul_engine().find("; " + std::to_string(multiplied) + " weight matrices in ") != std::string::npos);
+        // "...; N weight matrices in P parts ..." and "(the ViT's M bf16 weight matrices on AMX bf16 tiles)"
+        auto count_before = [&](const std::string& engine, const std::string& tail) {
+            const auto at = engine.find(tail);
+            if (at == std::string::npos) return 0;
+            const auto start = engine.find_last_of(' ', at - 1) + 1;
+            return std::stoi(engine.substr(start, at - start));
+        };
+        const std::string engine = m.matmul_engine();
+        const int to_onednn = count_before(engine, " weight matrices in "), to_amx = count_before(engine, " bf16 weight matrices on AMX");
+        CHECK(to_onednn > 0);  // the text tower's at least
+        CHECK(to_onednn + to_amx == multiplied);
+        if (altclip::cpu_info().effective() < altclip::Isa::amx) CHECK(to_amx == 0);
     }
     altclip::ModelOptions off;
     off.onednn = altclip::OnednnUse::off;

@@ -102,6 +102,54 @@ inline void pack_s8_blocks(const std::int8_t* w, PackedS8& p, std::int64_t b0, s
     }
 }
 
+/// Whether linear_bf16 runs a product with these bf16 weights in panels: k a whole number of
+/// 32-value steps, panels of a multiple of 16 rows (the file's 64 or 32, PackedBf16's 16).
+inline constexpr bool bf16_panels_supported(std::int64_t k, std::int64_t panel_rows) {
+    return k > 0 && k % 32 == 0 && panel_rows > 0 && panel_rows % 16 == 0;
+}
+
+/// A bfloat16 weight matrix W [out, k] for linear_bf16 at its fastest: panels of 16 rows
+/// ([out / 16][k / 2][16] 32-bit units of two bfloat16 of consecutive k, zeros past out), so
+/// that each B tile (16 pairs of k x 16 columns) is 1 KB in one piece, 64-byte aligned. Copied
+/// once at load from the file's panels of 64 or 32 rows, whose tiles lie 256 or 128 bytes a
+/// row apart: one image's bf16 products 1.35 -> 1.48 TFLOP/s (the same measurement as
+/// Bf16Plan's, before its k chunks).
+struct PackedBf16 {
+    std::int64_t out = 0, k = 0, blocks = 0;  // blocks of 16 rows, an even count
+    struct Free {
+        void operator()(std::uint32_t* p) const { std::free(p); }
+    };
+    std::unique_ptr<std::uint32_t, Free> data;
+    static constexpr std::int64_t kPanelRows = 16;
+};
+inline PackedBf16 make_packed_bf16(std::int64_t out, std::int64_t k) {
+    PackedBf16 p;
+    p.out = out;
+    p.k = k;
+    p.blocks = (out + 31) / 32 * 2;
+    const auto bytes = static_cast<std::size_t>(p.blocks * 16 * (k / 2) * 4);
+    p.data.reset(static_cast<std::uint32_t*>(std::aligned_alloc(64, bytes)));
+    if (!p.data) throw std::bad_alloc();
+    return p;
+}
+/// Blocks [b0, b1) of p from W in the file's panels of pr rows (a multiple of 16).
+inline void pack_bf16_blocks(const std::uint32_t* w, std::int64_t pr, PackedBf16& p, std::int64_t b0, std::int64_t b1) {
+    const std::int64_t ku = p.k / 2;
+    for (std::int64_t b = b0; b < b1; ++b) {
+        std::uint32_t* dst = p.data.get() + b * 16 * ku;
+        const std::int64_t j0 = b * 16, valid = std::max<std::int64_t>(0, std::min<std::int64_t>(16, p.out - j0));
+        if (valid == 0) {
+            std::memset(dst, 0, static_cast<std::size_t>(16 * ku) * 4);
+            continue;
+        }
+        const std::uint32_t* src = w + (j0 / pr) * ku * pr + j0 % pr;
+        for (std::int64_t u = 0; u < ku; ++u) {
+            std::memcpy(dst + u * 16, src + u * pr, static_cast<std::size_t>(valid) * 4);
+            std::memset(dst + u * 16 + valid, 0, static_cast<std::size_t>(16 - valid) * 4);
+        }
+    }
+}
+
 }  // namespace altclip::kernels::amx
 
 #if ALTCLIP_X86
@@ -412,12 +460,6 @@ inline void split_column_pairs(int count, PairsOf pairs_of, ThreadPool* pool, Wo
     });
 }
 
-/// Whether linear_bf16 runs a product with these bf16 weights in panels: k a whole number of
-/// 32-value steps, panels of a multiple of 32 rows (the file's 64 or 32).
-inline constexpr bool bf16_panels_supported(std::int64_t k, std::int64_t panel_rows) {
-    return k > 0 && k % 32 == 0 && panel_rows > 0 && panel_rows % 32 == 0;
-}
-
 /// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) (those < out) from float32 sums c
 /// [32][32]: act(sum + bias), as the oneDNN path makes them; with `add`, y + (sum + bias).
 ALTCLIP_KERNEL_ENTRY inline void write_out_f32(const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
@@ -433,67 +475,138 @@ ALTCLIP_KERNEL_ENTRY inline void write_out_f32(const float* c, std::int64_t r0, 
     }
 }
 
-/// s8_columns for bfloat16: A = x's rows rounded to bfloat16 (k values a row, zero rows to a
-/// whole number of 16-row tiles), W [out, k] in the file's panels of `pr` rows (32-bit units
-/// of two bfloat16 of consecutive k, zeros past out), whose 16 rows x 16 pairs of k are a B
-/// tile as they lie, rows 4 pr bytes apart: used in place.
-ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64_t n, std::int64_t k,
+/// How linear_bf16 walks a product: k in chunks of `chunk` steps (32 values a step), rows in
+/// blocks of `block_pairs` pairs of 16-row tiles, column pairs in groups of up to kBf16Group.
+/// Each chunk of A's block (block_pairs x 2 KB a step) stays in L2 while a group's columns
+/// pass over it, and W is read from memory once per block: a long k (the MLP's fc2, 4096) is
+/// cut in chunks of 1024 instead of cutting the rows in blocks that each read all of W again;
+/// the sums of a chunk wait in the slot's buffer (block_pairs x kBf16Group x 4 KB) for the
+/// next. Measured on one image's bf16 products (Intel Xeon with AMX, 2 cores, altclip's AMX
+/// kernels, weights cold): rows in blocks of 512 KB of A as linear_s8, 1.35 TFLOP/s; one
+/// image's A in one block, 1.48; k in chunks for fc2, 1.63.
+struct Bf16Plan {
+    std::int64_t steps = 0, chunk = 0, pairs = 0, block_pairs = 0, blocks = 0;
+};
+inline constexpr std::int64_t kBf16ChunkSteps = 32;
+inline constexpr std::int64_t kBf16BlockBytes = std::int64_t(640) << 10;  // A of 257 rows x 1024 k (576 KB) in one
+inline constexpr std::int64_t kBf16Group = 16;
+inline Bf16Plan bf16_plan(std::int64_t n, std::int64_t k) {
+    Bf16Plan p;
+    p.steps = k / 32;
+    p.chunk = std::min(p.steps, kBf16ChunkSteps);
+    p.pairs = ((n + 15) / 16 + 1) / 2;
+    p.block_pairs = std::max<std::int64_t>(1, std::min(p.pairs, kBf16BlockBytes / (p.chunk * 32 * 64)));
+    p.blocks = (p.pairs + p.block_pairs - 1) / p.block_pairs;
+    return p;
+}
+
+/// s8_columns for bfloat16, walked as Bf16Plan says: A = x's rows rounded to bfloat16 in
+/// tiles ([16-row tile][step][16 rows][32 values], 1 KB each, zero rows to a whole number of
+/// tile pairs), W [out, k] in panels of `pr` rows (the file's, or PackedBf16's 16), whose 16
+/// rows x 16 pairs of k are a B tile as they lie, rows 4 pr bytes apart. `c`: the slot's two
+/// blocks' sums (8 KB), `partial`: the sums between k chunks.
+ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64_t n, const Bf16Plan& plan,
                                               const std::uint32_t* w, std::int64_t pr, std::int64_t p0, std::int64_t p1,
                                               const float* bias, std::int64_t out, Activation act, bool add, float* y,
-                                              float* c) {
-    const std::int64_t steps = k / 32, ku = k / 2, tiles = (n + 15) / 16, pairs = (tiles + 1) / 2;
-    const long lda = static_cast<long>(k * 2), ldb = static_cast<long>(pr * 4);
-    const std::int64_t max_pairs = std::max<std::int64_t>(1, kRowBlockBytes / (32 * k * 2));
-    const std::int64_t nblk = (pairs + max_pairs - 1) / max_pairs;
-    // The units of columns [j, j + 16) for k pair 0 (the next pair at + 16 k pairs a step).
-    auto at = [&](std::int64_t j) { return w + ((j / pr) * ku) * pr + j % pr; };
+                                              float* c, float* partial) {
+    const std::int64_t steps = plan.steps, ku = steps * 16;
+    const long ldb = static_cast<long>(pr * 4);
+    // The units of columns [j, j + 16) for k pair 0 (pair u at + u pr).
+    auto at = [&](std::int64_t j) { return w + (j / pr) * ku * pr + j % pr; };
+    struct Pending {  // the block whose sums wait to be written out: rows [done, rows) to go
+        const float* c = nullptr;
+        std::int64_t r0 = 0, rows = 0, j0 = 0, done = 0;
+    } prev;
+    auto write_prev = [&](std::int64_t upto) {
+        const std::int64_t e = std::min(prev.rows, upto);
+        if (e <= prev.done) return;
+        write_out_f32(prev.c + prev.done * 32, prev.r0 + prev.done, e - prev.done, prev.j0, out, bias, act, add, y);
+        prev.done = e;
+    };
+    float* const buffers[2] = {c, c + 32 * 32};
+    int which = 0;
     load_tile_config();
-    for (std::int64_t blk = 0; blk < nblk; ++blk) {
-        const std::int64_t i0 = pairs * blk / nblk, i1 = pairs * (blk + 1) / nblk;
-        const std::int64_t lines = 2 * ku, per = (lines + (i1 - i0) * steps - 1) / ((i1 - i0) * steps);
-        for (std::int64_t jp = p0; jp < p1; ++jp) {
-            const std::uint32_t* b0 = at(jp * 32);
-            const std::uint32_t* b1 = b0 + 16;
-            const char* next = jp + 1 < p1 ? reinterpret_cast<const char*>(at(jp * 32 + 32)) : nullptr;
-            std::int64_t pf = 0;
-            for (std::int64_t ip = i0; ip < i1; ++ip) {
-                const std::int64_t r0 = ip * 32, rows = std::min<std::int64_t>(32, n - r0);
-                prefetch_block(y, r0, rows, jp * 32, out);
-                const std::uint16_t* a0 = a + r0 * k;
-                const std::uint16_t* a1 = a0 + 16 * k;
-                _tile_zero(0);
-                _tile_zero(1);
-                const bool two = rows > 16;
-                if (two) {
-                    _tile_zero(2);
-                    _tile_zero(3);
-                }
-                for (std::int64_t s = 0; s < steps; ++s) {
-                    _tile_loadd(4, a0 + s * 32, lda);
-                    _tile_loadd(6, b0 + s * 16 * pr, ldb);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_loadd(7, b1 + s * 16 * pr, ldb);
-                    _tile_dpbf16ps(1, 4, 7);
-                    if (two) {
-                        _tile_loadd(5, a1 + s * 32, lda);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_dpbf16ps(3, 5, 7);
+    for (std::int64_t blk = 0; blk < plan.blocks; ++blk) {
+        const std::int64_t i0 = plan.pairs * blk / plan.blocks, i1 = plan.pairs * (blk + 1) / plan.blocks;
+        for (std::int64_t g0 = p0; g0 < p1; g0 += kBf16Group) {
+            const std::int64_t g1 = std::min(p1, g0 + kBf16Group);
+            for (std::int64_t s0 = 0; s0 < steps; s0 += plan.chunk) {
+                const std::int64_t s1 = std::min(steps, s0 + plan.chunk), last = s1 == steps;
+                // The next pair's tiles of this chunk (or the group's first pair's of the next
+                // chunk), prefetched (to L2) a few lines a step: 2 x 16 lines a step.
+                const std::int64_t lines = 32 * (s1 - s0), per = (lines + (i1 - i0) * (s1 - s0) - 1) / ((i1 - i0) * (s1 - s0));
+                for (std::int64_t jp = g0; jp < g1; ++jp) {
+                    const std::uint32_t* b0 = at(jp * 32);
+                    const std::uint32_t* b1 = at(jp * 32 + 16);
+                    const std::uint32_t* next = nullptr;
+                    std::int64_t next_u = s0 * 16;
+                    if (jp + 1 < g1) {
+                        next = at(jp * 32 + 32);
+                    } else if (!last) {
+                        next = at(g0 * 32);
+                        next_u = s1 * 16;
                     }
-                    if (next != nullptr)
-                        for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf)
-                            _mm_prefetch(next + (pf / 2) * ldb + (pf % 2) * 64, _MM_HINT_T1);
+                    const std::int64_t next_half = next != nullptr ? at(jp + 1 < g1 ? jp * 32 + 48 : g0 * 32 + 16) - next : 0;
+                    std::int64_t pf = 0;
+                    for (std::int64_t ip = i0; ip < i1; ++ip) {
+                        const std::int64_t r0 = ip * 32, rows = std::min<std::int64_t>(32, n - r0);
+                        const std::uint16_t* a0 = a + 2 * ip * steps * 512;
+                        const std::uint16_t* a1 = a0 + steps * 512;
+                        float* const sums = partial + ((jp - g0) * (i1 - i0) + (ip - i0)) * 1024;
+                        const std::int64_t chunk = (prev.rows + (s1 - s0) - 1) / (s1 - s0);  // rows written out a step
+                        const bool two = rows > 16;  // two tiles of rows, or the last 16 rows or fewer
+                        if (last) prefetch_block(y, r0, rows, jp * 32, out);
+                        if (s0 == 0) {
+                            _tile_zero(0);
+                            _tile_zero(1);
+                            if (two) {
+                                _tile_zero(2);
+                                _tile_zero(3);
+                            }
+                        } else {
+                            _tile_loadd(0, sums, 128);
+                            _tile_loadd(1, sums + 16, 128);
+                            if (two) {
+                                _tile_loadd(2, sums + 16 * 32, 128);
+                                _tile_loadd(3, sums + 16 * 32 + 16, 128);
+                            }
+                        }
+                        for (std::int64_t s = s0; s < s1; ++s) {
+                            _tile_loadd(4, a0 + s * 512, 64);
+                            _tile_loadd(6, b0 + s * 16 * pr, ldb);
+                            _tile_dpbf16ps(0, 4, 6);
+                            _tile_loadd(7, b1 + s * 16 * pr, ldb);
+                            _tile_dpbf16ps(1, 4, 7);
+                            if (two) {
+                                _tile_loadd(5, a1 + s * 512, 64);
+                                _tile_dpbf16ps(2, 5, 6);
+                                _tile_dpbf16ps(3, 5, 7);
+                            }
+                            if (next != nullptr)
+                                for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf)
+                                    _mm_prefetch(reinterpret_cast<const char*>(next + (pf & 1) * next_half + (next_u + (pf >> 1)) * pr),
+                                                 _MM_HINT_T1);
+                            write_prev((s - s0 + 1) * chunk);
+                        }
+                        write_prev(prev.rows);
+                        float* const dst = last ? buffers[which] : sums;
+                        _tile_stored(0, dst, 128);
+                        _tile_stored(1, dst + 16, 128);
+                        if (two) {
+                            _tile_stored(2, dst + 16 * 32, 128);
+                            _tile_stored(3, dst + 16 * 32 + 16, 128);
+                        }
+                        if (last) {
+                            which ^= 1;
+                            __asm__ volatile("" ::: "memory");  // the vector loads of dst after the tile stores (asm)
+                            prev = Pending{dst, r0, rows, jp * 32, 0};
+                        }
+                    }
                 }
-                if (two) {
-                    _tile_stored(2, c + 16 * 32, 128);
-                    _tile_stored(3, c + 16 * 32 + 16, 128);
-                }
-                _tile_stored(0, c, 128);
-                _tile_stored(1, c + 16, 128);
-                __asm__ volatile("" ::: "memory");  // the vector loads below after the tile stores (asm)
-                write_out_f32(c, r0, rows, jp * 32, out, bias, act, add, y);
             }
         }
     }
+    write_prev(prev.rows);
     _tile_release();
 }
 
@@ -507,32 +620,37 @@ struct Bf16Product {
     bool add = false;
 };
 
-/// The products of one x [n, k] by bf16 weights in the file's panels (bf16_panels_supported),
-/// x rounded to bfloat16 once for them all (nearest even, as the bf16_dot kernels and the
-/// oneDNN path round it), summed in float32 on AMX tiles, on the pool as linear_s8. With
+/// The products of one x [n, k] by bf16 weights in panels (bf16_panels_supported), x rounded
+/// to bfloat16 once for them all (nearest even, as the bf16_dot kernels and the oneDNN path
+/// round it) into A's tiles, summed in float32 on AMX tiles, on the pool as linear_s8. With
 /// `norm`, the products of layer_norm(x).
 inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf16Product* products, int count,
                         ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
     using packed::aligned_at_least;
-    const std::int64_t tiles = (n + 15) / 16;
+    const Bf16Plan plan = bf16_plan(n, k);
+    const std::int64_t tiles = plan.pairs * 2, steps = plan.steps;
     KernelBuffers& ws = workspace.caller();
     auto* const a = reinterpret_cast<std::uint16_t*>(aligned_at_least(ws.amx_x, tiles * 16 * k / 2));
     parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
         std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
         for (std::int64_t r = t0 * 16; r < t1 * 16; ++r) {
+            std::uint16_t* const row = a + (r / 16) * steps * 512 + (r % 16) * 32;  // step s at + s * 512
             if (r < n) {
-                packed::round_row_bf16(source_row(x, k, r, norm, tmp.data()), k, a + r * k);
+                const float* src = source_row(x, k, r, norm, tmp.data());
+                for (std::int64_t s = 0; s < steps; ++s) packed::round_row_bf16(src + s * 32, 32, row + s * 512);
             } else {
-                std::memset(a + r * k, 0, static_cast<std::size_t>(k) * 2);
+                for (std::int64_t s = 0; s < steps; ++s) std::memset(row + s * 512, 0, 64);
             }
         }
     });
+    const std::int64_t partial = plan.chunk < plan.steps ? plan.block_pairs * kBf16Group * 1024 : 0;
     split_column_pairs(
         count, [&](int i) { return (products[i].out + 31) / 32; }, pool, workspace,
         [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
             const Bf16Product& p = products[i];
-            bf16_columns(a, n, k, p.w, p.panel_rows, p0, p1, p.bias, p.out, p.add ? Activation::none : act, p.add, p.y,
-                         aligned_at_least(mine.amx_out, 32 * 32));
+            float* const buffers = aligned_at_least(mine.amx_out, 2 * 32 * 32 + partial);
+            bf16_columns(a, n, plan, p.w, p.panel_rows, p0, p1, p.bias, p.out, p.add ? Activation::none : act, p.add,
+                         p.y, buffers, buffers + 2 * 32 * 32);
         });
 }
 

@@ -416,22 +416,28 @@ inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* p
 }  // namespace gemm_detail
 
 namespace gemm_detail {
-/// Rows from which bf16 weights in panels are multiplied on AMX tiles by altclip's kernel
-/// (an image's 257); fewer (a text's tokens) go to oneDNN or the AVX512_BF16 kernels, which
-/// read each weight once for the few rows.
+/// Rows from which bf16 weights in the file's panels are multiplied on AMX tiles by altclip's
+/// kernel (a batch of labels); fewer (a text's tokens) go to oneDNN or the AVX512_BF16
+/// kernels, which read each weight once for the few rows.
 inline constexpr std::int64_t kAmxBf16MinRows = 64;
 /// Whether linear() runs w on AMX tiles (at Isa::amx): int8 packed for them at load (the
-/// ViT's), or bf16 in panels (in place) for many rows.
+/// ViT's), bf16 copied to 16-row panels at load (the ViT's), or bf16 in the file's panels (in
+/// place) for many rows.
 inline bool s8_tiles(const WeightMatrix& w, std::int64_t k) { return w.amx_s8 != nullptr && w.amx_s8->k == k; }
-inline bool bf16_tiles(const WeightMatrix& w, std::int64_t n, std::int64_t k) {
 #if ALTCLIP_X86
+inline bool bf16_tiles(const WeightMatrix& w, std::int64_t n, std::int64_t k) {
+    if (w.amx_bf16 != nullptr) return w.amx_bf16->k == k;
     return w.type == WeightType::bf16_dot && w.panels && w.cols == k && n >= kAmxBf16MinRows &&
            amx::bf16_panels_supported(k, w.panel_rows);
-#else
-    (void)w, (void)n, (void)k;
-    return false;
-#endif
 }
+/// The product of linear_bf16 for w (bf16_tiles).
+inline amx::Bf16Product bf16_product(const WeightMatrix& w, const float* bias, std::int64_t out, float* y, bool add) {
+    if (w.amx_bf16 != nullptr) return {w.amx_bf16->data.get(), out, amx::PackedBf16::kPanelRows, bias, y, add};
+    return {static_cast<const std::uint32_t*>(w.data), out, w.panel_rows, bias, y, add};
+}
+#else
+inline bool bf16_tiles(const WeightMatrix&, std::int64_t, std::int64_t) { return false; }
+#endif
 }  // namespace gemm_detail
 
 /// y[n, out] = act(x[n, k] . w[out, k]^T (+ bias)). `pool` may be nullptr (single thread,
@@ -448,7 +454,7 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
         return amx::linear_s8(x, n, k, &p, 1, pool, ws, act);
     }
     if (isa_of(pool) >= Isa::amx && gemm_detail::bf16_tiles(weights, n, k)) {  // bf16 panels, many rows
-        const amx::Bf16Product p{static_cast<const std::uint32_t*>(weights.data), out, weights.panel_rows, bias, y, false};
+        const amx::Bf16Product p = gemm_detail::bf16_product(weights, bias, out, y, false);
         return amx::linear_bf16(x, n, k, &p, 1, pool, ws, act);
     }
 #endif
@@ -536,8 +542,7 @@ inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Pr
             const Product& p = products[i];
             one_act = one_act && p.act == products[0].act;
             if (gemm_detail::s8_tiles(*p.weight, k)) s8.push_back({p.weight->amx_s8, p.bias, p.y, p.add});
-            if (gemm_detail::bf16_tiles(*p.weight, n, k))
-                bf.push_back({static_cast<const std::uint32_t*>(p.weight->data), p.out, p.weight->panel_rows, p.bias, p.y, p.add});
+            if (gemm_detail::bf16_tiles(*p.weight, n, k)) bf.push_back(gemm_detail::bf16_product(*p.weight, p.bias, p.out, p.y, p.add));
         }
         const Activation act = products[0].act;
         if (one_act && static_cast<int>(s8.size()) == count) return amx::linear_s8(x, n, k, s8.data(), count, pool, ws, act, norm);

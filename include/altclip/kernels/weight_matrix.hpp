@@ -11,7 +11,8 @@ namespace onednn {
 struct PackedWeight;  // onednn.hpp
 }
 namespace amx {
-struct PackedS8;  // amx_gemm.hpp
+struct PackedS8;    // amx_gemm.hpp
+struct PackedBf16;  // amx_gemm.hpp
 }
 
 /// How a weight matrix is stored and multiplied.
@@ -41,6 +42,9 @@ struct WeightMatrix {
     /// Set when this model multiplies the (ViT's, q8_dot) int8 matrix on AMX tiles
     /// (amx_gemm.hpp): its copy in the tiles' layout, which linear() then uses.
     const amx::PackedS8* amx_s8 = nullptr;
+    /// Set when this model multiplies the (ViT's, bf16_dot) bfloat16 matrix on AMX tiles from a
+    /// copy in 16-row panels (amx_gemm.hpp), which linear() then uses for any number of rows.
+    const amx::PackedBf16* amx_bf16 = nullptr;
 };
 
 }  // namespace altclip::kernels

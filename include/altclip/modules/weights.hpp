@@ -31,7 +31,8 @@ struct WeightStorage {
     std::shared_ptr<const ModelFile> file;           // keeps the mapping alive
     std::vector<std::vector<float>> widened;         // tensors copied to row-major f32 (get())
     std::shared_ptr<kernels::onednn::Context> onednn;  // set when the products run through oneDNN (setup.hpp)
-    std::vector<std::unique_ptr<kernels::amx::PackedS8>> amx_s8;  // the ViT's int8 matrices as AMX tiles
+    std::vector<std::unique_ptr<kernels::amx::PackedS8>> amx_s8;      // the ViT's int8 matrices as AMX tiles
+    std::vector<std::unique_ptr<kernels::amx::PackedBf16>> amx_bf16;  // the ViT's bf16 matrices in 16-row panels
 };
 
 /// What multiplies a model's matrices, for model.matmul_engine() and --verbose.
@@ -39,6 +40,8 @@ inline std::string matmul_engine(const WeightStorage& storage, Isa isa) {
     std::string own = std::string("altclip ") + isa_name(isa) + " kernels";
     if (!storage.amx_s8.empty())
         own += " (the ViT's " + std::to_string(storage.amx_s8.size()) + " int8 weight matrices on AMX int8 tiles)";
+    if (!storage.amx_bf16.empty())
+        own += " (the ViT's " + std::to_string(storage.amx_bf16.size()) + " bf16 weight matrices on AMX bf16 tiles)";
 #if ALTCLIP_WITH_ONEDNN
     // Named only when it multiplies some matrix: a q8 model at Isa::amx has it set up but gives
     // it none (the ViT's go to the AMX tiles, the text's to altclip's kernels).
@@ -186,7 +189,7 @@ public:
             m.data = t.data;
             m.panels = t.panels;
             m.panel_rows = t.panel_rows;
-            if (t.dtype == DType::bf16 && products) pack_for_onednn(m, name);
+            if (t.dtype == DType::bf16 && products && !pack_bf16_for_amx(m, name)) pack_for_onednn(m, name);
             return m;
         }
         if (found && c.tensor(name).dtype == DType::i8) {
@@ -196,7 +199,7 @@ public:
             // activations for a short text (bound by reading the weights anyway) and bfloat16
             // ones for a batch of labels.
             used_.insert(name);
-            const bool text = name.rfind("text_model.", 0) == 0 || name.rfind("text_projection.", 0) == 0;
+            const bool text = is_text(name);
             if (!bf16_dot_) {
                 m.type = kernels::WeightType::q8;
             } else if (text) {
@@ -226,26 +229,62 @@ private:
 #endif
     }
 
-    /// The ViT's int8 matrices (q8_dot) on a CPU with AMX, not exact: copied once into the
-    /// tiles' layout (kernels/amx_gemm.hpp, on the model's threads), which kernels::linear then
-    /// multiplies, with or without oneDNN; the file's pages of the matrix are released.
-    bool pack_for_amx(kernels::WeightMatrix& m, const std::string& name) {
-        if (!bf16_dot_ || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels || m.data == nullptr) return false;
-        std::unique_ptr<kernels::amx::PackedS8> p;
+    static bool is_text(const std::string& name) {
+        return name.rfind("text_model.", 0) == 0 || name.rfind("text_projection.", 0) == 0;
+    }
+
+    /// A copy of a matrix in the AMX kernels' layout, made on the model's threads
+    /// (pack(copy, b0, b1) over the copy's blocks); no memory for it is a ResourceError that
+    /// names the file and the weight. The file's pages of the matrix are then released.
+    template <class Packed, class Make, class Pack>
+    Packed* pack_copy(const kernels::WeightMatrix& m, const std::string& name, std::size_t file_bytes, Make make,
+                      Pack pack, std::vector<std::unique_ptr<Packed>>& owner) {
+        std::unique_ptr<Packed> p;
         try {
-            p = std::make_unique<kernels::amx::PackedS8>(kernels::amx::make_packed_s8(m.rows, m.cols, m.scale));
+            p = std::make_unique<Packed>(make());
         } catch (const std::bad_alloc&) {
             throw ResourceError(file_->path() + ": no memory for the AMX tile copy of '" + name + "' (" +
-                                std::to_string(m.rows * m.cols) + " bytes): free memory, or set ALTCLIP_MAX_ISA="
+                                std::to_string(file_bytes) + " bytes): free memory, or set ALTCLIP_MAX_ISA="
                                 "avx512_bf16 to multiply the file's copy in place");
         }
+        Packed& packed = *p;
+        kernels::parallel_chunks(pool_, packed.blocks, 8, [&](std::int64_t b0, std::int64_t b1) { pack(packed, b0, b1); });
+        pages_.release(m.data, file_bytes);
+        owner.push_back(std::move(p));
+        return owner.back().get();
+    }
+
+    /// The ViT's int8 matrices (q8_dot) on a CPU with AMX, not exact: copied once into the
+    /// tiles' layout (kernels/amx_gemm.hpp), which kernels::linear then multiplies, with or
+    /// without oneDNN.
+    bool pack_for_amx(kernels::WeightMatrix& m, const std::string& name) {
+        if (!bf16_dot_ || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels || m.data == nullptr) return false;
         const auto* w = static_cast<const std::int8_t*>(m.data);
-        kernels::amx::PackedS8& packed = *p;
-        kernels::parallel_chunks(pool_, packed.blocks, 8,
-                                 [&](std::int64_t b0, std::int64_t b1) { kernels::amx::pack_s8_blocks(w, packed, b0, b1); });
-        pages_.release(m.data, static_cast<std::size_t>(m.rows * m.cols));
-        m.amx_s8 = p.get();
-        storage_->amx_s8.push_back(std::move(p));
+        m.amx_s8 = pack_copy(
+            m, name, static_cast<std::size_t>(m.rows * m.cols),
+            [&] { return kernels::amx::make_packed_s8(m.rows, m.cols, m.scale); },
+            [&](kernels::amx::PackedS8& p, std::int64_t b0, std::int64_t b1) { kernels::amx::pack_s8_blocks(w, p, b0, b1); },
+            storage_->amx_s8);
+        return true;
+    }
+
+    /// The ViT's bfloat16 matrices (bf16_dot, in the file's panels) on a CPU with AMX, not
+    /// exact: copied once into 16-row panels (kernels::amx::PackedBf16), whose tiles are 1 KB in
+    /// one piece, instead of going to oneDNN. The text tower's stay in the file (a short
+    /// text's products read each weight once).
+    bool pack_bf16_for_amx(kernels::WeightMatrix& m, const std::string& name) {
+        if (!bf16_dot_ || !amx_ok_ || m.type != kernels::WeightType::bf16_dot || !m.panels || m.data == nullptr ||
+            is_text(name) || !kernels::amx::bf16_panels_supported(m.cols, m.panel_rows))
+            return false;
+        const auto* w = static_cast<const std::uint32_t*>(m.data);
+        const std::int64_t pr = m.panel_rows, rows = (m.rows + pr - 1) / pr * pr;
+        m.amx_bf16 = pack_copy(
+            m, name, static_cast<std::size_t>(rows * m.cols * 2),
+            [&] { return kernels::amx::make_packed_bf16(m.rows, m.cols); },
+            [&](kernels::amx::PackedBf16& p, std::int64_t b0, std::int64_t b1) {
+                kernels::amx::pack_bf16_blocks(w, pr, p, b0, b1);
+            },
+            storage_->amx_bf16);
         return true;
     }
 
