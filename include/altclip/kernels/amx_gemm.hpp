@@ -1,14 +1,17 @@
-// int8 weights on AMX tiles, two kernels.
+// altclip's own AMX matrix products.
 //
-// The ViT's (WeightType::q8_dot; linear_s8): x quantized per row to int8 as the q8_dot
-// kernels quantize it, times W repacked once at load (PackedS8) into tdpbssd's B tiles; int32
-// sums, then the q8_dot epilogue act(float(sum) * x scale * w scale + bias): the same
-// numbers as the VNNI kernels and oneDNN's int8 matmul. Each thread takes a range of pairs of
-// 16-column blocks for every row of x, 2 x 2 tiles at a time (32 rows x 32 columns), the
-// sums stored to a 4 KB buffer and turned into y's floats while they are in L1; the next
-// pair's weights are prefetched (to L2) while a pair runs. Measured against oneDNN 2.6 (one
-// single-threaded primitive per thread, the way linear() called it) on an image's shapes with
-// the weights cold: 1.3-1.9x (bench/RESULTS.md).
+// The ViT's (linear_s8 for WeightType::q8_dot, linear_bf16 for bf16_dot; one kernel,
+// tile_columns, for both): W copied once at load into B tiles of 1 KB (PackedS8: int8, for
+// tdpbssd; PackedBf16: bfloat16 pairs, for tdpbf16ps); a bf16 text's many rows (a batch of
+// labels) read the file's panels in place. x is quantized per row to int8 as the q8_dot kernels
+// quantize it (int32 sums, then their epilogue act(float(sum) * x scale * w scale + bias): the
+// same numbers as the VNNI kernels and oneDNN's int8 matmul), or rounded to bfloat16 as the
+// bf16_dot kernels round it (float32 sums), into A tiles. Each thread takes a range of pairs of
+// 16-column blocks for every row of x, 2 x 2 tiles at a time (32 rows x 32 columns), k in
+// chunks and rows in blocks that stay in L2 (tile_plan); a block's sums are turned into y's
+// floats while the tiles sum the next. Measured against oneDNN 2.6 (one single-threaded
+// primitive per thread, the way linear() called it) on an image's int8 shapes with the weights
+// cold: 1.3-1.9x (bench/RESULTS.md).
 //
 // The text tower's (WeightType::q8_bf16; linear_q8_bf16): y = act(x . W^T * scale +
 // bias) with W int8 [out, k] row-major (per-row scale), x rounded to bfloat16 (nearest even, as
@@ -299,29 +302,26 @@ inline const float* source_row(const float* x, std::int64_t k, std::int64_t r, c
     return tmp;
 }
 
-/// Rows [r0, r1) of A, x's rows (or layer_norm of them) quantized per row
-/// (packed::quantize_row, the q8_dot kernels' rounding) at kp bytes a row, zeros past k; rows
-/// past n all zeros, scale 0. tmp: k floats (with a norm).
+/// Rows [r0, r1) of A in tiles ([16-row tile][step][16 rows][64 bytes], step s: k values
+/// [64 s, 64 s + 64)): x's rows (or layer_norm of them) quantized per row
+/// (packed::quantize_row, the q8_dot kernels' rounding), zeros past k; rows past n all zeros,
+/// scale 0. tmp: k floats (with a norm); q: kp bytes.
 ALTCLIP_KERNEL_ENTRY inline void quantize_rows_s8(const float* x, std::int64_t n, std::int64_t k, std::int64_t kp,
                                                   std::int64_t r0, std::int64_t r1, std::int8_t* a, float* xscale,
-                                                  const RowNorm* norm, float* tmp) {
+                                                  const RowNorm* norm, float* tmp, std::int8_t* q) {
+    const std::int64_t steps = kp / 64;
     for (std::int64_t r = r0; r < r1; ++r) {
-        std::int8_t* q = a + r * kp;
+        std::int8_t* const row = a + (r / 16) * steps * 1024 + (r % 16) * 64;  // step s at + s * 1024
         if (r < n) {
             xscale[r] = packed::quantize_row(source_row(x, k, r, norm, tmp), k, q);
             std::memset(q + k, 0, static_cast<std::size_t>(kp - k));
+            for (std::int64_t s = 0; s < steps; ++s) std::memcpy(row + s * 1024, q + s * 64, 64);
         } else {
-            std::memset(q, 0, static_cast<std::size_t>(kp));
+            for (std::int64_t s = 0; s < steps; ++s) std::memset(row + s * 1024, 0, 64);
             xscale[r] = 0;
         }
     }
 }
-
-/// The bytes of A (x's rows as the tiles read them) that the column pairs of a product pass
-/// over before the next rows: 512 KB, in L2 beside the weights' pair and y's lines. With 1.5 MB
-/// a batch of 8 images (q8) took 0.93-1.03 s, with 512 KB 0.74-0.75 (Intel Xeon with AMX,
-/// 2 cores); one image's products (257 rows) did not measurably change.
-inline constexpr std::int64_t kRowBlockBytes = std::int64_t(512) << 10;
 
 /// Asks for y's rows [r0, r0 + rows) x columns [j0, j0 + 32) to be brought into the cache for
 /// writing while the tiles sum them (the write-out then waits neither for the lines nor, for a
@@ -355,111 +355,6 @@ inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t ro
     }
 }
 
-/// Pairs [p0, p1) of W's 16-column blocks (columns [32 p0, 32 p1)) for every row of A (n rows,
-/// kp bytes apart, padded with zero rows to a whole number of 16-row tiles), into y (added to
-/// it with `add`), 2 x 2 tiles at a time (C 0-3: 32 rows x 32 columns, A 4-5, B 6-7); the
-/// next pair's B prefetched (to L2) a few lines a step. A block's sums are written out while
-/// the tiles sum the next block (a few rows after each k step), so the epilogue's vector work
-/// runs beside the tiles' instead of after them. `c`: the slot's 8 KB, 64-byte aligned (two
-/// blocks' sums).
-ALTCLIP_KERNEL_ENTRY inline void s8_columns(const std::int8_t* a, const float* xscale, std::int64_t n, const PackedS8& w,
-                                            std::int64_t p0, std::int64_t p1, const float* bias, std::int64_t out,
-                                            Activation act, bool add, float* y, std::int32_t* c) {
-    const std::int64_t steps = w.steps(), tiles = (n + 15) / 16, pairs = (tiles + 1) / 2;
-    const long lda = static_cast<long>(w.kp);
-    // Rows in blocks whose A (kp bytes a row) stays in L2 while every column pair passes over it.
-    const std::int64_t max_pairs = std::max<std::int64_t>(1, kRowBlockBytes / (32 * w.kp));
-    const std::int64_t nblk = (pairs + max_pairs - 1) / max_pairs;
-    struct Pending {  // the block whose sums wait to be written out: rows [done, rows) to go
-        const std::int32_t* c = nullptr;
-        std::int64_t r0 = 0, rows = 0, j0 = 0, done = 0;
-    } prev;
-    auto write_prev = [&](std::int64_t upto) {
-        const std::int64_t e = std::min(prev.rows, upto);
-        if (e <= prev.done) return;
-        write_out_s8(prev.c + prev.done * 32, prev.r0 + prev.done, e - prev.done, prev.j0, out, xscale, w.scale, bias,
-                     act, add, y);
-        prev.done = e;
-    };
-    std::int32_t* const buffers[2] = {c, c + 32 * 32};
-    int which = 0;
-    load_tile_config();
-    for (std::int64_t blk = 0; blk < nblk; ++blk) {
-        const std::int64_t i0 = pairs * blk / nblk, i1 = pairs * (blk + 1) / nblk;
-        // The next column pair's tiles, prefetched a few lines a step over this pair's rows.
-        const std::int64_t lines = 32 * steps, per = (lines + (i1 - i0) * steps - 1) / ((i1 - i0) * steps);
-        for (std::int64_t jp = p0; jp < p1; ++jp) {
-            const std::int8_t* b0 = w.block(2 * jp);
-            const std::int8_t* b1 = b0 + steps * 1024;
-            const char* next = jp + 1 < p1 ? reinterpret_cast<const char*>(b1 + steps * 1024) : nullptr;
-            std::int64_t pf = 0;
-            for (std::int64_t ip = i0; ip < i1; ++ip) {
-                const std::int64_t r0 = ip * 32, rows = std::min<std::int64_t>(32, n - r0);
-                const std::int8_t* a0 = a + r0 * lda;
-                const std::int8_t* a1 = a0 + 16 * lda;
-                const std::int64_t chunk = (prev.rows + steps - 1) / steps;  // rows written out a step
-                prefetch_block(y, r0, rows, jp * 32, out);
-                _tile_zero(0);
-                _tile_zero(1);
-                const bool two = rows > 16;  // two tiles of rows, or the last 16 rows or fewer
-                if (two) {
-                    _tile_zero(2);
-                    _tile_zero(3);
-                }
-                for (std::int64_t s = 0; s < steps; ++s) {
-                    _tile_loadd(4, a0 + s * 64, lda);
-                    _tile_loadd(6, b0 + s * 1024, 64);
-                    _tile_dpbssd(0, 4, 6);
-                    _tile_loadd(7, b1 + s * 1024, 64);
-                    _tile_dpbssd(1, 4, 7);
-                    if (two) {
-                        _tile_loadd(5, a1 + s * 64, lda);
-                        _tile_dpbssd(2, 5, 6);
-                        _tile_dpbssd(3, 5, 7);
-                    }
-                    if (next != nullptr)
-                        for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
-                    write_prev((s + 1) * chunk);
-                }
-                write_prev(prev.rows);
-                std::int32_t* const cur = buffers[which];
-                which ^= 1;
-                _tile_stored(0, cur, 128);
-                _tile_stored(1, cur + 16, 128);
-                if (two) {
-                    _tile_stored(2, cur + 16 * 32, 128);
-                    _tile_stored(3, cur + 16 * 32 + 16, 128);
-                }
-                __asm__ volatile("" ::: "memory");  // the vector loads of cur after the tile stores (asm)
-                prev = Pending{cur, r0, rows, jp * 32, 0};
-            }
-        }
-    }
-    write_prev(prev.rows);
-    _tile_release();
-}
-
-/// The column pairs of `count` products of one A on the pool: each thread a range of all of
-/// them taken together (the first product's pairs, then the next's), for every row.
-/// pairs_of(i): product i's pairs; run(i, p0, p1, buffers): its pairs [p0, p1) with the slot's
-/// buffers.
-template <class PairsOf, class Run>
-inline void split_column_pairs(int count, PairsOf pairs_of, ThreadPool* pool, Workspace& workspace, Run run) {
-    std::int64_t pairs = 0;
-    for (int i = 0; i < count; ++i) pairs += pairs_of(i);
-    const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
-    KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
-    parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
-        const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
-        std::int64_t first = 0;
-        for (int i = 0; i < count; ++i) {
-            const std::int64_t own = pairs_of(i), p0 = std::max(q0 - first, std::int64_t(0)), p1 = std::min(q1 - first, own);
-            if (p0 < p1) run(i, p0, p1, slots[slot]);
-            first += own;
-        }
-    });
-}
-
 /// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) (those < out) from float32 sums c
 /// [32][32]: act(sum + bias), as the oneDNN path makes them; with `add`, y + (sum + bias).
 ALTCLIP_KERNEL_ENTRY inline void write_out_f32(const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
@@ -475,44 +370,57 @@ ALTCLIP_KERNEL_ENTRY inline void write_out_f32(const float* c, std::int64_t r0, 
     }
 }
 
-/// How linear_bf16 walks a product: k in chunks of `chunk` steps (32 values a step), rows in
-/// blocks of `block_pairs` pairs of 16-row tiles, column pairs in groups of up to kBf16Group.
-/// Each chunk of A's block (block_pairs x 2 KB a step) stays in L2 while a group's columns
-/// pass over it, and W is read from memory once per block: a long k (the MLP's fc2, 4096) is
-/// cut in chunks of 1024 instead of cutting the rows in blocks that each read all of W again;
-/// the sums of a chunk wait in the slot's buffer (block_pairs x kBf16Group x 4 KB) for the
-/// next. Measured on one image's bf16 products (Intel Xeon with AMX, 2 cores, altclip's AMX
-/// kernels, weights cold): rows in blocks of 512 KB of A as linear_s8, 1.35 TFLOP/s; one
-/// image's A in one block, 1.48; k in chunks for fc2, 1.63.
-struct Bf16Plan {
+/// How the AMX products walk A [n, k] and W: k in chunks of kTileChunkSteps steps (a step:
+/// one tile of 64 bytes a row, 64 int8 or 32 bfloat16 values), rows in blocks of `block_pairs`
+/// pairs of 16-row tiles, a thread's column pairs in groups of up to kTileGroup. Each chunk of
+/// A's block (block_pairs x 2 KB a step) stays in L2 while a group's columns pass over it, and
+/// W is read from memory once per block: a long k (the MLP's fc2, 4096) is cut in chunks
+/// instead of cutting the rows in blocks that each read all of W again; the sums of a chunk
+/// wait in the slot's buffer (block_pairs x kTileGroup x 4 KB) for the next. Measured on one
+/// image's bf16 products (Intel Xeon with AMX, 2 cores, weights cold): rows in blocks of 512
+/// KB of A (the int8 kernel's then), 1.35 TFLOP/s; one image's A in one block, 1.48; k in
+/// chunks for fc2, 1.63.
+struct TilePlan {
     std::int64_t steps = 0, chunk = 0, pairs = 0, block_pairs = 0, blocks = 0;
+    std::int64_t partial_floats() const;
 };
-inline constexpr std::int64_t kBf16ChunkSteps = 32;
-inline constexpr std::int64_t kBf16BlockBytes = std::int64_t(640) << 10;  // A of 257 rows x 1024 k (576 KB) in one
-inline constexpr std::int64_t kBf16Group = 16;
-inline Bf16Plan bf16_plan(std::int64_t n, std::int64_t k) {
-    Bf16Plan p;
-    p.steps = k / 32;
-    p.chunk = std::min(p.steps, kBf16ChunkSteps);
+inline constexpr std::int64_t kTileChunkSteps = 32;
+inline constexpr std::int64_t kTileBlockBytes = std::int64_t(640) << 10;  // A of 257 rows x 32 steps (576 KB) in one
+inline constexpr std::int64_t kTileGroup = 16;
+inline std::int64_t TilePlan::partial_floats() const { return chunk < steps ? block_pairs * kTileGroup * 1024 : 0; }
+inline TilePlan tile_plan(std::int64_t n, std::int64_t steps) {
+    TilePlan p;
+    p.steps = steps;
+    p.chunk = std::min(p.steps, kTileChunkSteps);
     p.pairs = ((n + 15) / 16 + 1) / 2;
-    p.block_pairs = std::max<std::int64_t>(1, std::min(p.pairs, kBf16BlockBytes / (p.chunk * 32 * 64)));
+    p.block_pairs = std::max<std::int64_t>(1, std::min(p.pairs, kTileBlockBytes / (p.chunk * 32 * 64)));
     p.blocks = (p.pairs + p.block_pairs - 1) / p.block_pairs;
     return p;
 }
 
-/// s8_columns for bfloat16, walked as Bf16Plan says: A = x's rows rounded to bfloat16 in
-/// tiles ([16-row tile][step][16 rows][32 values], 1 KB each, zero rows to a whole number of
-/// tile pairs), W [out, k] in panels of `pr` rows (the file's, or PackedBf16's 16), whose 16
-/// rows x 16 pairs of k are a B tile as they lie, rows 4 pr bytes apart. `c`: the slot's two
-/// blocks' sums (8 KB), `partial`: the sums between k chunks.
-ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64_t n, const Bf16Plan& plan,
+/// What the tiles multiply: int8 by int8 (tdpbssd, int32 sums) or bfloat16 by bfloat16
+/// (tdpbf16ps, float32 sums).
+enum class TileType { s8, bf16 };
+
+/// Pairs [p0, p1) of W's 16-column blocks (columns [32 p0, 32 p1)) for every row of A, walked
+/// as `plan` says, 2 x 2 tiles at a time (C 0-3: 32 rows x 32 columns, A 4-5, B 6-7).
+/// A: n rows in tiles ([16-row tile][step][16 rows][64 bytes], 1 KB each, zero rows to a whole
+/// number of tile pairs). W in panels of `pr` rows (a multiple of 16): [out / pr][ku][pr]
+/// 32-bit units (4 int8 or 2 bfloat16 of consecutive k), ku = 16 a step, so that 16 columns x
+/// 16 units are a B tile as they lie, rows 4 pr bytes apart (PackedS8 and PackedBf16: pr 16,
+/// each tile 1 KB in one piece). The next pair's B is prefetched (to L2) a few lines a step.
+/// A block's sums (`c`: the slot's two blocks', 8 KB) are handed to write_out(c, r0, rows, j0)
+/// a few rows after each k step of the next block, so that the epilogue's vector work runs
+/// beside the tiles'; y's lines are prefetched for writing first. `partial`: the sums between
+/// k chunks (plan.partial_floats()).
+template <TileType type, class WriteOut>
+ALTCLIP_KERNEL_ENTRY inline void tile_columns(const std::uint8_t* a, std::int64_t n, const TilePlan& plan,
                                               const std::uint32_t* w, std::int64_t pr, std::int64_t p0, std::int64_t p1,
-                                              const float* bias, std::int64_t out, Activation act, bool add, float* y,
-                                              float* c, float* partial) {
+                                              const float* y, std::int64_t out, float* c, float* partial,
+                                              WriteOut write_out) {
     const std::int64_t steps = plan.steps, ku = steps * 16;
     const long ldb = static_cast<long>(pr * 4);
-    // The units of columns [j, j + 16) for k pair 0 (pair u at + u pr).
-    auto at = [&](std::int64_t j) { return w + (j / pr) * ku * pr + j % pr; };
+    auto at = [&](std::int64_t j) { return w + (j / pr) * ku * pr + j % pr; };  // columns [j, j + 16), unit 0
     struct Pending {  // the block whose sums wait to be written out: rows [done, rows) to go
         const float* c = nullptr;
         std::int64_t r0 = 0, rows = 0, j0 = 0, done = 0;
@@ -520,7 +428,7 @@ ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64
     auto write_prev = [&](std::int64_t upto) {
         const std::int64_t e = std::min(prev.rows, upto);
         if (e <= prev.done) return;
-        write_out_f32(prev.c + prev.done * 32, prev.r0 + prev.done, e - prev.done, prev.j0, out, bias, act, add, y);
+        write_out(prev.c + prev.done * 32, prev.r0 + prev.done, e - prev.done, prev.j0);
         prev.done = e;
     };
     float* const buffers[2] = {c, c + 32 * 32};
@@ -528,32 +436,28 @@ ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64
     load_tile_config();
     for (std::int64_t blk = 0; blk < plan.blocks; ++blk) {
         const std::int64_t i0 = plan.pairs * blk / plan.blocks, i1 = plan.pairs * (blk + 1) / plan.blocks;
-        for (std::int64_t g0 = p0; g0 < p1; g0 += kBf16Group) {
-            const std::int64_t g1 = std::min(p1, g0 + kBf16Group);
+        for (std::int64_t g0 = p0; g0 < p1; g0 += kTileGroup) {
+            const std::int64_t g1 = std::min(p1, g0 + kTileGroup);
             for (std::int64_t s0 = 0; s0 < steps; s0 += plan.chunk) {
-                const std::int64_t s1 = std::min(steps, s0 + plan.chunk), last = s1 == steps;
-                // The next pair's tiles of this chunk (or the group's first pair's of the next
-                // chunk), prefetched (to L2) a few lines a step: 2 x 16 lines a step.
-                const std::int64_t lines = 32 * (s1 - s0), per = (lines + (i1 - i0) * (s1 - s0) - 1) / ((i1 - i0) * (s1 - s0));
+                const std::int64_t s1 = std::min(steps, s0 + plan.chunk), ns = s1 - s0;
+                const bool last = s1 == steps;
+                // The next pair's tiles of this chunk (after the group's last pair: the first
+                // pair's of the next chunk), 2 x 16 lines a step, spread over this pair's steps.
+                const std::int64_t lines = 32 * ns, per = (lines + (i1 - i0) * ns - 1) / ((i1 - i0) * ns);
                 for (std::int64_t jp = g0; jp < g1; ++jp) {
                     const std::uint32_t* b0 = at(jp * 32);
                     const std::uint32_t* b1 = at(jp * 32 + 16);
-                    const std::uint32_t* next = nullptr;
-                    std::int64_t next_u = s0 * 16;
-                    if (jp + 1 < g1) {
-                        next = at(jp * 32 + 32);
-                    } else if (!last) {
-                        next = at(g0 * 32);
-                        next_u = s1 * 16;
-                    }
-                    const std::int64_t next_half = next != nullptr ? at(jp + 1 < g1 ? jp * 32 + 48 : g0 * 32 + 16) - next : 0;
+                    const std::int64_t jn = jp + 1 < g1 ? jp + 1 : g0;
+                    const std::uint32_t* next = jp + 1 < g1 || !last ? at(jn * 32) : nullptr;
+                    const std::int64_t next_u = (jp + 1 < g1 ? s0 : s1) * 16;
+                    const std::int64_t next_half = next != nullptr ? at(jn * 32 + 16) - next : 0;
                     std::int64_t pf = 0;
                     for (std::int64_t ip = i0; ip < i1; ++ip) {
                         const std::int64_t r0 = ip * 32, rows = std::min<std::int64_t>(32, n - r0);
-                        const std::uint16_t* a0 = a + 2 * ip * steps * 512;
-                        const std::uint16_t* a1 = a0 + steps * 512;
+                        const std::uint8_t* a0 = a + 2 * ip * steps * 1024;
+                        const std::uint8_t* a1 = a0 + steps * 1024;
                         float* const sums = partial + ((jp - g0) * (i1 - i0) + (ip - i0)) * 1024;
-                        const std::int64_t chunk = (prev.rows + (s1 - s0) - 1) / (s1 - s0);  // rows written out a step
+                        const std::int64_t chunk = (prev.rows + ns - 1) / ns;  // rows written out a step
                         const bool two = rows > 16;  // two tiles of rows, or the last 16 rows or fewer
                         if (last) prefetch_block(y, r0, rows, jp * 32, out);
                         if (s0 == 0) {
@@ -572,15 +476,28 @@ ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64
                             }
                         }
                         for (std::int64_t s = s0; s < s1; ++s) {
-                            _tile_loadd(4, a0 + s * 512, 64);
+                            _tile_loadd(4, a0 + s * 1024, 64);
                             _tile_loadd(6, b0 + s * 16 * pr, ldb);
-                            _tile_dpbf16ps(0, 4, 6);
+                            if constexpr (type == TileType::s8) {
+                                _tile_dpbssd(0, 4, 6);
+                            } else {
+                                _tile_dpbf16ps(0, 4, 6);
+                            }
                             _tile_loadd(7, b1 + s * 16 * pr, ldb);
-                            _tile_dpbf16ps(1, 4, 7);
+                            if constexpr (type == TileType::s8) {
+                                _tile_dpbssd(1, 4, 7);
+                            } else {
+                                _tile_dpbf16ps(1, 4, 7);
+                            }
                             if (two) {
-                                _tile_loadd(5, a1 + s * 512, 64);
-                                _tile_dpbf16ps(2, 5, 6);
-                                _tile_dpbf16ps(3, 5, 7);
+                                _tile_loadd(5, a1 + s * 1024, 64);
+                                if constexpr (type == TileType::s8) {
+                                    _tile_dpbssd(2, 5, 6);
+                                    _tile_dpbssd(3, 5, 7);
+                                } else {
+                                    _tile_dpbf16ps(2, 5, 6);
+                                    _tile_dpbf16ps(3, 5, 7);
+                                }
                             }
                             if (next != nullptr)
                                 for (std::int64_t q = 0; q < per && pf < lines; ++q, ++pf)
@@ -610,6 +527,27 @@ ALTCLIP_KERNEL_ENTRY inline void bf16_columns(const std::uint16_t* a, std::int64
     _tile_release();
 }
 
+/// The column pairs of `count` products of one A on the pool: each thread a range of all of
+/// them taken together (the first product's pairs, then the next's), for every row.
+/// pairs_of(i): product i's pairs; run(i, p0, p1, buffers): its pairs [p0, p1) with the slot's
+/// buffers.
+template <class PairsOf, class Run>
+inline void split_column_pairs(int count, PairsOf pairs_of, ThreadPool* pool, Workspace& workspace, Run run) {
+    std::int64_t pairs = 0;
+    for (int i = 0; i < count; ++i) pairs += pairs_of(i);
+    const std::int64_t tasks = std::min<std::int64_t>(pairs, pool != nullptr ? pool->size() : 1);
+    KernelBuffers* const slots = workspace.slots(slot_count(pool, tasks));
+    parallel_for_slots(pool, tasks, [&](std::int64_t t, int slot) {
+        const std::int64_t q0 = pairs * t / tasks, q1 = pairs * (t + 1) / tasks;
+        std::int64_t first = 0;
+        for (int i = 0; i < count; ++i) {
+            const std::int64_t own = pairs_of(i), p0 = std::max(q0 - first, std::int64_t(0)), p1 = std::min(q1 - first, own);
+            if (p0 < p1) run(i, p0, p1, slots[slot]);
+            first += own;
+        }
+    });
+}
+
 /// One product of linear_bf16: y [n, out] (=, or += with `add`) act(x . W^T + bias), W bf16 in
 /// panels of `panel_rows` rows.
 struct Bf16Product {
@@ -622,12 +560,12 @@ struct Bf16Product {
 
 /// The products of one x [n, k] by bf16 weights in panels (bf16_panels_supported), x rounded
 /// to bfloat16 once for them all (nearest even, as the bf16_dot kernels and the oneDNN path
-/// round it) into A's tiles, summed in float32 on AMX tiles, on the pool as linear_s8. With
-/// `norm`, the products of layer_norm(x).
+/// round it) into A's tiles, summed in float32 on AMX tiles (tile_columns), on the pool as
+/// linear_s8. With `norm`, the products of layer_norm(x).
 inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf16Product* products, int count,
                         ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
     using packed::aligned_at_least;
-    const Bf16Plan plan = bf16_plan(n, k);
+    const TilePlan plan = tile_plan(n, k / 32);
     const std::int64_t tiles = plan.pairs * 2, steps = plan.steps;
     KernelBuffers& ws = workspace.caller();
     auto* const a = reinterpret_cast<std::uint16_t*>(aligned_at_least(ws.amx_x, tiles * 16 * k / 2));
@@ -643,14 +581,17 @@ inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf
             }
         }
     });
-    const std::int64_t partial = plan.chunk < plan.steps ? plan.block_pairs * kBf16Group * 1024 : 0;
     split_column_pairs(
         count, [&](int i) { return (products[i].out + 31) / 32; }, pool, workspace,
         [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
             const Bf16Product& p = products[i];
-            float* const buffers = aligned_at_least(mine.amx_out, 2 * 32 * 32 + partial);
-            bf16_columns(a, n, plan, p.w, p.panel_rows, p0, p1, p.bias, p.out, p.add ? Activation::none : act, p.add,
-                         p.y, buffers, buffers + 2 * 32 * 32);
+            const Activation a_act = p.add ? Activation::none : act;
+            float* const buffers = aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
+            tile_columns<TileType::bf16>(
+                reinterpret_cast<const std::uint8_t*>(a), n, plan, p.w, p.panel_rows, p0, p1, p.y, p.out, buffers,
+                buffers + 2 * 32 * 32, [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                    write_out_f32(c, r0, rows, j0, p.out, p.bias, a_act, p.add, p.y);
+                });
         });
 }
 
@@ -663,27 +604,39 @@ struct S8Product {
 };
 
 /// The products of one x [n, k] by W's packed as PackedS8 (out = W's rows, k its columns), x
-/// quantized per row to int8 once for all of them: the q8_dot kernels' numbers, on the pool
-/// (rows quantized in parts, then split_column_pairs). With `norm`, the products of
-/// layer_norm(x). Buffers: A and the row scales (the caller's), 8 KB of sums a slot.
+/// quantized per row to int8 once for all of them into A's tiles: the q8_dot kernels'
+/// numbers (tile_columns), on the pool (rows quantized in parts, then split_column_pairs).
+/// With `norm`, the products of layer_norm(x). Buffers: A and the row scales (the caller's),
+/// 8 KB of sums a slot and the sums between k chunks.
 inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Product* products, int count,
                       ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
     using packed::aligned_at_least;
-    const std::int64_t tiles = (n + 15) / 16, kp = products[0].w->kp;
+    const std::int64_t kp = products[0].w->kp;
+    const TilePlan plan = tile_plan(n, kp / 64);
+    const std::int64_t tiles = plan.pairs * 2;
     KernelBuffers& ws = workspace.caller();
     auto* const a = reinterpret_cast<std::int8_t*>(aligned_at_least(ws.amx_x, tiles * 16 * kp / 4));
     ws.xscale.resize(static_cast<std::size_t>(tiles * 16));
     float* const xscale = ws.xscale.data();
     parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
         std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
-        quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, xscale, norm, tmp.data());
+        std::vector<std::int8_t> q(static_cast<std::size_t>(kp));
+        quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, xscale, norm, tmp.data(), q.data());
     });
     split_column_pairs(
         count, [&](int i) { return products[i].w->blocks / 2; }, pool, workspace,
         [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
             const S8Product& p = products[i];
-            s8_columns(a, xscale, n, *p.w, p0, p1, p.bias, p.w->out, p.add ? Activation::none : act, p.add, p.y,
-                       reinterpret_cast<std::int32_t*>(aligned_at_least(mine.amx_out, 2 * 32 * 32)));
+            const PackedS8& w = *p.w;
+            const Activation a_act = p.add ? Activation::none : act;
+            float* const buffers = aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
+            tile_columns<TileType::s8>(
+                reinterpret_cast<const std::uint8_t*>(a), n, plan, reinterpret_cast<const std::uint32_t*>(w.data.get()),
+                16, p0, p1, p.y, w.out, buffers, buffers + 2 * 32 * 32,
+                [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                    write_out_s8(reinterpret_cast<const std::int32_t*>(c), r0, rows, j0, w.out, xscale, w.scale, p.bias,
+                                 a_act, p.add, p.y);
+                });
         });
 }
 
