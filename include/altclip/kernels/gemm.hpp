@@ -417,9 +417,11 @@ inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* p
 
 namespace gemm_detail {
 /// Rows from which bf16 weights in the file's panels are multiplied on AMX tiles by altclip's
-/// kernel (a batch of labels); fewer (a text's tokens) go to oneDNN or the AVX512_BF16
-/// kernels, which read each weight once for the few rows.
-inline constexpr std::int64_t kAmxBf16MinRows = 64;
+/// kernel (a batch of labels); fewer (a caption's tokens) go to oneDNN or the AVX512_BF16
+/// kernels. At 64, 8 short labels (a few dozen rows) took 150-160 ms through oneDNN 2.6's
+/// AMX matmul and 39 ms on altclip's tiles; a 16-token caption 31-32 ms through oneDNN and
+/// 34-35 on the tiles (Intel Xeon with AMX, 2 cores, bf16 bench model).
+inline constexpr std::int64_t kAmxBf16MinRows = 32;
 /// Whether linear() runs w on AMX tiles (at Isa::amx): int8 packed for them at load (the
 /// ViT's), bf16 copied to 16-row panels at load (the ViT's), or bf16 in the file's panels (in
 /// place) for many rows.
