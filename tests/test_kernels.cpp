@@ -472,6 +472,91 @@ TEST_CASE("linear_many equals linear for each product, a residual added to y", "
     }
 }
 
+TEST_CASE("linear_chain (the MLP) equals linear_many for each product, AMX tiles included", "[kernels]") {
+    // On bf16 AMX tiles the first product's write-out rounds act(x W1^T + b1) to bfloat16 into
+    // the second's A tiles instead of writing it to first.y; on int8 tiles it finds each row's
+    // largest |value| for the second's quantization. Either way the same bits as the two
+    // products one after the other, whatever the rows (row padding, several row blocks), with
+    // a RowNorm and a residual. Elsewhere linear_chain is those two calls.
+    ThreadPool pool(2);
+    const std::int64_t k = 96, mid = 160, out = 40;
+    const auto w1 = randn(mid * k, 71), w2 = randn(out * mid, 72), b1 = randn(mid, 73), b2 = randn(out, 74);
+    const auto gamma = randn(k, 75), beta = randn(k, 76);
+    std::vector<std::uint16_t> wb1(w1.size()), wb2(w2.size());
+    for (std::size_t i = 0; i < w1.size(); ++i) wb1[i] = to_bf16(w1[i]);
+    for (std::size_t i = 0; i < w2.size(); ++i) wb2[i] = to_bf16(w2[i]);
+    const Panels p1 = to_panels(wb1, mid, k, altclip::kPanelRows), p2 = to_panels(wb2, out, mid, altclip::kPanelRows);
+    amx::PackedBf16 c1 = amx::make_packed_bf16(mid, k), c2 = amx::make_packed_bf16(out, mid);
+    amx::pack_bf16_blocks(static_cast<const std::uint32_t*>(p1.data), altclip::kPanelRows, c1, 0, c1.blocks);
+    amx::pack_bf16_blocks(static_cast<const std::uint32_t*>(p2.data), altclip::kPanelRows, c2, 0, c2.blocks);
+    auto quantize = [](const std::vector<float>& w, std::int64_t rows, std::int64_t cols, std::vector<float>& scale) {
+        std::vector<std::int8_t> q(w.size());
+        scale.assign(static_cast<std::size_t>(rows), 0.0f);
+        for (std::int64_t j = 0; j < rows; ++j) {
+            float amax = 0;
+            for (std::int64_t t = 0; t < cols; ++t) amax = std::max(amax, std::fabs(w[j * cols + t]));
+            scale[j] = amax / 127;
+            for (std::int64_t t = 0; t < cols; ++t) q[j * cols + t] = static_cast<std::int8_t>(std::nearbyint(w[j * cols + t] / scale[j]));
+        }
+        return q;
+    };
+    std::vector<float> s1, s2;
+    const auto q1 = quantize(w1, mid, k, s1), q2 = quantize(w2, out, mid, s2);
+#if ALTCLIP_X86
+    amx::PackedS8 t1 = amx::make_packed_s8(mid, k, s1.data()), t2 = amx::make_packed_s8(out, mid, s2.data());
+    amx::pack_s8_blocks(q1.data(), t1, 0, t1.blocks);
+    amx::pack_s8_blocks(q2.data(), t2, 0, t2.blocks);
+#endif
+    for (const char* kind : {"bf16 panels", "bf16 16-row copies", "q8_dot", "f32"}) {
+        const std::string kd = kind;
+        WeightMatrix m1{WeightType::f32, w1.data(), mid, k}, m2{WeightType::f32, w2.data(), out, mid};
+        if (kd.rfind("bf16", 0) == 0) {
+            m1 = WeightMatrix{WeightType::bf16_dot, p1.data, mid, k};
+            m2 = WeightMatrix{WeightType::bf16_dot, p2.data, out, mid};
+            m1.panels = m2.panels = true;
+            if (kd == "bf16 16-row copies") {
+                m1.amx_bf16 = &c1;
+                m2.amx_bf16 = &c2;
+            }
+        } else if (kd == "q8_dot") {
+            m1 = WeightMatrix{WeightType::q8_dot, q1.data(), mid, k, s1.data()};
+            m2 = WeightMatrix{WeightType::q8_dot, q2.data(), out, mid, s2.data()};
+#if ALTCLIP_X86
+            if (pool.isa() >= altclip::Isa::amx) {
+                m1.amx_s8 = &t1;
+                m2.amx_s8 = &t2;
+            }
+#endif
+        }
+        for (const std::int64_t n : {1, 17, 64, 257, 700}) {
+            for (const bool with_norm : {false, true}) {
+                INFO(kind << ", n " << n << (with_norm ? ", RowNorm" : "") << ", kernels at " << altclip::isa_name(pool.isa()));
+                const auto x = randn(n * k, 77), h0 = randn(n * out, 78);
+                const RowNorm norm{gamma.data(), beta.data(), 1e-5f};
+                const RowNorm* nrm = with_norm ? &norm : nullptr;
+                Workspace ws;
+                std::vector<float> mid_want(n * mid), want = h0, mid_got(n * mid, -7.0f), got = h0;
+                const Product up_want{&m1, b1.data(), mid, mid_want.data(), false, Activation::quick_gelu};
+                const Product down_want{&m2, b2.data(), out, want.data(), true};
+                linear_many(x.data(), n, k, &up_want, 1, &pool, ws, nrm);
+                linear_many(mid_want.data(), n, mid, &down_want, 1, &pool, ws);
+                const Product up{&m1, b1.data(), mid, mid_got.data(), false, Activation::quick_gelu};
+                const Product down{&m2, b2.data(), out, got.data(), true};
+                linear_chain(x.data(), n, k, up, down, &pool, ws, nrm);
+                std::size_t differ = 0;
+                std::int64_t first = -1;
+                for (std::int64_t i = 0; i < n * out; ++i)
+                    if (got[i] != want[i]) {
+                        if (first < 0) first = i;
+                        ++differ;
+                    }
+                INFO(differ << " values differ, the first at row " << first / out << " column " << first % out);
+                CHECK(differ == 0);
+            }
+        }
+    }
+}
+
 TEST_CASE("layer_norm, gelu, quick_gelu and softmax equal their scalar twins", "[kernels]") {
     ThreadPool pool(2);
     const std::int64_t rows = 37, n = 129;

@@ -115,9 +115,8 @@ struct AltCLIPMLP {
                  bool add = false, const kernels::RowNorm* norm = nullptr) const {
         float* h = scratch.get(detail::kSlotInter, rows * fc1.out);
         const kernels::Product up{&fc1.weight, fc1.bias, fc1.out, h, false, kernels::Activation::quick_gelu};
-        kernels::linear_many(x, rows, fc1.in, &up, 1, pool, scratch.workspace(), norm);
         const kernels::Product o{&fc2.weight, fc2.bias, fc2.out, out, add};
-        kernels::linear_many(h, rows, fc2.in, &o, 1, pool, scratch.workspace());
+        kernels::linear_chain(x, rows, fc1.in, up, o, pool, scratch.workspace(), norm);
     }
 };
 

@@ -304,16 +304,18 @@ inline const float* source_row(const float* x, std::int64_t k, std::int64_t r, c
 
 /// Rows [r0, r1) of A in tiles ([16-row tile][step][16 rows][64 bytes], step s: k values
 /// [64 s, 64 s + 64)): x's rows (or layer_norm of them) quantized per row
-/// (packed::quantize_row, the q8_dot kernels' rounding), zeros past k; rows past n all zeros,
-/// scale 0. tmp: k floats (with a norm); q: kp bytes.
+/// (packed::quantize_row, the q8_dot kernels' rounding; with `amax`, each row's largest |x|
+/// known: packed::quantize_row_max), zeros past k; rows past n all zeros, scale 0. tmp: k
+/// floats (with a norm); q: kp bytes.
 ALTCLIP_KERNEL_ENTRY inline void quantize_rows_s8(const float* x, std::int64_t n, std::int64_t k, std::int64_t kp,
                                                   std::int64_t r0, std::int64_t r1, std::int8_t* a, float* xscale,
-                                                  const RowNorm* norm, float* tmp, std::int8_t* q) {
+                                                  const RowNorm* norm, const float* amax, float* tmp, std::int8_t* q) {
     const std::int64_t steps = kp / 64;
     for (std::int64_t r = r0; r < r1; ++r) {
         std::int8_t* const row = a + (r / 16) * steps * 1024 + (r % 16) * 64;  // step s at + s * 1024
         if (r < n) {
-            xscale[r] = packed::quantize_row(source_row(x, k, r, norm, tmp), k, q);
+            const float* src = source_row(x, k, r, norm, tmp);
+            xscale[r] = amax != nullptr ? packed::quantize_row_max(src, k, amax[r], q) : packed::quantize_row(src, k, q);
             std::memset(q + k, 0, static_cast<std::size_t>(kp - k));
             for (std::int64_t s = 0; s < steps; ++s) std::memcpy(row + s * 1024, q + s * 64, 64);
         } else {
@@ -352,6 +354,27 @@ inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t ro
             const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(xscale[r0 + r])), cols.scale), cols.bias);
             store_out(y + (r0 + r) * out + j, cols.mask, t, act, add);
         }
+    }
+}
+
+/// write_out_s8 without a residual, each row's largest |y| among these columns also kept in
+/// rowmax (max with what it holds).
+inline void write_out_s8_rowmax(const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
+                                std::int64_t out, const float* xscale, const float* wscale, const float* bias,
+                                Activation act, float* y, float* rowmax) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+        __m512 m = _mm512_setzero_ps();
+        for (int g = 0; g < 2; ++g) {
+            const std::int64_t j = j0 + g * 16;
+            if (j >= out) break;
+            const Columns16 cols = columns16(j, out, wscale, bias);
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + r * 32 + g * 16));
+            const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(xscale[r0 + r])), cols.scale), cols.bias);
+            const __m512 a = v512::activate(act, t);
+            _mm512_mask_storeu_ps(y + (r0 + r) * out + j, cols.mask, a);
+            m = _mm512_mask_max_ps(m, cols.mask, m, _mm512_abs_ps(a));
+        }
+        rowmax[r0 + r] = std::max(rowmax[r0 + r], _mm512_reduce_max_ps(m));
     }
 }
 
@@ -558,17 +581,13 @@ struct Bf16Product {
     bool add = false;
 };
 
-/// The products of one x [n, k] by bf16 weights in panels (bf16_panels_supported), x rounded
-/// to bfloat16 once for them all (nearest even, as the bf16_dot kernels and the oneDNN path
-/// round it) into A's tiles, summed in float32 on AMX tiles (tile_columns), on the pool as
-/// linear_s8. With `norm`, the products of layer_norm(x).
-inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf16Product* products, int count,
-                        ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
-    using packed::aligned_at_least;
-    const TilePlan plan = tile_plan(n, k / 32);
+/// x's rows [n, k] (or layer_norm of them) rounded to bfloat16 (nearest even, as the bf16_dot
+/// kernels and the oneDNN path round them) into A tiles for `plan` ([16-row tile][step][16
+/// rows][32 values]), zero rows to a whole number of tile pairs; in parts on the pool.
+inline std::uint16_t* bf16_a_tiles(const float* x, std::int64_t n, std::int64_t k, const TilePlan& plan,
+                                   std::vector<std::uint32_t>& buffer, ThreadPool* pool, const RowNorm* norm) {
     const std::int64_t tiles = plan.pairs * 2, steps = plan.steps;
-    KernelBuffers& ws = workspace.caller();
-    auto* const a = reinterpret_cast<std::uint16_t*>(aligned_at_least(ws.amx_x, tiles * 16 * k / 2));
+    auto* const a = reinterpret_cast<std::uint16_t*>(packed::aligned_at_least(buffer, tiles * 16 * k / 2));
     parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
         std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
         for (std::int64_t r = t0 * 16; r < t1 * 16; ++r) {
@@ -581,18 +600,80 @@ inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf
             }
         }
     });
+    return a;
+}
+
+/// The products of bf16 A tiles a (bf16_a_tiles, for `plan`) by W's in panels, on the pool: each
+/// thread a range of all products' column pairs (split_column_pairs), the sums handed to
+/// write_out(product, c, r0, rows, j0).
+template <class WriteOut>
+inline void bf16_products(const std::uint16_t* a, std::int64_t n, const TilePlan& plan, const Bf16Product* products,
+                          int count, ThreadPool* pool, Workspace& workspace, WriteOut write_out) {
     split_column_pairs(
         count, [&](int i) { return (products[i].out + 31) / 32; }, pool, workspace,
         [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
             const Bf16Product& p = products[i];
-            const Activation a_act = p.add ? Activation::none : act;
-            float* const buffers = aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
-            tile_columns<TileType::bf16>(
-                reinterpret_cast<const std::uint8_t*>(a), n, plan, p.w, p.panel_rows, p0, p1, p.y, p.out, buffers,
-                buffers + 2 * 32 * 32, [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
-                    write_out_f32(c, r0, rows, j0, p.out, p.bias, a_act, p.add, p.y);
-                });
+            float* const buffers = packed::aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
+            tile_columns<TileType::bf16>(reinterpret_cast<const std::uint8_t*>(a), n, plan, p.w, p.panel_rows, p0, p1,
+                                         p.y, p.out, buffers, buffers + 2 * 32 * 32,
+                                         [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                                             write_out(p, c, r0, rows, j0);
+                                         });
         });
+}
+
+/// The products of one x [n, k] by bf16 weights in panels (bf16_panels_supported), x rounded
+/// to bfloat16 once for them all into A's tiles, summed in float32 on AMX tiles
+/// (tile_columns), on the pool as linear_s8. With `norm`, the products of layer_norm(x).
+inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf16Product* products, int count,
+                        ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
+    const TilePlan plan = tile_plan(n, k / 32);
+    const std::uint16_t* a = bf16_a_tiles(x, n, k, plan, workspace.caller().amx_x, pool, norm);
+    bf16_products(a, n, plan, products, count, pool, workspace,
+                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                      write_out_f32(c, r0, rows, j0, p.out, p.bias, p.add ? Activation::none : act, p.add, p.y);
+                  });
+}
+
+/// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) from float32 sums c [32][32] as the next
+/// product's A tiles (steps of 32 values, `steps` a row): act(sum + bias) rounded to bfloat16,
+/// the values write_out_f32 gives, as bf16_a_tiles rounds them. Columns [j0, j0 + 32) are all
+/// < out (out a whole number of 32-value steps).
+ALTCLIP_KERNEL_ENTRY inline void write_out_a_tiles(const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
+                                                   const float* bias, Activation act, std::int64_t steps,
+                                                   std::uint16_t* a) {
+    const __m512 b0 = bias != nullptr ? _mm512_loadu_ps(bias + j0) : _mm512_setzero_ps();
+    const __m512 b1 = bias != nullptr ? _mm512_loadu_ps(bias + j0 + 16) : _mm512_setzero_ps();
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const std::int64_t row = r0 + r;
+        const __m512 lo = v512::activate(act, _mm512_add_ps(_mm512_load_ps(c + r * 32), b0));
+        const __m512 hi = v512::activate(act, _mm512_add_ps(_mm512_load_ps(c + r * 32 + 16), b1));
+        std::uint16_t* dst = a + ((row / 16) * steps + j0 / 32) * 512 + (row % 16) * 32;
+        _mm512_store_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+}
+
+/// The MLP's two products on bf16 tiles: second.y (=, or += with second.add) act(x W1^T + b1)
+/// W2^T + b2, without act(x W1^T + b1) in float32: first's write-out rounds it to bfloat16
+/// straight into second's A tiles (first.y is not written), the numbers linear_bf16 gives
+/// for first, then second. first.out must be a whole number of 32-value steps (second's k).
+inline void linear_bf16_chain(const float* x, std::int64_t n, std::int64_t k, const Bf16Product& first,
+                              Activation act, const Bf16Product& second, ThreadPool* pool, Workspace& workspace,
+                              const RowNorm* norm = nullptr) {
+    const TilePlan plan1 = tile_plan(n, k / 32), plan2 = tile_plan(n, first.out / 32);
+    KernelBuffers& ws = workspace.caller();
+    const std::uint16_t* a1 = bf16_a_tiles(x, n, k, plan1, ws.amx_x, pool, norm);
+    auto* const a2 = reinterpret_cast<std::uint16_t*>(packed::aligned_at_least(ws.amx_next, plan2.pairs * 32 * first.out / 2));
+    for (std::int64_t r = n; r < plan2.pairs * 32; ++r)  // the padding rows (the write-out makes rows < n)
+        for (std::int64_t s = 0; s < plan2.steps; ++s) std::memset(a2 + ((r / 16) * plan2.steps + s) * 512 + (r % 16) * 32, 0, 64);
+    bf16_products(a1, n, plan1, &first, 1, pool, workspace,
+                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                      write_out_a_tiles(c, r0, rows, j0, p.bias, act, plan2.steps, a2);
+                  });
+    bf16_products(a2, n, plan2, &second, 1, pool, workspace,
+                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                      write_out_f32(c, r0, rows, j0, p.out, p.bias, Activation::none, p.add, p.y);
+                  });
 }
 
 /// One product of linear_s8: y [n, out] (=, or += with `add`) act(x . W^T * scale + bias).
@@ -603,6 +684,44 @@ struct S8Product {
     bool add = false;  // y += the result (a residual connection), act none
 };
 
+/// x's rows (or layer_norm of them, or with `amax` rows whose largest |x| is known) quantized
+/// per row into A tiles for `plan` (quantize_rows_s8), their scales in xscale; in parts on the
+/// pool.
+inline std::int8_t* s8_a_tiles(const float* x, std::int64_t n, std::int64_t k, std::int64_t kp, const TilePlan& plan,
+                               std::vector<std::uint32_t>& buffer, std::vector<float>& xscale, ThreadPool* pool,
+                               const RowNorm* norm, const float* amax = nullptr) {
+    const std::int64_t tiles = plan.pairs * 2;
+    auto* const a = reinterpret_cast<std::int8_t*>(packed::aligned_at_least(buffer, tiles * 16 * kp / 4));
+    xscale.resize(static_cast<std::size_t>(tiles * 16));
+    float* const scales = xscale.data();
+    parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
+        std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
+        std::vector<std::int8_t> q(static_cast<std::size_t>(kp));
+        quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, scales, norm, amax, tmp.data(), q.data());
+    });
+    return a;
+}
+
+/// The products of int8 A tiles a (s8_a_tiles, for `plan`) by W's packed as PackedS8, on the
+/// pool: each thread a range of all products' column pairs (split_column_pairs), the int32
+/// sums handed to write_out(product, c, r0, rows, j0, slot's buffers).
+template <class WriteOut>
+inline void s8_products(const std::int8_t* a, std::int64_t n, const TilePlan& plan, const S8Product* products,
+                        int count, ThreadPool* pool, Workspace& workspace, WriteOut write_out) {
+    split_column_pairs(
+        count, [&](int i) { return products[i].w->blocks / 2; }, pool, workspace,
+        [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
+            const S8Product& p = products[i];
+            float* const buffers = packed::aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
+            tile_columns<TileType::s8>(reinterpret_cast<const std::uint8_t*>(a), n, plan,
+                                       reinterpret_cast<const std::uint32_t*>(p.w->data.get()), 16, p0, p1, p.y,
+                                       p.w->out, buffers, buffers + 2 * 32 * 32,
+                                       [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                                           write_out(p, reinterpret_cast<const std::int32_t*>(c), r0, rows, j0, mine);
+                                       });
+        });
+}
+
 /// The products of one x [n, k] by W's packed as PackedS8 (out = W's rows, k its columns), x
 /// quantized per row to int8 once for all of them into A's tiles: the q8_dot kernels'
 /// numbers (tile_columns), on the pool (rows quantized in parts, then split_column_pairs).
@@ -610,34 +729,53 @@ struct S8Product {
 /// 8 KB of sums a slot and the sums between k chunks.
 inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Product* products, int count,
                       ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
-    using packed::aligned_at_least;
     const std::int64_t kp = products[0].w->kp;
     const TilePlan plan = tile_plan(n, kp / 64);
-    const std::int64_t tiles = plan.pairs * 2;
     KernelBuffers& ws = workspace.caller();
-    auto* const a = reinterpret_cast<std::int8_t*>(aligned_at_least(ws.amx_x, tiles * 16 * kp / 4));
-    ws.xscale.resize(static_cast<std::size_t>(tiles * 16));
-    float* const xscale = ws.xscale.data();
-    parallel_chunks(pool, tiles, 1, [&](std::int64_t t0, std::int64_t t1) {
-        std::vector<float> tmp(norm != nullptr ? static_cast<std::size_t>(k) : 0);
-        std::vector<std::int8_t> q(static_cast<std::size_t>(kp));
-        quantize_rows_s8(x, n, k, kp, t0 * 16, t1 * 16, a, xscale, norm, tmp.data(), q.data());
-    });
-    split_column_pairs(
-        count, [&](int i) { return products[i].w->blocks / 2; }, pool, workspace,
-        [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
-            const S8Product& p = products[i];
-            const PackedS8& w = *p.w;
-            const Activation a_act = p.add ? Activation::none : act;
-            float* const buffers = aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
-            tile_columns<TileType::s8>(
-                reinterpret_cast<const std::uint8_t*>(a), n, plan, reinterpret_cast<const std::uint32_t*>(w.data.get()),
-                16, p0, p1, p.y, w.out, buffers, buffers + 2 * 32 * 32,
-                [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
-                    write_out_s8(reinterpret_cast<const std::int32_t*>(c), r0, rows, j0, w.out, xscale, w.scale, p.bias,
-                                 a_act, p.add, p.y);
+    const std::int8_t* a = s8_a_tiles(x, n, k, kp, plan, ws.amx_x, ws.xscale, pool, norm);
+    const float* xscale = ws.xscale.data();
+    s8_products(a, n, plan, products, count, pool, workspace,
+                [&](const S8Product& p, const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
+                    KernelBuffers&) {
+                    write_out_s8(c, r0, rows, j0, p.w->out, xscale, p.w->scale, p.bias, p.add ? Activation::none : act,
+                                 p.add, p.y);
                 });
-        });
+}
+
+/// The MLP's two int8 products: second.y (=, or += with second.add) second(act(first(x))),
+/// first.y = act(x W1^T * s1 + b1). Second's x is quantized per row, which needs each row's
+/// largest |value|: first's write-out keeps it per slot as it writes first.y, so that second's
+/// quantization reads first.y once instead of twice (packed::quantize_row_max). The numbers of
+/// linear_s8 for first, then second.
+inline void linear_s8_chain(const float* x, std::int64_t n, std::int64_t k, const S8Product& first, Activation act,
+                            const S8Product& second, ThreadPool* pool, Workspace& workspace,
+                            const RowNorm* norm = nullptr) {
+    const std::int64_t kp1 = first.w->kp, kp2 = second.w->kp, mid = first.w->out;
+    const TilePlan plan1 = tile_plan(n, kp1 / 64), plan2 = tile_plan(n, kp2 / 64);
+    KernelBuffers& ws = workspace.caller();
+    const std::int8_t* a1 = s8_a_tiles(x, n, k, kp1, plan1, ws.amx_x, ws.xscale, pool, norm);
+    const float* xscale = ws.xscale.data();
+    const int slots = slot_count(pool, pool != nullptr ? pool->size() : 1);
+    KernelBuffers* const all = workspace.slots(slots);
+    for (int i = 0; i < slots; ++i) all[i].amx_rowmax.assign(static_cast<std::size_t>(n), 0.0f);
+    s8_products(a1, n, plan1, &first, 1, pool, workspace,
+                [&](const S8Product& p, const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
+                    KernelBuffers& mine) {
+                    write_out_s8_rowmax(c, r0, rows, j0, mid, xscale, p.w->scale, p.bias, act, p.y,
+                                        mine.amx_rowmax.data());
+                });
+    std::vector<float>& amax = ws.amx_rowmax;
+    amax.assign(static_cast<std::size_t>(n), 0.0f);
+    for (int i = 0; i < slots; ++i)
+        for (std::int64_t r = 0; r < n; ++r) amax[static_cast<std::size_t>(r)] = std::max(amax[static_cast<std::size_t>(r)], all[i].amx_rowmax[static_cast<std::size_t>(r)]);
+    std::vector<float>& xscale2 = ws.xscale2;
+    const std::int8_t* a2 = s8_a_tiles(first.y, n, mid, kp2, plan2, ws.amx_next, xscale2, pool, nullptr, amax.data());
+    const float* scales2 = xscale2.data();
+    s8_products(a2, n, plan2, &second, 1, pool, workspace,
+                [&](const S8Product& p, const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
+                    KernelBuffers&) {
+                    write_out_s8(c, r0, rows, j0, p.w->out, scales2, p.w->scale, p.bias, Activation::none, p.add, p.y);
+                });
 }
 
 }  // namespace altclip::kernels::amx

@@ -64,9 +64,13 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     std::vector<std::uint32_t> amx_q, amx_k, amx_v, amx_p;
     std::vector<float> amx_out;
     std::vector<std::uint16_t> amx_keep;  // the keys attended, a bit each, per block of 16
-    // AMX products of int8 weights (amx_gemm.hpp): x as B tiles (the caller's), 64 rows of W
-    // widened to bfloat16 tiles (a slot's); amx_out holds the C tiles.
-    std::vector<std::uint32_t> amx_x, amx_w;
+    // AMX products (amx_gemm.hpp): x as A tiles (the ViT's) or B tiles (a text's int8), the
+    // caller's; the next product's A tiles made by a chained product's write-out (the MLP's fc1
+    // for fc2, the caller's); 64 rows of W widened to bfloat16 tiles (a slot's); amx_out holds
+    // the C tiles and the sums between k chunks.
+    std::vector<std::uint32_t> amx_x, amx_next, amx_w;
+    std::vector<float> amx_rowmax;  // a chained int8 product's largest |y| per row (a slot's: of its columns)
+    std::vector<float> xscale2;     // the row scales of a chained product's second x (the caller's)
 };
 
 /// The kernels' buffers of one call (a forward pass: Scratch::workspace): the calling

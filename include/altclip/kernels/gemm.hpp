@@ -575,6 +575,37 @@ inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Pr
     }
 }
 
+/// The MLP's two products: second.y (=, or += with second.add) second(first(x)), first.y
+/// holding first(x) (first.act its activation); with `norm`, of layer_norm(x). Where both run
+/// on bf16 AMX tiles, first(x) goes from first's write-out into second's tiles in bfloat16,
+/// the rounding second would give it, and first.y is not written; on int8 AMX tiles first's
+/// write-out also finds each row's largest |value|, which second's quantization then need not
+/// look for. The same numbers as linear_many for first, then second, which is what runs
+/// elsewhere.
+inline void linear_chain(const float* x, std::int64_t n, std::int64_t k, const Product& first, const Product& second,
+                         ThreadPool* pool, Workspace& ws, const RowNorm* norm = nullptr) {
+    if (n <= 0) return;
+#if ALTCLIP_X86
+    if (isa_of(pool) >= Isa::amx && !first.add && second.act == Activation::none && first.out % 32 == 0 &&
+        gemm_detail::bf16_tiles(*first.weight, n, k) && gemm_detail::bf16_tiles(*second.weight, n, first.out)) {
+        amx::linear_bf16_chain(x, n, k, gemm_detail::bf16_product(*first.weight, first.bias, first.out, first.y, false),
+                               first.act,
+                               gemm_detail::bf16_product(*second.weight, second.bias, second.out, second.y, second.add),
+                               pool, ws, norm);
+        return;
+    }
+    if (isa_of(pool) >= Isa::amx && !first.add && second.act == Activation::none &&
+        gemm_detail::s8_tiles(*first.weight, k) && gemm_detail::s8_tiles(*second.weight, first.out)) {
+        const amx::S8Product a{first.weight->amx_s8, first.bias, first.y, false};
+        const amx::S8Product b{second.weight->amx_s8, second.bias, second.y, second.add};
+        amx::linear_s8_chain(x, n, k, a, first.act, b, pool, ws, norm);
+        return;
+    }
+#endif
+    linear_many(x, n, k, &first, 1, pool, ws, norm);
+    linear_many(first.y, n, first.out, &second, 1, pool, ws);
+}
+
 /// The same with buffers for this call only (a one-off product, tests).
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool) {

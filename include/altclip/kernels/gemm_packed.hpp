@@ -275,18 +275,14 @@ inline void round_row_bf16(const float* x, std::int64_t k, std::uint16_t* h) {
     }
 }
 
-/// A row of x quantized to int8: symmetric scale max|x| / 127 (1 for an all-zero row), round
-/// half to even (the default MXCSR mode, as std::nearbyint), |q| <= 127. Returns the scale.
-inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
-    __m512 vmax = _mm512_setzero_ps();
-    std::int64_t t = 0;
-    for (; t + 16 <= k; t += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + t)));
-    float amax = _mm512_reduce_max_ps(vmax);
-    for (; t < k; ++t) amax = std::max(amax, std::fabs(x[t]));
+/// quantize_row for a row whose max |x| is known (amax, exactly as quantize_row finds it; the
+/// row's largest |x| whatever the order it is found in): one pass over x instead of two.
+inline float quantize_row_max(const float* x, std::int64_t k, float amax, std::int8_t* q) {
     const float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
     const __m512 vinv = _mm512_set1_ps(inv);
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
-    for (t = 0; t + 16 <= k; t += 16) {
+    std::int64_t t = 0;
+    for (; t + 16 <= k; t += 16) {
         __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + t), vinv));
         v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(q + t), _mm512_cvtepi32_epi8(v));
@@ -299,6 +295,17 @@ inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
         q[t] = static_cast<std::int8_t>(v);
     }
     return scale;
+}
+
+/// A row of x quantized to int8: symmetric scale max|x| / 127 (1 for an all-zero row), round
+/// half to even (the default MXCSR mode, as std::nearbyint), |q| <= 127. Returns the scale.
+inline float quantize_row(const float* x, std::int64_t k, std::int8_t* q) {
+    __m512 vmax = _mm512_setzero_ps();
+    std::int64_t t = 0;
+    for (; t + 16 <= k; t += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + t)));
+    float amax = _mm512_reduce_max_ps(vmax);
+    for (; t < k; ++t) amax = std::max(amax, std::fabs(x[t]));
+    return quantize_row_max(x, k, amax, q);
 }
 
 /// Transposes a 16 x 16 block of 32-bit values held in r[0..16) (row i = r[i]) in place.
