@@ -500,6 +500,38 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     layer 0.635 -> 0.60 ms (2 threads); two blocks of query rows in flight (the tiles make
     block b+1's scores and block b-1's P.V while the vector units run block b's softmax), 0.60
     -> 0.54 ms.
+  - **One AMX kernel for int8 and bf16, the bf16 weights copied at load** (2026-12-05, Intel
+    Xeon with AMX; `amx::tile_columns`, `amx::tile_plan`, `amx::PackedBf16`). A one-off
+    program (`linear_bf16`'s products of one image's 24 layers, weights cold, 2 threads)
+    found the bf16 kernel at 1.18-1.21 TFLOP/s and tried, one at a time: A in tile order
+    (1 KB a tile in one piece) 1.14-1.17; W copied to 16-row panels (each B tile 1 KB in one
+    piece instead of 16 lines 256 bytes apart) 1.35-1.37; both 1.33-1.35, with the write-out
+    beside the tiles 1.40-1.43; one image's A in one row block instead of two (each read all
+    of W again) 1.48-1.53; fc2's k (4096) in chunks of 1024 with the sums kept between them
+    instead of 5 row blocks, fc2 alone 1.35 -> 1.72 TFLOP/s, all four products 1.63. Chunks of
+    8 or 16 steps (the sums stored and loaded 4 times more often) were slower (1.09-1.38). In
+    the model (`altclip_bench`, alternating binaries): bf16 image 138-140 -> 103-105 ms, batch
+    of 8 1.01 -> 0.89-0.93 s; load 0.03 -> 0.25 s (the copy), peak memory 1.19 -> 1.28 GB for a
+    1.65 GB file. The int8 kernel then took the same plan and A's tile order in one template
+    (`TileType`): q8 embeddings bit-identical, time within noise (76-77 against 78-79 ms). Row
+    blocks of 320 KB or 1 MB of A instead of 640 KB, chunks of 64 steps, groups of 8 or 64
+    column pairs: within noise both ways.
+  - **Where the tiles' time goes** (one thread, hot data, this CPU): `tdpbf16ps` alone 3.5
+    TFLOP/s a core whatever the rows of A (1 to 16: no gain from a shorter last tile); with the
+    2 x 2 pattern's four tile loads from L1 2.9, from L2 2.2 (random values; 0.3-0.6 less than
+    zeros); storing the four C tiles every 32 steps 1.6-2.0. The kernel's loop reaches
+    1.15-1.35 TFLOP/s a core there, oneDNN 2.6's own matmul 1.2-1.4 (2048 x 1024 x 4096).
+  - **The MLP as one chained product** (`kernels::linear_chain`): bf16, fc1's write-out rounds
+    quick_gelu's output to bfloat16 straight into fc2's A tiles (no float32 copy of the 257 x
+    4096 intermediate, no rounding pass): image 108-114 -> 102-107 ms, batch of 8 0.94-1.01 ->
+    0.81-0.84 s. q8: fc1's write-out finds each row's largest |value|, so fc2's quantization
+    reads the intermediate once (`packed::quantize_row_max`): image 71-76 -> 69-73 ms, batch
+    of 8 0.60-0.70 -> 0.58-0.64 s. Embeddings bit-identical in both.
+  - **A bf16 text's products from 32 rows on the tiles** (`kAmxBf16MinRows`, was 64): 8 short
+    labels (a few dozen rows) took 150-162 ms through oneDNN 2.6's AMX matmul and take 39-42 ms;
+    a 16-token caption stays on oneDNN (31-33 ms, 34-35 on the tiles).
+  - **Streaming the weights** (a 1 GiB read, 2 threads): the model file's mapping 25.5 GB/s,
+    anonymous memory 29.1, with huge pages 30.8; one thread 15-16 either way.
 
 """
 
