@@ -746,7 +746,8 @@ inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Pr
 /// first.y = act(x W1^T * s1 + b1). Second's x is quantized per row, which needs each row's
 /// largest |value|: first's write-out keeps it per slot as it writes first.y, so that second's
 /// quantization reads first.y once instead of twice (packed::quantize_row_max). The numbers of
-/// linear_s8 for first, then second.
+/// linear_s8 for first, then second (for finite values: a NaN, which has no order, may leave a
+/// row another scale, its results NaN either way).
 inline void linear_s8_chain(const float* x, std::int64_t n, std::int64_t k, const S8Product& first, Activation act,
                             const S8Product& second, ThreadPool* pool, Workspace& workspace,
                             const RowNorm* norm = nullptr) {
