@@ -531,7 +531,13 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     labels (a few dozen rows) took 150-162 ms through oneDNN 2.6's AMX matmul and take 39-42 ms;
     a 16-token caption stays on oneDNN (31-33 ms, 34-35 on the tiles).
   - **Streaming the weights** (a 1 GiB read, 2 threads): the model file's mapping 25.5 GB/s,
-    anonymous memory 29.1, with huge pages 30.8; one thread 15-16 either way.
+    anonymous memory 29.1, with huge pages (`MADV_HUGEPAGE`) 30.8; one thread 15-16 either way.
+    Tried, not kept: a bf16 text's matrices copied at load out of the file into 2 MB-aligned
+    memory advised for huge pages: a 16-token caption 34-36 -> 31-34 ms, but the load 0.25 ->
+    1.5-2.3 s (the kernel compacting memory for the huge pages: `defrag` is `madvise` on this
+    host), over issue 13's 1 s; the same copy in 4 KB pages loads in 0.5 s and gains nothing
+    (35.4 ms). The ViT's copies in huge pages: q8 image 71-75 -> 70-72 ms, bf16 none, bf16 load
+    0.25 -> 0.5-0.8 s: not kept either.
 
 """
 
