@@ -56,6 +56,18 @@ struct RowNorm {
 
 namespace altclip::kernels::amx {
 
+/// Frees what aligned_array gave.
+struct FreeAligned {
+    void operator()(void* p) const { std::free(p); }
+};
+/// `bytes` of memory for a copy of weights, 64-byte aligned; throws std::bad_alloc.
+template <class T>
+std::unique_ptr<T, FreeAligned> aligned_array(std::size_t bytes) {
+    std::unique_ptr<T, FreeAligned> p(static_cast<T*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
 /// An int8 weight matrix W [out, k] (per-row scale `scale`) as tdpbssd's B tiles: blocks of 16
 /// rows of W (an even count, the last ones zero past `out`), each [kp / 64 steps][16 groups of
 /// 4 k][16 rows][4 k] bytes, kp = k rounded up to 64 (zeros past k). A block's tile for one
@@ -63,10 +75,7 @@ namespace altclip::kernels::amx {
 struct PackedS8 {
     std::int64_t out = 0, k = 0, kp = 0, blocks = 0;
     const float* scale = nullptr;  // [out], the model file's
-    struct Free {
-        void operator()(std::int8_t* p) const { std::free(p); }
-    };
-    std::unique_ptr<std::int8_t, Free> data;
+    std::unique_ptr<std::int8_t, FreeAligned> data;
 
     std::int64_t steps() const { return kp / 64; }
     const std::int8_t* block(std::int64_t b) const { return data.get() + b * steps() * 1024; }
@@ -82,8 +91,7 @@ inline PackedS8 make_packed_s8(std::int64_t out, std::int64_t k, const float* sc
     p.blocks = (out + 31) / 32 * 2;
     p.scale = scale;
     const auto bytes = static_cast<std::size_t>(p.blocks * p.steps() * 1024);
-    p.data.reset(static_cast<std::int8_t*>(std::aligned_alloc(64, bytes)));
-    if (!p.data) throw std::bad_alloc();
+    p.data = aligned_array<std::int8_t>(bytes);
     return p;
 }
 inline void pack_s8_blocks(const std::int8_t* w, PackedS8& p, std::int64_t b0, std::int64_t b1) {
@@ -115,14 +123,11 @@ inline constexpr bool bf16_panels_supported(std::int64_t k, std::int64_t panel_r
 /// ([out / 16][k / 2][16] 32-bit units of two bfloat16 of consecutive k, zeros past out), so
 /// that each B tile (16 pairs of k x 16 columns) is 1 KB in one piece, 64-byte aligned. Copied
 /// once at load from the file's panels of 64 or 32 rows, whose tiles lie 256 or 128 bytes a
-/// row apart: one image's bf16 products 1.35 -> 1.48 TFLOP/s (the same measurement as
-/// Bf16Plan's, before its k chunks).
+/// row apart: one image's bf16 products 1.21 -> 1.37 TFLOP/s (the measurement of TilePlan's
+/// comment).
 struct PackedBf16 {
     std::int64_t out = 0, k = 0, blocks = 0;  // blocks of 16 rows, an even count
-    struct Free {
-        void operator()(std::uint32_t* p) const { std::free(p); }
-    };
-    std::unique_ptr<std::uint32_t, Free> data;
+    std::unique_ptr<std::uint32_t, FreeAligned> data;
     static constexpr std::int64_t kPanelRows = 16;
 };
 inline PackedBf16 make_packed_bf16(std::int64_t out, std::int64_t k) {
@@ -131,8 +136,7 @@ inline PackedBf16 make_packed_bf16(std::int64_t out, std::int64_t k) {
     p.k = k;
     p.blocks = (out + 31) / 32 * 2;
     const auto bytes = static_cast<std::size_t>(p.blocks * 16 * (k / 2) * 4);
-    p.data.reset(static_cast<std::uint32_t*>(std::aligned_alloc(64, bytes)));
-    if (!p.data) throw std::bad_alloc();
+    p.data = aligned_array<std::uint32_t>(bytes);
     return p;
 }
 /// Blocks [b0, b1) of p from W in the file's panels of pr rows (a multiple of 16).
@@ -341,10 +345,11 @@ inline void prefetch_block(const float* y, std::int64_t r0, std::int64_t rows, s
 /// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) (those < out) from int32 sums c [32][32]:
 /// act(float(sum) * x scale * w scale + bias), the operations of the q8_dot epilogue in its
 /// order (onednn::round::epilogue_s8_avx512), so the same bits; with `add`, y + that (the
-/// residual's sum, as the model's pass over y would make it).
+/// residual's sum, as the model's pass over y would make it). With `rowmax` (not with `add`),
+/// each row's largest |y| among these columns is also kept there (max with what it holds).
 inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0, std::int64_t out,
                          const float* xscale, const float* wscale, const float* bias, Activation act, bool add,
-                         float* y) {
+                         float* y, float* rowmax = nullptr) {
     for (int g = 0; g < 2; ++g) {
         const std::int64_t j = j0 + g * 16;
         if (j >= out) break;
@@ -352,29 +357,16 @@ inline void write_out_s8(const std::int32_t* c, std::int64_t r0, std::int64_t ro
         for (std::int64_t r = 0; r < rows; ++r) {
             const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + r * 32 + g * 16));
             const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(xscale[r0 + r])), cols.scale), cols.bias);
-            store_out(y + (r0 + r) * out + j, cols.mask, t, act, add);
-        }
-    }
-}
-
-/// write_out_s8 without a residual, each row's largest |y| among these columns also kept in
-/// rowmax (max with what it holds).
-inline void write_out_s8_rowmax(const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
-                                std::int64_t out, const float* xscale, const float* wscale, const float* bias,
-                                Activation act, float* y, float* rowmax) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-        __m512 m = _mm512_setzero_ps();
-        for (int g = 0; g < 2; ++g) {
-            const std::int64_t j = j0 + g * 16;
-            if (j >= out) break;
-            const Columns16 cols = columns16(j, out, wscale, bias);
-            const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + r * 32 + g * 16));
-            const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(xscale[r0 + r])), cols.scale), cols.bias);
+            float* const yr = y + (r0 + r) * out + j;
+            if (rowmax == nullptr) {
+                store_out(yr, cols.mask, t, act, add);
+                continue;
+            }
             const __m512 a = v512::activate(act, t);
-            _mm512_mask_storeu_ps(y + (r0 + r) * out + j, cols.mask, a);
-            m = _mm512_mask_max_ps(m, cols.mask, m, _mm512_abs_ps(a));
+            _mm512_mask_storeu_ps(yr, cols.mask, a);
+            const float m = _mm512_mask_reduce_max_ps(cols.mask, _mm512_abs_ps(a));
+            rowmax[r0 + r] = std::max(rowmax[r0 + r], m);
         }
-        rowmax[r0 + r] = std::max(rowmax[r0 + r], _mm512_reduce_max_ps(m));
     }
 }
 
@@ -581,6 +573,44 @@ struct Bf16Product {
     bool add = false;
 };
 
+/// One product of linear_s8: y [n, out] (=, or += with `add`) act(x . W^T * scale + bias).
+struct S8Product {
+    const PackedS8* w = nullptr;
+    const float* bias = nullptr;
+    float* y = nullptr;
+    bool add = false;  // y += the result (a residual connection), act none
+};
+
+/// Where a product's weights lie for tile_columns: panels of `pr` rows (units of 4 bytes), out
+/// columns.
+struct TileWeights {
+    const std::uint32_t* w;
+    std::int64_t pr, out;
+};
+inline TileWeights tile_weights(const Bf16Product& p) { return {p.w, p.panel_rows, p.out}; }
+inline TileWeights tile_weights(const S8Product& p) {
+    return {reinterpret_cast<const std::uint32_t*>(p.w->data.get()), 16, p.w->out};
+}
+
+/// The products of A tiles a (bf16_a_tiles or s8_a_tiles, for `plan`) by their weights, on the
+/// pool: each thread a range of all products' column pairs (split_column_pairs), the sums
+/// handed to write_out(product, c, r0, rows, j0, the slot's buffers).
+template <TileType type, class Product, class WriteOut>
+inline void tile_products(const void* a, std::int64_t n, const TilePlan& plan, const Product* products, int count,
+                          ThreadPool* pool, Workspace& workspace, WriteOut write_out) {
+    split_column_pairs(
+        count, [&](int i) { return (tile_weights(products[i]).out + 31) / 32; }, pool, workspace,
+        [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
+            const Product& p = products[i];
+            const TileWeights w = tile_weights(p);
+            float* const buffers = packed::aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
+            tile_columns<type>(static_cast<const std::uint8_t*>(a), n, plan, w.w, w.pr, p0, p1, p.y, w.out, buffers,
+                               buffers + 2 * 32 * 32, [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
+                                   write_out(p, c, r0, rows, j0, mine);
+                               });
+        });
+}
+
 /// x's rows [n, k] (or layer_norm of them) rounded to bfloat16 (nearest even, as the bf16_dot
 /// kernels and the oneDNN path round them) into A tiles for `plan` ([16-row tile][step][16
 /// rows][32 values]), zero rows to a whole number of tile pairs; in parts on the pool.
@@ -603,25 +633,6 @@ inline std::uint16_t* bf16_a_tiles(const float* x, std::int64_t n, std::int64_t 
     return a;
 }
 
-/// The products of bf16 A tiles a (bf16_a_tiles, for `plan`) by W's in panels, on the pool: each
-/// thread a range of all products' column pairs (split_column_pairs), the sums handed to
-/// write_out(product, c, r0, rows, j0).
-template <class WriteOut>
-inline void bf16_products(const std::uint16_t* a, std::int64_t n, const TilePlan& plan, const Bf16Product* products,
-                          int count, ThreadPool* pool, Workspace& workspace, WriteOut write_out) {
-    split_column_pairs(
-        count, [&](int i) { return (products[i].out + 31) / 32; }, pool, workspace,
-        [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
-            const Bf16Product& p = products[i];
-            float* const buffers = packed::aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
-            tile_columns<TileType::bf16>(reinterpret_cast<const std::uint8_t*>(a), n, plan, p.w, p.panel_rows, p0, p1,
-                                         p.y, p.out, buffers, buffers + 2 * 32 * 32,
-                                         [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
-                                             write_out(p, c, r0, rows, j0);
-                                         });
-        });
-}
-
 /// The products of one x [n, k] by bf16 weights in panels (bf16_panels_supported), x rounded
 /// to bfloat16 once for them all into A's tiles, summed in float32 on AMX tiles
 /// (tile_columns), on the pool as linear_s8. With `norm`, the products of layer_norm(x).
@@ -629,10 +640,12 @@ inline void linear_bf16(const float* x, std::int64_t n, std::int64_t k, const Bf
                         ThreadPool* pool, Workspace& workspace, Activation act, const RowNorm* norm = nullptr) {
     const TilePlan plan = tile_plan(n, k / 32);
     const std::uint16_t* a = bf16_a_tiles(x, n, k, plan, workspace.caller().amx_x, pool, norm);
-    bf16_products(a, n, plan, products, count, pool, workspace,
-                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
-                      write_out_f32(c, r0, rows, j0, p.out, p.bias, p.add ? Activation::none : act, p.add, p.y);
-                  });
+    tile_products<TileType::bf16>(a, n, plan, products, count, pool, workspace,
+                                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows,
+                                      std::int64_t j0, KernelBuffers&) {
+                                      write_out_f32(c, r0, rows, j0, p.out, p.bias, p.add ? Activation::none : act,
+                                                    p.add, p.y);
+                                  });
 }
 
 /// y's rows [r0, r0 + rows) x columns [j0, j0 + 32) from float32 sums c [32][32] as the next
@@ -666,23 +679,17 @@ inline void linear_bf16_chain(const float* x, std::int64_t n, std::int64_t k, co
     auto* const a2 = reinterpret_cast<std::uint16_t*>(packed::aligned_at_least(ws.amx_next, plan2.pairs * 32 * first.out / 2));
     for (std::int64_t r = n; r < plan2.pairs * 32; ++r)  // the padding rows (the write-out makes rows < n)
         for (std::int64_t s = 0; s < plan2.steps; ++s) std::memset(a2 + ((r / 16) * plan2.steps + s) * 512 + (r % 16) * 32, 0, 64);
-    bf16_products(a1, n, plan1, &first, 1, pool, workspace,
-                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
-                      write_out_a_tiles(c, r0, rows, j0, p.bias, act, plan2.steps, a2);
-                  });
-    bf16_products(a2, n, plan2, &second, 1, pool, workspace,
-                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
-                      write_out_f32(c, r0, rows, j0, p.out, p.bias, Activation::none, p.add, p.y);
-                  });
+    tile_products<TileType::bf16>(a1, n, plan1, &first, 1, pool, workspace,
+                                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows,
+                                      std::int64_t j0, KernelBuffers&) {
+                                      write_out_a_tiles(c, r0, rows, j0, p.bias, act, plan2.steps, a2);
+                                  });
+    tile_products<TileType::bf16>(a2, n, plan2, &second, 1, pool, workspace,
+                                  [&](const Bf16Product& p, const float* c, std::int64_t r0, std::int64_t rows,
+                                      std::int64_t j0, KernelBuffers&) {
+                                      write_out_f32(c, r0, rows, j0, p.out, p.bias, Activation::none, p.add, p.y);
+                                  });
 }
-
-/// One product of linear_s8: y [n, out] (=, or += with `add`) act(x . W^T * scale + bias).
-struct S8Product {
-    const PackedS8* w = nullptr;
-    const float* bias = nullptr;
-    float* y = nullptr;
-    bool add = false;  // y += the result (a residual connection), act none
-};
 
 /// x's rows (or layer_norm of them, or with `amax` rows whose largest |x| is known) quantized
 /// per row into A tiles for `plan` (quantize_rows_s8), their scales in xscale; in parts on the
@@ -702,26 +709,6 @@ inline std::int8_t* s8_a_tiles(const float* x, std::int64_t n, std::int64_t k, s
     return a;
 }
 
-/// The products of int8 A tiles a (s8_a_tiles, for `plan`) by W's packed as PackedS8, on the
-/// pool: each thread a range of all products' column pairs (split_column_pairs), the int32
-/// sums handed to write_out(product, c, r0, rows, j0, slot's buffers).
-template <class WriteOut>
-inline void s8_products(const std::int8_t* a, std::int64_t n, const TilePlan& plan, const S8Product* products,
-                        int count, ThreadPool* pool, Workspace& workspace, WriteOut write_out) {
-    split_column_pairs(
-        count, [&](int i) { return products[i].w->blocks / 2; }, pool, workspace,
-        [&](int i, std::int64_t p0, std::int64_t p1, KernelBuffers& mine) {
-            const S8Product& p = products[i];
-            float* const buffers = packed::aligned_at_least(mine.amx_out, 2 * 32 * 32 + plan.partial_floats());
-            tile_columns<TileType::s8>(reinterpret_cast<const std::uint8_t*>(a), n, plan,
-                                       reinterpret_cast<const std::uint32_t*>(p.w->data.get()), 16, p0, p1, p.y,
-                                       p.w->out, buffers, buffers + 2 * 32 * 32,
-                                       [&](const float* c, std::int64_t r0, std::int64_t rows, std::int64_t j0) {
-                                           write_out(p, reinterpret_cast<const std::int32_t*>(c), r0, rows, j0, mine);
-                                       });
-        });
-}
-
 /// The products of one x [n, k] by W's packed as PackedS8 (out = W's rows, k its columns), x
 /// quantized per row to int8 once for all of them into A's tiles: the q8_dot kernels'
 /// numbers (tile_columns), on the pool (rows quantized in parts, then split_column_pairs).
@@ -734,12 +721,12 @@ inline void linear_s8(const float* x, std::int64_t n, std::int64_t k, const S8Pr
     KernelBuffers& ws = workspace.caller();
     const std::int8_t* a = s8_a_tiles(x, n, k, kp, plan, ws.amx_x, ws.xscale, pool, norm);
     const float* xscale = ws.xscale.data();
-    s8_products(a, n, plan, products, count, pool, workspace,
-                [&](const S8Product& p, const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
-                    KernelBuffers&) {
-                    write_out_s8(c, r0, rows, j0, p.w->out, xscale, p.w->scale, p.bias, p.add ? Activation::none : act,
-                                 p.add, p.y);
-                });
+    tile_products<TileType::s8>(a, n, plan, products, count, pool, workspace,
+                                [&](const S8Product& p, const float* c, std::int64_t r0, std::int64_t rows,
+                                    std::int64_t j0, KernelBuffers&) {
+                                    write_out_s8(reinterpret_cast<const std::int32_t*>(c), r0, rows, j0, p.w->out, xscale,
+                                                 p.w->scale, p.bias, p.add ? Activation::none : act, p.add, p.y);
+                                });
 }
 
 /// The MLP's two int8 products: second.y (=, or += with second.add) second(act(first(x))),
@@ -759,12 +746,12 @@ inline void linear_s8_chain(const float* x, std::int64_t n, std::int64_t k, cons
     const int slots = slot_count(pool, pool != nullptr ? pool->size() : 1);
     KernelBuffers* const all = workspace.slots(slots);
     for (int i = 0; i < slots; ++i) all[i].amx_rowmax.assign(static_cast<std::size_t>(n), 0.0f);
-    s8_products(a1, n, plan1, &first, 1, pool, workspace,
-                [&](const S8Product& p, const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
-                    KernelBuffers& mine) {
-                    write_out_s8_rowmax(c, r0, rows, j0, mid, xscale, p.w->scale, p.bias, act, p.y,
-                                        mine.amx_rowmax.data());
-                });
+    tile_products<TileType::s8>(a1, n, plan1, &first, 1, pool, workspace,
+                                [&](const S8Product& p, const float* c, std::int64_t r0, std::int64_t rows,
+                                    std::int64_t j0, KernelBuffers& mine) {
+                                    write_out_s8(reinterpret_cast<const std::int32_t*>(c), r0, rows, j0, mid, xscale,
+                                                 p.w->scale, p.bias, act, false, p.y, mine.amx_rowmax.data());
+                                });
     std::vector<float>& amax = ws.amx_rowmax;
     amax.assign(static_cast<std::size_t>(n), 0.0f);
     for (int i = 0; i < slots; ++i)
@@ -772,11 +759,12 @@ inline void linear_s8_chain(const float* x, std::int64_t n, std::int64_t k, cons
     std::vector<float>& xscale2 = ws.xscale2;
     const std::int8_t* a2 = s8_a_tiles(first.y, n, mid, kp2, plan2, ws.amx_next, xscale2, pool, nullptr, amax.data());
     const float* scales2 = xscale2.data();
-    s8_products(a2, n, plan2, &second, 1, pool, workspace,
-                [&](const S8Product& p, const std::int32_t* c, std::int64_t r0, std::int64_t rows, std::int64_t j0,
-                    KernelBuffers&) {
-                    write_out_s8(c, r0, rows, j0, p.w->out, scales2, p.w->scale, p.bias, Activation::none, p.add, p.y);
-                });
+    tile_products<TileType::s8>(a2, n, plan2, &second, 1, pool, workspace,
+                                [&](const S8Product& p, const float* c, std::int64_t r0, std::int64_t rows,
+                                    std::int64_t j0, KernelBuffers&) {
+                                    write_out_s8(reinterpret_cast<const std::int32_t*>(c), r0, rows, j0, p.w->out,
+                                                 scales2, p.w->scale, p.bias, Activation::none, p.add, p.y);
+                                });
 }
 
 }  // namespace altclip::kernels::amx
