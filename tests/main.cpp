@@ -32,10 +32,10 @@ int main(int argc, char** argv) {
     // Forced through oneDNN (ctest's altclip_tests_onednn) on a CPU where it has no bf16 or no
     // exact int8 matmul: those models would refuse to load (the error is tested in
     // test_onednn.cpp), so the run is reported as skipped, as a kernel level the CPU lacks.
-    // ALTCLIP_ONEDNN read as the library reads it (use_onednn; below AMX only the variable turns it on).
+    // ALTCLIP_ONEDNN read as the library reads it (use_onednn: only the variable turns it on).
     if (const char* e = std::getenv("ALTCLIP_ONEDNN"); e != nullptr && *e != '\0') {
         try {
-            if (!altclip::kernels::onednn::use_onednn(altclip::OnednnUse::automatic, altclip::Isa::portable))
+            if (!altclip::kernels::onednn::use_onednn(altclip::OnednnUse::automatic))
                 return Catch::Session().run(argc, argv);
             using Kind = altclip::kernels::onednn::PackedWeight::Kind;
             const altclip::kernels::onednn::Context ctx(std::make_shared<altclip::kernels::ThreadPool>(1));

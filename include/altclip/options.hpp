@@ -7,7 +7,7 @@ namespace altclip {
 
 /// Whether a model's bf16 and q8 matrix products run through oneDNN (ModelOptions::onednn).
 enum class OnednnUse {
-    automatic,  // ALTCLIP_ONEDNN=1|0 when set, else on at Isa::amx (in a build that links oneDNN)
+    automatic,  // ALTCLIP_ONEDNN=1|0 when set, else off (altclip's kernels were faster everywhere measured)
     on,         // at any level (tests, comparisons); an InvalidArgument in a build without oneDNN
     off,        // altclip's own kernels only
 };
@@ -32,9 +32,9 @@ struct ModelOptions {
     /// takes what the CPU allows. Lower levels give the same results within rounding: for
     /// tests and comparisons. The environment variable ALTCLIP_MAX_ISA caps it further.
     Isa max_isa = Isa::best;
-    /// oneDNN (kernels/onednn.hpp) for the products of bf16 weights and the ViT's int8 ones:
-    /// its JIT kernels use AMX tiles, which altclip's own do not. Builds find it with CMake
-    /// (Debian: libdnnl-dev); model.matmul_engine() says what runs. exact = true never uses it.
+    /// oneDNN (kernels/onednn.hpp) for the products of bf16 weights and the ViT's int8 ones,
+    /// for comparisons: builds find it with CMake (Debian: libdnnl-dev); model.matmul_engine()
+    /// says what runs. exact = true never uses it.
     OnednnUse onednn = OnednnUse::automatic;
 };
 

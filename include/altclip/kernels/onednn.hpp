@@ -1,11 +1,9 @@
 // Matrix products through oneDNN (Debian 12: libdnnl-dev 2.6), the library PyTorch and
-// OpenVINO run on. Its JIT writes kernels for the CPU at run time, AMX tiles included, which
-// altclip's own kernels do not use; so a model takes it at Isa::amx (use_onednn below, the one
-// place that decides), or when forced for tests and comparisons.
-//
-// At Isa::amx altclip's own AMX kernels (amx_gemm.hpp) take the ViT's int8 products and bf16
-// products of 64 rows or more (measured faster than this path, bench/RESULTS.md); oneDNN keeps
-// the bf16 products of few rows (a text's), and everything when forced at a lower level.
+// OpenVINO run on. Its JIT writes kernels for the CPU at run time, AMX tiles included. A model
+// takes it only when asked to (use_onednn below, the one place that decides), for tests and
+// comparisons: altclip's own kernels were faster on every path measured, at Isa::amx too
+// (amx_gemm.hpp's tiles from copies made at load: bench/RESULTS.md). Asked for, it takes every
+// bf16 product and the ViT's int8 ones, at any level, and no AMX copy is made.
 //
 // What goes through it: bf16 weights (bf16 x bf16 -> f32; the activations rounded to bfloat16
 // as the avx512_bf16 kernels round them) and the ViT's int8 weights (s8 x s8 -> s32, the
@@ -89,11 +87,13 @@ inline constexpr bool kAvailable = true;
 inline constexpr bool kAvailable = false;
 #endif
 
-/// Whether a model whose kernels run at `isa` multiplies its bf16 and q8 weights through
-/// oneDNN: ModelOptions::onednn when on or off; else the environment variable ALTCLIP_ONEDNN
-/// (1/on, 0/off); else where oneDNN has what altclip's kernels lack, AMX tiles. Throws
-/// InvalidArgument when asked for in a build without oneDNN, or for another ALTCLIP_ONEDNN value.
-inline bool use_onednn(OnednnUse use, Isa isa) {
+/// Whether a model multiplies its bf16 and q8 weights through oneDNN: ModelOptions::onednn
+/// when on or off; else the environment variable ALTCLIP_ONEDNN (1/on, 0/off); else never:
+/// altclip's kernels were faster than oneDNN 2.6 on every path measured, AMX included (one
+/// image, a 16-token caption, 8 labels, a batch of 8 images: bench/RESULTS.md), so oneDNN is
+/// there to be compared with. Throws InvalidArgument when asked for in a build without
+/// oneDNN, or for another ALTCLIP_ONEDNN value.
+inline bool use_onednn(OnednnUse use) {
     if (use == OnednnUse::automatic) {
         if (const char* env = std::getenv("ALTCLIP_ONEDNN"); env != nullptr && *env != '\0') {
             const std::string v(env);
@@ -102,8 +102,8 @@ inline bool use_onednn(OnednnUse use, Isa isa) {
             } else if (v == "0" || v == "off") {
                 use = OnednnUse::off;
             } else {
-                throw InvalidArgument("ALTCLIP_ONEDNN='" + v + "': use 1 (or on) to force oneDNN, 0 (or off) to never "
-                                      "use it, or leave it unset (oneDNN on CPUs with AMX)");
+                throw InvalidArgument("ALTCLIP_ONEDNN='" + v + "': use 1 (or on) to multiply through oneDNN, 0 (or "
+                                      "off) or leave it unset for altclip's kernels");
             }
         }
     }
@@ -111,7 +111,6 @@ inline bool use_onednn(OnednnUse use, Isa isa) {
         throw InvalidArgument("oneDNN was asked for (ModelOptions::onednn or ALTCLIP_ONEDNN=1), but this program was "
                               "built without it: install libdnnl-dev and re-run CMake, or leave the setting automatic");
     }
-    if (use == OnednnUse::automatic) return kAvailable && isa >= Isa::amx;
     return use == OnednnUse::on;
 }
 

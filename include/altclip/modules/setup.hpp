@@ -30,7 +30,7 @@ public:
           pool_(make_thread_pool(options, who)),
           loader_(file_, storage_, scope, !options.exact, pool_->isa(), pool_.get()) {
         // The matrix products' engine, chosen once per model (kernels/onednn.hpp).
-        if (kernels::onednn::use_onednn(options.onednn, pool_->isa()) && !options.exact) {
+        if (kernels::onednn::use_onednn(options.onednn) && !options.exact) {
 #if ALTCLIP_WITH_ONEDNN
             storage_->onednn = std::make_shared<kernels::onednn::Context>(pool_);
 #endif

@@ -32,19 +32,19 @@ struct WeightStorage {
     std::vector<std::vector<float>> widened;         // tensors copied to row-major f32 (get())
     std::shared_ptr<kernels::onednn::Context> onednn;  // set when the products run through oneDNN (setup.hpp)
     std::vector<std::unique_ptr<kernels::amx::PackedS8>> amx_s8;      // the ViT's int8 matrices as AMX tiles
-    std::vector<std::unique_ptr<kernels::amx::PackedBf16>> amx_bf16;  // the ViT's bf16 matrices in 16-row panels
+    std::vector<std::unique_ptr<kernels::amx::PackedBf16>> amx_bf16;  // bf16 matrices (both towers') in 16-row panels
 };
 
 /// What multiplies a model's matrices, for model.matmul_engine() and --verbose.
 inline std::string matmul_engine(const WeightStorage& storage, Isa isa) {
     std::string own = std::string("altclip ") + isa_name(isa) + " kernels";
     if (!storage.amx_s8.empty())
-        own += " (the ViT's " + std::to_string(storage.amx_s8.size()) + " int8 weight matrices on AMX int8 tiles)";
+        own += "; the ViT's " + std::to_string(storage.amx_s8.size()) + " int8 weight matrices on AMX int8 tiles";
     if (!storage.amx_bf16.empty())
-        own += " (the ViT's " + std::to_string(storage.amx_bf16.size()) + " bf16 weight matrices on AMX bf16 tiles)";
+        own += "; " + std::to_string(storage.amx_bf16.size()) + " bf16 weight matrices on AMX bf16 tiles";
 #if ALTCLIP_WITH_ONEDNN
-    // Named only when it multiplies some matrix: a q8 model at Isa::amx has it set up but gives
-    // it none (the ViT's go to the AMX tiles, the text's to altclip's kernels).
+    // Named only when it multiplies some matrix (asked for, it takes the bf16 matrices and the
+    // ViT's int8 ones; a q8 text's stay on altclip's kernels).
     if (storage.onednn) {
         const auto parts = storage.onednn->parts_in_place_and_copied();
         if (parts.first + parts.second > 0) return storage.onednn->describe() + "; the other products: " + own;
@@ -258,7 +258,7 @@ private:
     /// tiles' layout (kernels/amx_gemm.hpp), which kernels::linear then multiplies, with or
     /// without oneDNN.
     bool pack_for_amx(kernels::WeightMatrix& m, const std::string& name) {
-        if (!bf16_dot_ || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels || m.data == nullptr) return false;
+        if (!bf16_dot_ || storage_->onednn || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels || m.data == nullptr) return false;
         const auto* w = static_cast<const std::int8_t*>(m.data);
         m.amx_s8 = pack_copy(
             m, name, static_cast<std::size_t>(m.rows * m.cols),
@@ -273,8 +273,8 @@ private:
     /// one piece, instead of going to oneDNN. The text tower's stay in the file (a short
     /// text's products read each weight once).
     bool pack_bf16_for_amx(kernels::WeightMatrix& m, const std::string& name) {
-        if (!bf16_dot_ || !amx_ok_ || m.type != kernels::WeightType::bf16_dot || !m.panels || m.data == nullptr ||
-            is_text(name) || !kernels::amx::bf16_panels_supported(m.cols, m.panel_rows))
+        if (!bf16_dot_ || storage_->onednn || !amx_ok_ || m.type != kernels::WeightType::bf16_dot || !m.panels ||
+            m.data == nullptr || !kernels::amx::bf16_panels_supported(m.cols, m.panel_rows))
             return false;
         const auto* w = static_cast<const std::uint32_t*>(m.data);
         const std::int64_t pr = m.panel_rows, rows = (m.rows + pr - 1) / pr * pr;
