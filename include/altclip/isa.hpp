@@ -18,10 +18,9 @@ enum class Isa : int {
     avx512 = 2,       // AVX-512 F/BW/DQ/VL: float32 kernels; bf16 and int8 weights widened
     avx512_vnni = 3,  // + AVX512_VNNI: int8 x int8 dot products for q8 files
     avx512_bf16 = 4,  // + AVX512_BF16: bfloat16 dot products for bf16 files (and q8 text)
-    amx = 5,          // + AMX-BF16/INT8 tiles: bf16/q8 products through oneDNN (kernels/onednn.hpp) in builds
-                      // that link it; a bf16/q8 model's attention and the q8 text tower's products on
-                      // altclip's tile kernels (kernels/amx_attention.hpp, amx_gemm.hpp); altclip's
-                      // other kernels run avx512_bf16
+    amx = 5,          // + AMX-BF16/INT8 tiles: a bf16/q8 model's products and attention on altclip's
+                      // tile kernels (kernels/amx_gemm.hpp, amx_attention.hpp); altclip's other
+                      // kernels run avx512_bf16
     best = amx,       // no cap: the best the CPU allows
 };
 
@@ -57,9 +56,8 @@ struct CpuInfo {
         s += isa_name(effective());
         if (effective() != supported) s += std::string(" (capped by ALTCLIP_MAX_ISA; the CPU allows ") + isa_name(supported) + ")";
         if (effective() == Isa::amx)
-            s += " (AMX: the image tower's products, the attention of bf16 and q8 models and the q8 text tower's "
-                 "products on altclip's own tile kernels, a bf16 text's products through oneDNN in builds that link "
-                 "it; the other kernels run avx512_bf16)";
+            s += " (AMX: the products and the attention of bf16 and q8 models on altclip's own tile kernels; "
+                 "the other kernels run avx512_bf16)";
         return s;
     }
 };
