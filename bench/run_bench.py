@@ -529,7 +529,9 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     of 8 0.60-0.70 -> 0.58-0.64 s. Embeddings bit-identical in both.
   - **A bf16 text's products from 32 rows on the tiles** (`kAmxBf16MinRows`, was 64): 8 short
     labels (a few dozen rows) took 150-162 ms through oneDNN 2.6's AMX matmul and take 39-42 ms;
-    a 16-token caption stays on oneDNN (31-33 ms, 34-35 on the tiles).
+    a 16-token caption stays on oneDNN (31-33 ms, 34-35 on the tiles). (Since the next
+    session the text's matrices are copied at load like the ViT's, below, and this threshold
+    only applies to a bf16 matrix left in the file's panels.)
   - **Streaming the weights** (a 1 GiB read, 2 threads): the model file's mapping 25.5 GB/s,
     anonymous memory 29.1, with huge pages (`MADV_HUGEPAGE`) 30.8; one thread 15-16 either way.
     Tried, not kept: a bf16 text's matrices copied at load out of the file into 2 MB-aligned
@@ -538,6 +540,32 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     host), over issue 13's 1 s; the same copy in 4 KB pages loads in 0.5 s and gains nothing
     (35.4 ms). The ViT's copies in huge pages: q8 image 71-75 -> 70-72 ms, bf16 none, bf16 load
     0.25 -> 0.5-0.8 s: not kept either.
+  - **A bf16 text's matrices copied to 16-row panels too, and on the tiles at every row count**
+    (2026-12-05, second session, the same CPU; `modules/weights.hpp`, `kTilePrefetchPairs`).
+    A one-off program timed the text tower's products alone (24 layers' q/k/v, output, fc1,
+    fc2; 2 threads, medians of 11, weights cold): for 16 rows, oneDNN 2.6's AMX matmul on
+    the file's panels 33.4-33.6 ms; altclip's tiles on the file's panels 33.9-34.1; on
+    16-row copies 25.2-25.3, and 24.4-24.5 without the kernel's own B prefetches. The same
+    bytes read by plain vector loads in the same parallel calls: 21.7-22.5 ms. So the
+    caption was not bound by the memory's bandwidth but by how the tiles met it: in the
+    file's panels a B tile's 16 lines lie 256 bytes apart, one line in four of each 4 KB
+    page per tile; in the copy each tile is 1 KB in one piece and a column block's steps
+    follow each other, a stream the hardware prefetchers follow. (The copy tried before,
+    above, kept the 64-row layout for oneDNN.) The kernel's prefetches (the next column
+    pair's B, to L2) help from 3 row pairs: copies, with / without them, 1 row 24.0 / 22.3
+    ms, 32 rows 27.0 / 26.4, 64 rows 34.4-36.1 / 33.8-34.1, 96 rows 38.4-39.8 / 41.4-42.1,
+    128 rows 45.8 / 51.6-52.4. In the model (`altclip_bench`, alternating binaries): 16-token
+    caption 33.7-34.0 -> 24.4-27.3 ms, 8 labels 43.8 -> 37.6-40.0 ms, image and batch of 8
+    within noise; load 0.24-0.29 -> 0.41-0.47 s (one cold run 1.04 s; the old binary's
+    coldest 0.52), peak memory 1.28 -> 1.33 GB for the 1.65 GB file. The text's embeddings
+    move within float32 summation order (caption cosine with the old ones 1.0, text cosine
+    against f32 0.99995 as before). Tried, not kept: the copies' memory populated in one
+    `madvise(MADV_POPULATE_WRITE)` before packing (load 0.49-1.18 s against 0.41-0.46).
+    With this, oneDNN multiplies nothing by default: no bf16 matrix is left for it at
+    `amx`, the ViT's int8 ones were on altclip's tiles already, and below AMX altclip's
+    kernels were faster before (ONEDNN_RESULTS.md). It stays for comparisons
+    (`ALTCLIP_ONEDNN=1`), and asked for it now takes every bf16 matrix and the ViT's int8
+    ones, with no AMX copy made.
 
 """
 

@@ -416,20 +416,20 @@ inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* p
 }  // namespace gemm_detail
 
 namespace gemm_detail {
-/// Rows from which bf16 weights in the file's panels are multiplied on AMX tiles by altclip's
-/// kernel (a batch of labels); fewer (a caption's tokens) go to oneDNN or the AVX512_BF16
-/// kernels. At 64, 8 short labels (a few dozen rows) took 150-160 ms through oneDNN 2.6's
-/// AMX matmul and 39 ms on altclip's tiles; a 16-token caption 31-32 ms through oneDNN and
-/// 34-35 on the tiles (Intel Xeon with AMX, 2 cores, bf16 bench model).
+/// Rows from which bf16 weights left in the file's panels (not copied at load: k not a
+/// multiple of 32) are multiplied on AMX tiles by altclip's kernel; fewer go to the
+/// AVX512_BF16 kernels. (When oneDNN took a caption's products: at 64, 8 short labels took
+/// 150-160 ms through oneDNN 2.6's AMX matmul and 39 ms on altclip's tiles; Intel Xeon with
+/// AMX, 2 cores, bf16 bench model.)
 inline constexpr std::int64_t kAmxBf16MinRows = 32;
 /// Whether linear() runs w on AMX tiles (at Isa::amx): int8 packed for them at load (the
-/// ViT's), bf16 copied to 16-row panels at load (the ViT's), or bf16 in the file's panels (in
-/// place) for many rows.
+/// ViT's), bf16 copied to 16-row panels at load, or bf16 in the file's panels (in place) for
+/// many rows, unless the model multiplies it through oneDNN (asked for: comparisons).
 inline bool s8_tiles(const WeightMatrix& w, std::int64_t k) { return w.amx_s8 != nullptr && w.amx_s8->k == k; }
 #if ALTCLIP_X86
 inline bool bf16_tiles(const WeightMatrix& w, std::int64_t n, std::int64_t k) {
     if (w.amx_bf16 != nullptr) return w.amx_bf16->k == k;
-    return w.type == WeightType::bf16_dot && w.panels && w.cols == k && n >= kAmxBf16MinRows &&
+    return w.type == WeightType::bf16_dot && w.panels && w.onednn == nullptr && w.cols == k && n >= kAmxBf16MinRows &&
            amx::bf16_panels_supported(k, w.panel_rows);
 }
 /// The product of linear_bf16 for w (bf16_tiles).
