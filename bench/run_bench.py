@@ -562,8 +562,9 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     against f32 0.99995 as before). Tried, not kept: the copies' memory populated in one
     `madvise(MADV_POPULATE_WRITE)` before packing (load 0.49-1.18 s against 0.41-0.46).
     With this, oneDNN multiplies nothing by default: no bf16 matrix is left for it at
-    `amx`, the ViT's int8 ones were on altclip's tiles already, and below AMX altclip's
-    kernels were faster before (ONEDNN_RESULTS.md). It stays for comparisons
+    `amx`, the ViT's int8 ones were on altclip's tiles already, and below AMX it was not the
+    default before either (on Zen 4 its bf16 image was 1.1x faster than altclip's in one
+    whole-model run, unconfirmed per product: ONEDNN_RESULTS.md). It stays for comparisons
     (`ALTCLIP_ONEDNN=1`), and asked for it now takes every bf16 matrix and the ViT's int8
     ones, with no AMX copy made.
 

@@ -378,6 +378,6 @@ TEST_CASE("onednn: asked for in a build without it is an InvalidArgument", "[one
 TEST_CASE("onednn: the choice and ALTCLIP_ONEDNN's values", "[onednn]") {
     CHECK_FALSE(onednn::use_onednn(altclip::OnednnUse::off));
     if (onednn::kAvailable) CHECK(onednn::use_onednn(altclip::OnednnUse::on));
-    // Automatic: only when ALTCLIP_ONEDNN asks for it (altclip's kernels are faster everywhere measured).
+    // Automatic: only when ALTCLIP_ONEDNN asks for it (kernels/onednn.hpp says why).
     if (std::getenv("ALTCLIP_ONEDNN") == nullptr) CHECK_FALSE(onednn::use_onednn(altclip::OnednnUse::automatic));
 }

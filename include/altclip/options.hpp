@@ -7,7 +7,7 @@ namespace altclip {
 
 /// Whether a model's bf16 and q8 matrix products run through oneDNN (ModelOptions::onednn).
 enum class OnednnUse {
-    automatic,  // ALTCLIP_ONEDNN=1|0 when set, else off (altclip's kernels were faster everywhere measured)
+    automatic,  // ALTCLIP_ONEDNN=1|0 when set, else off (why: kernels/onednn.hpp)
     on,         // at any level (tests, comparisons); an InvalidArgument in a build without oneDNN
     off,        // altclip's own kernels only
 };

@@ -1,9 +1,11 @@
 // Matrix products through oneDNN (Debian 12: libdnnl-dev 2.6), the library PyTorch and
 // OpenVINO run on. Its JIT writes kernels for the CPU at run time, AMX tiles included. A model
 // takes it only when asked to (use_onednn below, the one place that decides), for tests and
-// comparisons: altclip's own kernels were faster on every path measured, at Isa::amx too
-// (amx_gemm.hpp's tiles from copies made at load: bench/RESULTS.md). Asked for, it takes every
-// bf16 product and the ViT's int8 ones, at any level, and no AMX copy is made.
+// comparisons. At Isa::amx altclip's own tiles (amx_gemm.hpp, from copies made at load) were
+// faster on every path measured (bench/RESULTS.md); below AMX oneDNN was not taken by default
+// before either (on Zen 4 its bf16 image was 1.1x faster than altclip's in one whole-model
+// run, its products not faster one by one: bench/ONEDNN_RESULTS.md). Asked for, it takes
+// every bf16 product and the ViT's int8 ones, at any level, and no AMX copy is made.
 //
 // What goes through it: bf16 weights (bf16 x bf16 -> f32; the activations rounded to bfloat16
 // as the avx512_bf16 kernels round them) and the ViT's int8 weights (s8 x s8 -> s32, the
@@ -88,11 +90,11 @@ inline constexpr bool kAvailable = false;
 #endif
 
 /// Whether a model multiplies its bf16 and q8 weights through oneDNN: ModelOptions::onednn
-/// when on or off; else the environment variable ALTCLIP_ONEDNN (1/on, 0/off); else never:
-/// altclip's kernels were faster than oneDNN 2.6 on every path measured, AMX included (one
-/// image, a 16-token caption, 8 labels, a batch of 8 images: bench/RESULTS.md), so oneDNN is
-/// there to be compared with. Throws InvalidArgument when asked for in a build without
-/// oneDNN, or for another ALTCLIP_ONEDNN value.
+/// when on or off; else the environment variable ALTCLIP_ONEDNN (1/on, 0/off); else never
+/// (at Isa::amx altclip's tiles were faster than oneDNN 2.6 for one image, a 16-token caption,
+/// 8 labels and a batch of 8 images: bench/RESULTS.md; below AMX, see the top of this file),
+/// so oneDNN is there to be compared with. Throws InvalidArgument when asked for in a build
+/// without oneDNN, or for another ALTCLIP_ONEDNN value.
 inline bool use_onednn(OnednnUse use) {
     if (use == OnednnUse::automatic) {
         if (const char* env = std::getenv("ALTCLIP_ONEDNN"); env != nullptr && *env != '\0') {
