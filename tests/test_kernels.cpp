@@ -151,8 +151,10 @@ TEST_CASE("linear on int8 weights: widened (exact), int8 and bfloat16 dot produc
     ThreadPool pool(2);
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{{1, 5, 3}, {4, 70, 9}, {7, 588, 70}, {20, 1024, 64}, {48, 7, 5}, {61, 515, 33}, {100, 1030, 70}, {127, 260, 67}, {128, 300, 66}, {150, 33, 20},
              // k a multiple of 32 (AMX tiles for q8_bf16): one row and fewer columns than a tile,
-             // columns not a whole number of 64 (or 16), rows not of 16, many rows
-             {1, 64, 3}, {16, 1024, 100}, {33, 96, 130}, {200, 64, 64},
+             // columns not a whole number of 64 (or 16), rows not of 16, many rows; k in chunks
+             // of 8 steps with a shorter last one (kQ8WidenSteps), for one tile of rows (sums
+             // kept in the tiles) and for several (stored between chunks)
+             {1, 64, 3}, {16, 1024, 100}, {33, 96, 130}, {200, 64, 64}, {1, 800, 70}, {17, 288, 65}, {40, 544, 129},
              // the ViT's int8 on AMX tiles: 257 rows (a last tile of one row), rows in several
              // blocks (k 4096: 4 pairs of tiles a block, kRowBlockBytes), k not a multiple of 64
              {257, 128, 96}, {400, 4096, 40}}) {
