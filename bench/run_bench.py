@@ -567,6 +567,28 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     whole-model run, unconfirmed per product: ONEDNN_RESULTS.md). It stays for comparisons
     (`ALTCLIP_ONEDNN=1`), and asked for it now takes every bf16 matrix and the ViT's int8
     ones, with no AMX copy made.
+  - **The q8 text's widening in chunks that stay in L1** (`amx::linear_q8_bf16`,
+    `kQ8WidenSteps`; same session). The same one-off program put a 16-token q8 caption's
+    products at 31.6 ms where reading their int8 bytes in the same parallel calls takes 10.6:
+    each group of 64 rows of W was widened whole into a panel of bfloat16 tiles (512 KB for k =
+    4096), so every store went to L2 while the int8 rows came from memory, and `perf annotate`
+    put 69% of the widening's samples on its int8 loads. Now 64 rows x 256 values at a time
+    (32 KB) are widened and multiplied, the sums of one tile of rows kept in the tiles between
+    chunks (stored between them for more rows), the next chunk's int8 bytes prefetched to L2
+    as a chunk is read (after a group's last chunk, the next group's first), each thread a
+    contiguous range of groups (they were taken one at a time). In the model (`altclip_bench`,
+    alternating binaries): caption 32.6-32.9 -> 22.4-23.2 ms, 8 labels 58-59 -> 46 ms, images
+    unchanged; embeddings bit-identical. Along the way: chunks of 4 steps as fast, of 16 31-34
+    ms; without the prefetches 42 ms; prefetching two chunks ahead 30-31; the next group's
+    first chunk not prefetched (groups taken one at a time) 27-28.
+  - **Tried this session, not kept:** the attention's tile work issued a step at a time
+    between the softmax's rows instead of per block (one layer 0.50-0.53 ms either way);
+    each C tile's two k steps four products apart in the scores (the same); the softmax's exp
+    in base 2 with a degree-5 polynomial (one layer 0.52 -> 0.50 ms, under 1% of an image);
+    `L::div` as `rcp14` and a Newton step (no change to an image or a batch of 8); the AVX2
+    micro-kernel's k loop unrolled twice (f32 image 805-830 against 804-818 ms); in the q8
+    text, prefetching 4 KB ahead in the whole-row widening, or static ranges of groups alone
+    (32-34 ms, as before).
 
 """
 
