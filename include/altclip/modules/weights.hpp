@@ -254,11 +254,13 @@ private:
         return owner.back().get();
     }
 
-    /// The ViT's int8 matrices (q8_dot) on a CPU with AMX, not exact: copied once into the
-    /// tiles' layout (kernels/amx_gemm.hpp), which kernels::linear then multiplies, with or
-    /// without oneDNN.
+    /// The ViT's int8 matrices (q8_dot) on a CPU with AMX, not exact, oneDNN not asked for:
+    /// copied once into the tiles' layout (kernels/amx_gemm.hpp), which kernels::linear then
+    /// multiplies.
     bool pack_for_amx(kernels::WeightMatrix& m, const std::string& name) {
-        if (!bf16_dot_ || storage_->onednn || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels || m.data == nullptr) return false;
+        if (!bf16_dot_ || storage_->onednn || !amx_ok_ || m.type != kernels::WeightType::q8_dot || m.panels ||
+            m.data == nullptr)
+            return false;
         const auto* w = static_cast<const std::int8_t*>(m.data);
         m.amx_s8 = pack_copy(
             m, name, static_cast<std::size_t>(m.rows * m.cols),
@@ -268,10 +270,11 @@ private:
         return true;
     }
 
-    /// The ViT's bfloat16 matrices (bf16_dot, in the file's panels) on a CPU with AMX, not
-    /// exact: copied once into 16-row panels (kernels::amx::PackedBf16), whose tiles are 1 KB in
-    /// one piece, instead of going to oneDNN. The text tower's stay in the file (a short
-    /// text's products read each weight once).
+    /// Both towers' bfloat16 matrices (bf16_dot, in the file's panels) on a CPU with AMX, not
+    /// exact, oneDNN not asked for: copied once into 16-row panels (kernels::amx::PackedBf16),
+    /// whose tiles are 1 KB in one piece. In the file's 64-row panels a tile's 16 lines lie 256
+    /// bytes apart: a 16-token caption's products took 33-34 ms there (on the tiles or through
+    /// oneDNN) and take 24-25 from the copies (bench/RESULTS.md).
     bool pack_bf16_for_amx(kernels::WeightMatrix& m, const std::string& name) {
         if (!bf16_dot_ || storage_->onednn || !amx_ok_ || m.type != kernels::WeightType::bf16_dot || !m.panels ||
             m.data == nullptr || !kernels::amx::bf16_panels_supported(m.cols, m.panel_rows))
