@@ -416,11 +416,12 @@ inline void activate(Activation act, float* y, std::int64_t count, ThreadPool* p
 }  // namespace gemm_detail
 
 namespace gemm_detail {
-/// Rows from which bf16 weights left in the file's panels (not copied at load: k not a
-/// multiple of 32) are multiplied on AMX tiles by altclip's kernel; fewer go to the
-/// AVX512_BF16 kernels. (When oneDNN took a caption's products: at 64, 8 short labels took
-/// 150-160 ms through oneDNN 2.6's AMX matmul and 39 ms on altclip's tiles; Intel Xeon with
-/// AMX, 2 cores, bf16 bench model.)
+/// Rows from which bf16 weights in the file's panels, read in place, are multiplied on AMX
+/// tiles by altclip's kernel; fewer go to the AVX512_BF16 kernels. A model never hands the
+/// tiles such a matrix (its loader copies every one they can take into 16-row panels, unless
+/// oneDNN is asked for); a caller of linear() with a WeightMatrix of its own may. (When oneDNN
+/// took a caption's products: at 64, 8 short labels took 150-160 ms through oneDNN 2.6's AMX
+/// matmul and 39 ms on altclip's tiles; Intel Xeon with AMX, 2 cores, bf16 bench model.)
 inline constexpr std::int64_t kAmxBf16MinRows = 32;
 /// Whether linear() runs w on AMX tiles (at Isa::amx): int8 packed for them at load (the
 /// ViT's), bf16 copied to 16-row panels at load, or bf16 in the file's panels (in place) for
