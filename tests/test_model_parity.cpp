@@ -67,6 +67,16 @@ TEST_CASE("every module's output equals the reference in float32", "[model][pari
         check_close(ref, "text.last_hidden_state", out.last_hidden_state.ptr(), out.last_hidden_state.data.size(), kRelTol);
         check_close(ref, "text.pooler_output", out.pooler_output.ptr(), out.pooler_output.data.size(), kRelTol);
     }
+    SECTION("vision pooler_output (the last layer on the class tokens only) equals the reference and forward's") {
+        REQUIRE(px.batch >= 2);  // a class token read from the wrong image's rows would show
+        const auto pooled = model.vision_model.pooler_output(px);
+        check_close(ref, "vision.pooler_output", pooled.ptr(), pooled.data.size(), kRelTol);
+        const auto full = model.vision_model.forward(px).pooler_output;
+        REQUIRE(pooled.shape == full.shape);
+        const auto d = altclip_test::compare(pooled.ptr(), full.data);
+        INFO("pooler_output vs forward's: max abs diff " << d.max_abs << " at " << d.worst);
+        CHECK(d.rel() < 1e-5);
+    }
     SECTION("get_image_features and get_text_features (projections)") {
         const auto img = model.get_image_features(px);
         check_close(ref, "image_embeds", img.ptr(), img.data.size(), kRelTol);

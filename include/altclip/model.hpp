@@ -121,7 +121,7 @@ public:
     Tensor get_text_features(const TokenView& tokens) const { return project(text_model.pooler_output(tokens), text_projection); }
     /// Projected pooler output of the vision tower [batch, projection_dim], not normalised.
     Tensor get_image_features(const PixelView& pixels, bool interpolate_pos_encoding = false) const {
-        return project(vision_model.forward(pixels, interpolate_pos_encoding).pooler_output, visual_projection);
+        return project(vision_model.pooler_output(pixels, interpolate_pos_encoding), visual_projection);
     }
 
     AltCLIPOutput forward(const TokenView& tokens, const PixelView& pixels, bool interpolate_pos_encoding = false) const try {

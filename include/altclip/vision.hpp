@@ -99,6 +99,21 @@ struct AltCLIPAttention {
         const kernels::Product o{&out_proj.weight, out_proj.bias, out_proj.out, out, add};
         kernels::linear_many(ctx, batch * seq, out_proj.in, &o, 1, pool, scratch.workspace());
     }
+    /// first[b] += attention(x)'s row b * seq (each sequence's first row, the class token),
+    /// with `norm` of layer_norm(x): the keys and values of every row, the output projection
+    /// of the first rows only. first: [batch, hidden].
+    void forward_first_rows(const float* x, std::int64_t batch, std::int64_t seq, float* first,
+                            kernels::Scratch& scratch, kernels::ThreadPool* pool,
+                            const kernels::RowNorm* norm = nullptr) const {
+        const std::int64_t H = q_proj.out;
+        float* ctx = scratch.get(detail::kSlotCtx, batch * seq * H);
+        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool, nullptr,
+                               norm);
+        for (std::int64_t b = 1; b < batch; ++b)  // row b * seq to row b: later rows than any written yet
+            std::copy(ctx + b * seq * H, ctx + (b * seq + 1) * H, ctx + b * H);
+        const kernels::Product o{&out_proj.weight, out_proj.bias, out_proj.out, first, true};
+        kernels::linear_many(ctx, batch, out_proj.in, &o, 1, pool, scratch.workspace());
+    }
 };
 
 /// AltCLIPMLP: fc1 -> quick_gelu -> fc2.
@@ -142,6 +157,18 @@ struct AltCLIPEncoderLayer {
         self_attn.forward(h, batch, seq, h, scratch, pool, /*add=*/true, &norm1);  // h += attn(layer_norm1(h))
         mlp.forward(h, batch * seq, h, scratch, pool, /*add=*/true, &norm2);  // h += mlp(layer_norm2(h))
     }
+    /// The layer's output at each sequence's first row only, first: [batch, hidden]; h
+    /// [batch * seq, hidden] is read, not changed. A row's output depends on the other rows
+    /// only through the keys and values, so the rest of the layer runs on `batch` rows.
+    void forward_first_rows(const float* h, std::int64_t batch, std::int64_t seq, float* first,
+                            kernels::Scratch& scratch, kernels::ThreadPool* pool) const {
+        const kernels::RowNorm norm1{layer_norm1.weight, layer_norm1.bias, layer_norm1.eps};
+        const kernels::RowNorm norm2{layer_norm2.weight, layer_norm2.bias, layer_norm2.eps};
+        const std::int64_t H = layer_norm1.n;
+        for (std::int64_t b = 0; b < batch; ++b) std::copy(h + b * seq * H, h + (b * seq + 1) * H, first + b * H);
+        self_attn.forward_first_rows(h, batch, seq, first, scratch, pool, &norm1);
+        mlp.forward(first, batch, first, scratch, pool, /*add=*/true, &norm2);
+    }
 };
 
 /// AltCLIPEncoder: the stack of layers.
@@ -171,6 +198,70 @@ public:
     BaseModelOutputWithPooling forward(const PixelView& px, bool interpolate_pos_encoding = false,
                                        bool output_hidden_states = false) const try {
         const auto& c = config_;
+        check(px, interpolate_pos_encoding);
+        kernels::ThreadPool* pool = pool_.get();
+        const std::int64_t B = px.batch, H = c.hidden_size;
+        BaseModelOutputWithPooling out;
+        kernels::Scratch scratch;
+        Tensor h = embed(px, interpolate_pos_encoding, scratch);
+        const std::int64_t seq = h.dim(1);
+        if (output_hidden_states) out.hidden_states.push_back(h);
+        for (const auto& layer : encoder.layers) {
+            layer.forward(h.ptr(), B, seq, scratch, pool);
+            if (output_hidden_states) out.hidden_states.push_back(h);
+        }
+        out.pooler_output = Tensor({B, H});
+        for (std::int64_t b = 0; b < B; ++b) {
+            kernels::layer_norm(h.slice(b), 1, H, post_layernorm.weight, post_layernorm.bias, post_layernorm.eps,
+                                out.pooler_output.slice(b));
+        }
+        out.last_hidden_state = std::move(h);
+        return out;
+    } catch (const std::bad_alloc&) {
+        throw out_of_memory("AltCLIPVisionModel::forward", px);
+    }
+
+    /// pooler_output [batch, hidden] alone, as forward(px).pooler_output, without the last
+    /// layer's work past each image's class token: that layer's keys and values are made for
+    /// every token, its attention output, MLP and post_layernorm for the class token only
+    /// (the last layer is 1/24 of ViT-L/14; this skips about 3/4 of it). Equal to forward's
+    /// up to float rounding (the products run on fewer rows).
+    Tensor pooler_output(const PixelView& px, bool interpolate_pos_encoding = false) const try {
+        const auto& c = config_;
+        check(px, interpolate_pos_encoding);
+        kernels::ThreadPool* pool = pool_.get();
+        const std::int64_t B = px.batch, H = c.hidden_size;
+        kernels::Scratch scratch;
+        Tensor h = embed(px, interpolate_pos_encoding, scratch);
+        const std::int64_t seq = h.dim(1);
+        Tensor pooled({B, H});
+        const auto& layers = encoder.layers;
+        if (layers.empty()) {
+            for (std::int64_t b = 0; b < B; ++b) std::copy(h.slice(b), h.slice(b) + H, pooled.slice(b));
+        } else {
+            for (std::size_t i = 0; i + 1 < layers.size(); ++i) layers[i].forward(h.ptr(), B, seq, scratch, pool);
+            layers.back().forward_first_rows(h.ptr(), B, seq, pooled.ptr(), scratch, pool);
+        }
+        for (std::int64_t b = 0; b < B; ++b) {
+            kernels::layer_norm(pooled.slice(b), 1, H, post_layernorm.weight, post_layernorm.bias, post_layernorm.eps,
+                                pooled.slice(b));
+        }
+        return pooled;
+    } catch (const std::bad_alloc&) {
+        throw out_of_memory("AltCLIPVisionModel::pooler_output", px);
+    }
+
+    AltCLIPVisionEmbeddings embeddings;
+    detail::LayerNormParams pre_layrnorm;
+    AltCLIPEncoder encoder;
+    detail::LayerNormParams post_layernorm;
+
+private:
+    friend class detail::Tower<AltCLIPVisionModel, AltCLIPVisionConfig>;
+
+    /// Throws InvalidArgument for pixel values this model cannot take.
+    void check(const PixelView& px, bool interpolate_pos_encoding) const {
+        const auto& c = config_;
         if (px.batch <= 0 || px.data == nullptr) throw InvalidArgument("AltCLIPVisionModel: empty batch of images");
         if (px.batch > kMaxBatchSize) {
             throw InvalidArgument("AltCLIPVisionModel: batch of " + std::to_string(px.batch) +
@@ -196,42 +287,29 @@ public:
             throw InvalidArgument("AltCLIPVisionModel: image " + std::to_string(px.height) + "x" +
                                   std::to_string(px.width) + " is smaller than one patch");
         }
+    }
+
+    /// embeddings then pre_layrnorm: [batch, seq, hidden], the encoder's input.
+    Tensor embed(const PixelView& px, bool interpolate_pos_encoding, kernels::Scratch& scratch) const {
+        const auto& c = config_;
         kernels::ThreadPool* pool = pool_.get();
         const std::int64_t B = px.batch, H = c.hidden_size;
         const std::int64_t seq = (px.height / c.patch_size) * (px.width / c.patch_size) + 1;
-        BaseModelOutputWithPooling out;
         Tensor h({B, seq, H});
         const std::int64_t image_numel = px.channels * px.height * px.width;
-        kernels::Scratch scratch;
         for (std::int64_t b = 0; b < B; ++b) {
             embeddings.forward(px.data + b * image_numel, px.height, px.width, interpolate_pos_encoding, h.slice(b),
                                scratch, pool);
         }
         kernels::layer_norm(h.ptr(), B * seq, H, pre_layrnorm.weight, pre_layrnorm.bias, pre_layrnorm.eps, h.ptr(), pool);
-        if (output_hidden_states) out.hidden_states.push_back(h);
-        for (const auto& layer : encoder.layers) {
-            layer.forward(h.ptr(), B, seq, scratch, pool);
-            if (output_hidden_states) out.hidden_states.push_back(h);
-        }
-        out.pooler_output = Tensor({B, H});
-        for (std::int64_t b = 0; b < B; ++b) {
-            kernels::layer_norm(h.slice(b), 1, H, post_layernorm.weight, post_layernorm.bias, post_layernorm.eps,
-                                out.pooler_output.slice(b));
-        }
-        out.last_hidden_state = std::move(h);
-        return out;
-    } catch (const std::bad_alloc&) {
-        throw detail::out_of_memory("AltCLIPVisionModel::forward", "a batch of " + std::to_string(px.batch) + " images of " +
-                                     std::to_string(px.height) + "x" + std::to_string(px.width));
+        return h;
     }
 
-    AltCLIPVisionEmbeddings embeddings;
-    detail::LayerNormParams pre_layrnorm;
-    AltCLIPEncoder encoder;
-    detail::LayerNormParams post_layernorm;
+    static ResourceError out_of_memory(const char* where, const PixelView& px) {
+        return detail::out_of_memory(where, "a batch of " + std::to_string(px.batch) + " images of " +
+                                                std::to_string(px.height) + "x" + std::to_string(px.width));
+    }
 
-private:
-    friend class detail::Tower<AltCLIPVisionModel, AltCLIPVisionConfig>;
     void load(detail::WeightLoader& w, const std::string& prefix, const AltCLIPVisionConfig& c) {
         embeddings.load(w, prefix + "embeddings.", c);
         pre_layrnorm = w.layer_norm(prefix + "pre_layrnorm", c.hidden_size, c.layer_norm_eps);
