@@ -636,8 +636,8 @@ std::vector<float> attention_twin(const std::vector<float>& q, const std::vector
 TEST_CASE("attention equals the scalar twin, with and without a padding mask", "[kernels]") {
     ThreadPool pool(2);
     // (batch, seq, heads, head_dim): tiny; more keys and dims than one 12 x 32 tile; a text-like
-    // head (64 dims, few keys: AVX2 transposes V); from 6 slivers of keys (AVX2 reads V's rows
-    // as panels); a ViT-like head; more keys and dims than one k block of the packed kernel (128 units).
+    // head (64 dims, few keys); 6 slivers of queries; a ViT-like head; more keys and dims than
+    // one k block of the packed kernel (128 units: AVX2 runs a sliver's products over all of k).
     for (auto [batch, seq, heads, hd] : std::vector<std::array<std::int64_t, 4>>{
              {2, 11, 3, 8}, {2, 45, 2, 40}, {2, 30, 2, 64}, {1, 70, 2, 64}, {1, 257, 2, 64}, {2, 300, 1, 136}}) {
         const std::int64_t width = heads * hd;

@@ -55,10 +55,9 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     std::vector<unsigned char> dnnl_scratch;  // oneDNN's scratchpad for one part
     std::vector<float> part;           // one oneDNN part's [n, cols] result
     // Attention of one (sequence, head) (ops.hpp's and avx2.hpp's attention_head; a slot's).
-    std::vector<std::uint32_t> keys, values;  // K^T panels, V panels (AVX-512)
-    std::vector<float> scores;                // scores, then probabilities (AVX-512: one sliver's)
-    std::vector<float> values_t;              // V transposed (AVX2, a head size not a multiple of 32)
-    PackedXBuffers q, p;                      // packed Q (AVX-512: a sliver), packed probabilities
+    std::vector<std::uint32_t> keys, values;  // K^T panels, V panels
+    std::vector<float> scores;                // one sliver's scores, then probabilities
+    PackedXBuffers q, p;                      // a sliver of Q, packed; its probabilities, packed
     // AMX attention (amx_attention.hpp): Q rows, K^T and V tiles, 16 rows of probabilities as
     // bfloat16 pairs; 16 output rows.
     std::vector<std::uint32_t> amx_q, amx_k, amx_v, amx_p;
