@@ -108,6 +108,35 @@ struct AltRobertaLayer {
         for (std::int64_t i = 0; i < rows * H; ++i) h[i] += a[i];
         kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h, pool);
     }
+
+    /// The layer's output at each sequence's first row only (<s>, all the pooler reads), into
+    /// first [batch, hidden]; h, packed as forward's `starts` says, is read, not changed. A
+    /// row's output depends on the other rows only through the keys and values, so the rest of
+    /// the layer runs on `batch` rows.
+    void forward_first_rows(const float* h, std::int64_t batch, const std::int64_t* starts, float* first,
+                            kernels::Scratch& scratch, kernels::ThreadPool* pool) const {
+        const std::int64_t rows = starts[batch], H = attention.self.query.out, I = intermediate.dense.out;
+        float* ctx = scratch.get(detail::kSlotCtx, rows * H);
+        float* a = scratch.get(detail::kSlotA, batch * H);
+        float* inter = scratch.get(detail::kSlotInter, batch * I);
+        detail::self_attention(h, batch, 0, attention.self.query, attention.self.key, attention.self.value,
+                               num_heads, nullptr, ctx, scratch, pool, starts);
+        for (std::int64_t b = 0; b < batch; ++b) {  // row starts[b] to row b: later rows than any written yet
+            if (starts[b] != b) std::copy(ctx + starts[b] * H, ctx + (starts[b] + 1) * H, ctx + b * H);
+            std::copy(h + starts[b] * H, h + (starts[b] + 1) * H, first + b * H);
+        }
+        const auto& ao = attention.output;
+        kernels::Workspace& ws = scratch.workspace();
+        kernels::linear(ctx, batch, H, ao.dense.weight, ao.dense.bias, H, a, pool, ws);
+        for (std::int64_t i = 0; i < batch * H; ++i) a[i] += first[i];
+        kernels::layer_norm(a, batch, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
+        kernels::linear(a, batch, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws,
+                        kernels::Activation::gelu_erf);
+        kernels::linear(inter, batch, I, output.dense.weight, output.dense.bias, H, first, pool, ws);
+        for (std::int64_t i = 0; i < batch * H; ++i) first[i] += a[i];
+        kernels::layer_norm(first, batch, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, first,
+                            pool);
+    }
 };
 
 /// AltRobertaEncoder: the stack of layers (stored keys say "layer.").
@@ -185,7 +214,8 @@ public:
     /// 0s), the real tokens of all sequences are packed back to back and each attends to its
     /// own only, so a batch of texts of different lengths costs what its real tokens cost.
     /// A padded position never changes a real one (its key is masked), so the result equals
-    /// forward's up to float rounding. Other masks go through forward().
+    /// forward's up to float rounding. The last layer runs past the keys and values on each
+    /// sequence's first token only (forward_first_rows). Other masks go through forward().
     Tensor pooler_output(const TokenView& tokens) const try {
         const auto& c = config_;
         const std::int64_t B = tokens.batch, L = tokens.seq, H = c.hidden_size, P = c.project_dim;
@@ -211,12 +241,17 @@ public:
             roberta.embeddings.forward(tokens.input_ids + b * L, s1 - s0, h.data() + s0 * H, pool);
         }
         kernels::Scratch scratch;
-        for (const auto& layer : roberta.encoder.layer) layer.forward(h.data(), B, 0, nullptr, scratch, pool, starts.data());
-        // pre_LN and transformation of each sequence's first token only.
+        // The last layer, pre_LN and transformation on each sequence's first token only.
+        const auto& layers = roberta.encoder.layer;
         kernels::Buffer first(B * H);
-        for (std::int64_t b = 0; b < B; ++b) {
-            const float* src = h.data() + starts[static_cast<std::size_t>(b)] * H;
-            std::copy(src, src + H, first.data() + b * H);
+        for (std::size_t i = 0; i + 1 < layers.size(); ++i) layers[i].forward(h.data(), B, 0, nullptr, scratch, pool, starts.data());
+        if (layers.empty()) {
+            for (std::int64_t b = 0; b < B; ++b) {
+                const float* src = h.data() + starts[static_cast<std::size_t>(b)] * H;
+                std::copy(src, src + H, first.data() + b * H);
+            }
+        } else {
+            layers.back().forward_first_rows(h.data(), B, starts.data(), first.data(), scratch, pool);
         }
         kernels::layer_norm(first.data(), B, H, pre_LN.weight, pre_LN.bias, pre_LN.eps, first.data(), pool);
         Tensor pooled({B, P});
