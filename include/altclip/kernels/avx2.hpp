@@ -4,10 +4,10 @@
 // for a long one, kCopySlivers), a 3 x 32 micro-kernel run four times over each MR x NR tile
 // (12 accumulators of 8 lanes fit AVX2's 16 registers; the 3-row blocks past x's last row
 // skipped), the tasks and tile sums laid out as packed::run lays them, an MLP's activation
-// applied as the tile is written out, and LayerNorm, softmax and GELU (lanes.inc's exp and
-// GELU). bf16 and int8 weights are widened to float32 units as panels are packed, eight rows
-// by eight values at a time; bf16 panels of a file, for a short input, in registers as the
-// micro-kernel reads them in place. A q8 file's int8 rows, for a short input (a text), are
+// applied as the tile is written out, the attention (its softmax down packed columns), and
+// LayerNorm and GELU (lanes.inc's exp and GELU). bf16 and int8 weights are widened to float32
+// units as panels are packed, eight rows by eight values at a time; bf16 panels of a file, for
+// a short input, in registers as the micro-kernel reads them in place. A q8 file's int8 rows, for a short input (a text), are
 // multiplied row by row instead (dot_q8: dot products, W widened as it is read).
 // Compiled in an AVX2 target region (cpu.hpp); entered only at Isa::avx2 and above.
 #pragma once
@@ -569,46 +569,9 @@ inline void map16(float* x, std::int64_t count, F f) {
         std::copy(buf, buf + (count - i), x + i);
     }
 }
+
 ALTCLIP_KERNEL_ENTRY inline void gelu_erf(float* x, std::int64_t count) { map16(x, count, v256::gelu); }
 ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map16(x, count, v256::quick_gelu); }
-
-/// Softmax of each row of [rows, n] in place: max, e^(x - max) and its sum in 16 lanes (the
-/// tail first, through a block padded with -inf, whose exp is 0), the lanes added in order,
-/// times 1 / sum. A row of only -inf becomes zeros.
-inline void softmax_rows(float* x, std::int64_t rows, std::int64_t n) {
-    using L = v256::Lanes;
-    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-    const std::int64_t full = n / 16 * 16;
-    for (std::int64_t r = 0; r < rows; ++r) {
-        float* a = x + r * n;
-        alignas(32) float tail[16], lanes[16];
-        std::fill(tail, tail + 16, kNegInf);
-        std::copy(a + full, a + n, tail);
-        L::F vmax = L::load(tail);
-        for (std::int64_t i = 0; i < full; i += 16) vmax = L::max(vmax, L::load(a + i));
-        L::store(lanes, vmax);
-        const float m = *std::max_element(lanes, lanes + 16);
-        if (m == kNegInf) {
-            std::fill(a, a + n, 0.0f);
-            continue;
-        }
-        const L::F vm = L::set1(m);
-        L::F vsum = v256::exp(L::sub(L::load(tail), vm));
-        L::store(tail, vsum);
-        for (std::int64_t i = 0; i < full; i += 16) {
-            const L::F e = v256::exp(L::sub(L::load(a + i), vm));
-            L::store(a + i, e);
-            vsum = L::add(vsum, e);
-        }
-        L::store(lanes, vsum);
-        float sum = 0;
-        for (float v : lanes) sum += v;
-        const L::F inv = L::set1(1.0f / sum);
-        for (std::int64_t i = 0; i < full; i += 16) L::store(a + i, L::mul(L::load(a + i), inv));
-        L::store(tail, L::mul(L::load(tail), inv));
-        std::copy(tail, tail + (n - full), a + full);
-    }
-}
 
 /// LayerNorm of rows [r0, r1) (ops.hpp's layer_norm at Isa::avx2): the statistics in double,
 /// eight lanes (two registers of four) in a fixed order, then the tail in order.
@@ -664,13 +627,15 @@ inline void prefetch_row(const float* p, std::int64_t n) {
 
 /// out = softmax(Q K^T * scale, keys masked) V for one (sequence, head) (ops.hpp's
 /// attention_head at Isa::avx2), fused as the AVX-512 kernel is: K^T and V packed once into
-/// panels, then 12 query rows at a time, their scores (12 x seq) made by the micro-kernel
-/// against the K^T panels and scaled as the tiles are written, softmaxed in place, and
-/// multiplied by the V panels over every key at once (one sliver's units are contiguous), all
-/// in L1/L2: the seq x seq score matrix never exists. Against whole-matrix products: a
-/// 16-token text's attention 1.3-1.6x as fast, an image's 1.04-1.07x (the keys, values and
-/// queries of a head are read from rows 4 KB apart; Intel Xeon, 2 threads,
-/// bench/attention_bench.cpp). q, k, v, out: [seq] rows of `ld` floats,
+/// panels, then 12 query rows at a time, all in L1/L2 (the seq x seq score matrix never
+/// exists): their scores (12 x seq) made by the micro-kernel against the K^T panels, scaled
+/// and written transposed, as the P V product reads them; the softmax taken down those
+/// columns, the 12 rows side by side in the lanes; the unnormalised e^(s - max) multiplied by
+/// the V panels over every key at once (one sliver's units are contiguous), and each output
+/// row divided by its sum. Against whole-matrix products and a row-wise softmax: a 16-token
+/// text's attention 1.4-1.6x as fast, an image's 1.15-1.18x (the keys, values and queries of
+/// a head are read from rows 4 KB apart; Intel Xeon, 2 threads, bench/attention_bench.cpp).
+/// q, k, v, out: [seq] rows of `ld` floats,
 /// the head's `d` values first. `key_mask`: nullptr or [seq], 0 = padding. `b`: the buffers of
 /// the thread running it (its slot's).
 ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq,
@@ -682,7 +647,6 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
     const std::int64_t kpanels = (seq + NR - 1) / NR, vpanels = (d + NR - 1) / NR;
     std::uint32_t* const keys = aligned_at_least(b.keys, kpanels * d * NR);
     std::uint32_t* const values = aligned_at_least(b.values, vpanels * seq * NR);
-    float* const scores = aligned_at_least(b.scores, MR * seq);
     float* const tile = aligned_at_least(b.tile_sums, MR * NR);
     // Keys eight at a time as 8 x 8 transposes; the keys past the last whole eight, and the
     // dims past the last whole eight, value by value; zero past seq.
@@ -711,31 +675,90 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             std::fill(row + nc, row + NR, 0.0f);
         }
     }
-    alignas(32) float scales[NR];
-    std::fill(scales, scales + NR, scale);
+    // One sliver's probabilities, packed as the P V product reads them: [key][MR], keys padded
+    // to a multiple of 4 with -inf (e^-inf = 0), the rows past the sliver's last 0.
+    const std::int64_t keys4 = (seq + 3) / 4 * 4;
+    float* const probs = aligned_at_least(b.scores, keys4 * MR);
+    const __m256 vscale = _mm256_set1_ps(scale), zero = _mm256_setzero_ps();
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
     for (std::int64_t r0 = 0; r0 < seq; r0 += MR) {
         const std::int64_t mr = std::min<std::int64_t>(MR, seq - r0);
-        // Scores of rows [r0, r0 + mr) against every key, scaled; masked keys -inf. A single
-        // sliver's units lie one after another across k blocks: the products run over all of k.
+        // Scores of rows [r0, r0 + mr) against every key, scaled, written transposed into
+        // `probs`. A single sliver's units lie one after another across k blocks: the products
+        // run over all of k.
         const packed::PackedX pq = avx2::pack_x(q + r0 * ld, mr, d, ld, b.q, nullptr);
         for (std::int64_t i = r0 + MR; i < std::min(seq, r0 + 2 * MR); ++i) prefetch_row(q + i * ld, d);  // the next sliver's
         for (std::int64_t p = 0; p < kpanels; ++p) {
             micro(pq.data, F32Rows{reinterpret_cast<const float*>(keys + p * d * NR), NR}, d, tile, false, mr);
-            const int nr = static_cast<int>(std::min<std::int64_t>(NR, seq - p * NR));
-            write_tile(tile, mr, nr, scales, nullptr, Activation::none, scores + p * NR, seq);
+            const std::int64_t nr = std::min<std::int64_t>(NR, seq - p * NR), nr8 = nr / 8 * 8;
+            float* const dst = probs + p * NR * MR;
+            for (std::int64_t c = 0; c < nr8; c += 8) {
+                __m256 v[8];
+                for (int i = 0; i < 8; ++i) v[i] = i < mr ? _mm256_mul_ps(_mm256_loadu_ps(tile + i * NR + c), vscale) : zero;
+                transpose8_store(v, reinterpret_cast<std::uint32_t*>(dst + c * MR), MR);
+                __m128 lo[4], hi[4];
+                for (int i = 0; i < 4; ++i) {
+                    const __m256 r = 8 + i < mr ? _mm256_mul_ps(_mm256_loadu_ps(tile + (8 + i) * NR + c), vscale) : zero;
+                    lo[i] = _mm256_castps256_ps128(r);
+                    hi[i] = _mm256_extractf128_ps(r, 1);
+                }
+                _MM_TRANSPOSE4_PS(lo[0], lo[1], lo[2], lo[3]);
+                _MM_TRANSPOSE4_PS(hi[0], hi[1], hi[2], hi[3]);
+                for (int u = 0; u < 4; ++u) {
+                    _mm_storeu_ps(dst + (c + u) * MR + 8, lo[u]);
+                    _mm_storeu_ps(dst + (c + 4 + u) * MR + 8, hi[u]);
+                }
+            }
+            for (std::int64_t c = nr8; c < nr; ++c)
+                for (std::int64_t i = 0; i < MR; ++i) dst[c * MR + i] = i < mr ? tile[i * NR + c] * scale : 0.0f;
         }
+        std::fill(probs + seq * MR, probs + keys4 * MR, kNegInf);
         if (key_mask != nullptr) {
             for (std::int64_t j = 0; j < seq; ++j)
-                if (key_mask[j] == 0)
-                    for (std::int64_t i = 0; i < mr; ++i) scores[i * seq + j] = -std::numeric_limits<float>::infinity();
+                if (key_mask[j] == 0) std::fill(probs + j * MR, probs + (j + 1) * MR, kNegInf);
         }
-        avx2::softmax_rows(scores, mr, seq);
-        // Output rows = probabilities . V
-        const packed::PackedX pp = avx2::pack_x(scores, mr, seq, seq, b.p, nullptr);
+        // Softmax down the packed columns: every row's 12 lanes side by side, four keys (six
+        // registers, three lane patterns) at a time, the rows' maxima and sums gathered at the
+        // end; e^(s - max) left unnormalised, the output rows divided by their sums below.
+        __m256 m[6];
+        for (auto& x : m) x = _mm256_set1_ps(kNegInf);
+        for (std::int64_t j = 0; j < keys4; j += 4)
+            for (int i = 0; i < 6; ++i) m[i] = _mm256_max_ps(m[i], _mm256_load_ps(probs + j * MR + 8 * i));
+        alignas(32) float lanes[48], rowmax[MR], mlanes[48];
+        for (int i = 0; i < 6; ++i) _mm256_store_ps(lanes + 8 * i, m[i]);
+        for (int r = 0; r < MR; ++r) {
+            float x = lanes[r];
+            for (int u = 1; u < 4; ++u) x = std::max(x, lanes[u * MR + r]);
+            rowmax[r] = x == kNegInf ? 0.0f : x;  // every key masked: e^-inf = 0, the row's sum 0
+        }
+        for (int i = 0; i < 48; ++i) mlanes[i] = rowmax[i % MR];
+        using L = v256::Lanes;
+        const L::F mx[3] = {L::load(mlanes), L::load(mlanes + 16), L::load(mlanes + 32)};
+        L::F sums[3] = {L::set1(0.0f), L::set1(0.0f), L::set1(0.0f)};
+        for (std::int64_t j = 0; j < keys4; j += 4)
+            for (int i = 0; i < 3; ++i) {
+                float* at = probs + j * MR + 16 * i;
+                const L::F e = v256::exp(L::sub(L::load(at), mx[i]));
+                L::store(at, e);
+                sums[i] = L::add(sums[i], e);
+            }
+        for (int i = 0; i < 3; ++i) L::store(lanes + 16 * i, sums[i]);
+        float inv[MR];
+        for (int r = 0; r < MR; ++r) {
+            const float sum = lanes[r] + lanes[MR + r] + lanes[2 * MR + r] + lanes[3 * MR + r];
+            inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+        }
+        // Output rows = (e . V) / sum
         for (std::int64_t p = 0; p < vpanels; ++p) {
-            micro(pp.data, F32Rows{reinterpret_cast<const float*>(values + p * seq * NR), NR}, seq, tile, false, mr);
-            const int nr = static_cast<int>(std::min<std::int64_t>(NR, d - p * NR));
-            write_tile(tile, mr, nr, nullptr, nullptr, Activation::none, out + r0 * ld + p * NR, ld);
+            micro(reinterpret_cast<const std::uint32_t*>(probs), F32Rows{reinterpret_cast<const float*>(values + p * seq * NR), NR},
+                  seq, tile, false, mr);
+            const std::int64_t nr = std::min<std::int64_t>(NR, d - p * NR), nr8 = nr / 8 * 8;
+            for (std::int64_t i = 0; i < mr; ++i) {
+                float* o = out + (r0 + i) * ld + p * NR;
+                const __m256 vinv = _mm256_set1_ps(inv[i]);
+                for (std::int64_t c = 0; c < nr8; c += 8) _mm256_storeu_ps(o + c, _mm256_mul_ps(_mm256_loadu_ps(tile + i * NR + c), vinv));
+                for (std::int64_t c = nr8; c < nr; ++c) o[c] = tile[i * NR + c] * inv[i];
+            }
         }
     }
 }
