@@ -590,6 +590,32 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
     text, prefetching 4 KB ahead in the whole-row widening, or static ranges of groups alone
     (32-34 ms, as before).
 
+- The pooler's last layer on the class token alone (`AltCLIPVisionModel::pooler_output`,
+  `AltCLIPTextModel::pooler_output`, which `get_image_features` and `get_text_features` use;
+  Intel Xeon with AMX, 2026-12-05): a row's output depends on the others only through the keys
+  and values, so the last layer makes those for every token and its attention output, MLP and
+  norms for the class token alone. An image at AVX2 822 -> 800 ms (alternating binaries, three
+  rounds each); a batch of 8 in bf16 1.21x -> 1.43x OpenVINO's throughput in the next whole
+  run; a caption at AMX within noise, 8 labels 0-3% faster (there the products are bound by
+  reading the weights, the same for 1 row as for 16). Embeddings: cosine 1.0000000 with
+  forward()'s path's, zero-shot top-1 unchanged; the parity test compares the two within 1e-5.
+- The AVX2 attention fused as the AVX-512 one (`kernels/avx2.hpp`, `attention_head`; Intel
+  Xeon, `bench/attention_bench.cpp`, consumer builds, alternating): 12 query rows at a time
+  against K^T and V packed once: an image's attention 2.06-2.21 -> 1.97-2.13 ms a layer, a
+  16-token text's 0.034-0.042 -> 0.024-0.031 ms; then the scores written transposed as P V
+  reads them and the softmax taken down those packed columns (the 12 rows side by side in the
+  lanes, each output row divided by its sum): an image's 1.76-1.82 ms (2.06-2.13 the
+  whole-matrix kernel's in the same run). Tried and not kept for the AVX2 products (Intel
+  Xeon, 2 threads, the ViT's three shapes with weights from memory): the k blocks outermost
+  with every task's sums kept (0.92-0.95x), both panels per sliver (no change), k blocks of 64
+  or 256 units (no change or slower), the next block's panels copied a few rows per tile into
+  a second buffer (no change), prefetching two blocks ahead into L2 or with the
+  non-temporal hint (no change; 0.92x), and 32-row panels read in place (no change). The
+  products run at ~84% of the 256-bit FMA peak there (257 GFLOP/s on 2 cores, measured by a
+  loop of independent FMAs), the micro-kernel alone in L1 at 96-98%; weights that stay in
+  cache made the products 6-12% faster (copied from a hot source instead: 4-6%), so most of
+  the rest is the cost of bringing each panel from memory.
+
 """
 
 
