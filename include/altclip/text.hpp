@@ -97,16 +97,7 @@ struct AltRobertaLayer {
         float* inter = scratch.get(detail::kSlotInter, rows * I);
         detail::self_attention(h, batch, seq, attention.self.query, attention.self.key, attention.self.value,
                                num_heads, mask, ctx, scratch, pool, starts);
-        const auto& ao = attention.output;
-        kernels::Workspace& ws = scratch.workspace();
-        kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool, ws);
-        for (std::int64_t i = 0; i < rows * H; ++i) a[i] += h[i];
-        kernels::layer_norm(a, rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
-        kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws,
-                        kernels::Activation::gelu_erf);
-        kernels::linear(inter, rows, I, output.dense.weight, output.dense.bias, H, h, pool, ws);
-        for (std::int64_t i = 0; i < rows * H; ++i) h[i] += a[i];
-        kernels::layer_norm(h, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, h, pool);
+        after_attention(ctx, h, rows, a, inter, h, scratch.workspace(), pool);
     }
 
     /// The layer's output at each sequence's first row only (<s>, all the pooler reads), into
@@ -125,17 +116,24 @@ struct AltRobertaLayer {
             if (starts[b] != b) std::copy(ctx + starts[b] * H, ctx + (starts[b] + 1) * H, ctx + b * H);
             std::copy(h + starts[b] * H, h + (starts[b] + 1) * H, first + b * H);
         }
+        after_attention(ctx, first, batch, a, inter, first, scratch.workspace(), pool);
+    }
+
+private:
+    /// The layer past its self-attention, over `rows` rows: a = LayerNorm(attention.output.dense(ctx)
+    /// + x), then y = LayerNorm(output.dense(gelu(intermediate.dense(a))) + a). y may be x.
+    void after_attention(const float* ctx, const float* x, std::int64_t rows, float* a, float* inter, float* y,
+                         kernels::Workspace& ws, kernels::ThreadPool* pool) const {
+        const std::int64_t H = attention.self.query.out, I = intermediate.dense.out;
         const auto& ao = attention.output;
-        kernels::Workspace& ws = scratch.workspace();
-        kernels::linear(ctx, batch, H, ao.dense.weight, ao.dense.bias, H, a, pool, ws);
-        for (std::int64_t i = 0; i < batch * H; ++i) a[i] += first[i];
-        kernels::layer_norm(a, batch, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
-        kernels::linear(a, batch, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws,
+        kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool, ws);
+        for (std::int64_t i = 0; i < rows * H; ++i) a[i] += x[i];
+        kernels::layer_norm(a, rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
+        kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws,
                         kernels::Activation::gelu_erf);
-        kernels::linear(inter, batch, I, output.dense.weight, output.dense.bias, H, first, pool, ws);
-        for (std::int64_t i = 0; i < batch * H; ++i) first[i] += a[i];
-        kernels::layer_norm(first, batch, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, first,
-                            pool);
+        kernels::linear(inter, rows, I, output.dense.weight, output.dense.bias, H, y, pool, ws);
+        for (std::int64_t i = 0; i < rows * H; ++i) y[i] += a[i];
+        kernels::layer_norm(y, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, y, pool);
     }
 };
 
