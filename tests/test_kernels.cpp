@@ -658,6 +658,25 @@ TEST_CASE("attention equals the scalar twin, with and without a padding mask", "
     }
 }
 
+TEST_CASE("attention: a sequence whose every key is masked gives zeros, the others are unchanged", "[kernels]") {
+    ThreadPool pool(2);
+    // (batch, seq, heads, head_dim): a text-like head and a ViT-like one (several slivers of queries).
+    for (auto [batch, seq, heads, hd] : std::vector<std::array<std::int64_t, 4>>{{2, 16, 2, 64}, {2, 40, 2, 32}}) {
+        const std::int64_t width = heads * hd;
+        const auto q = randn(batch * seq * width, 17), k = randn(batch * seq * width, 18), v = randn(batch * seq * width, 19);
+        std::vector<std::int64_t> mask(batch * seq, 1);
+        std::fill(mask.begin() + seq, mask.end(), 0);  // the second sequence: no key to attend
+        std::vector<float> out(batch * seq * width, 1.0f);
+        attention(q.data(), k.data(), v.data(), batch, seq, heads, hd, mask.data(), out.data(), &pool);
+        const auto ref = attention_twin(q, k, v, batch, seq, heads, hd, mask.data(), false);
+        INFO("batch " << batch << " seq " << seq << " heads " << heads << " head_dim " << hd);
+        const std::vector<float> first(out.begin(), out.begin() + seq * width), first_ref(ref.begin(), ref.begin() + seq * width);
+        CHECK(max_rel(first, first_ref) < 1e-5);
+        const auto nonzero = std::count_if(out.begin() + seq * width, out.end(), [](float x) { return x != 0.0f; });
+        CHECK(nonzero == 0);
+    }
+}
+
 TEST_CASE("the attention rounds to bf16 only where the model's products round their activations", "[kernels][amx]") {
     // An exact model (weights widened, float32 math) and a float32 file keep float32 attention.
     CHECK(attention_math(WeightType::f32) == AttentionMath::f32);

@@ -725,11 +725,13 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
         for (std::int64_t j = 0; j < keys4; j += 4)
             for (int i = 0; i < 6; ++i) m[i] = _mm256_max_ps(m[i], _mm256_load_ps(probs + j * MR + 8 * i));
         alignas(32) float lanes[48], rowmax[MR], mlanes[48];
+        bool none[MR];  // every key masked: the row's output is zeros (as the other levels make it)
         for (int i = 0; i < 6; ++i) _mm256_store_ps(lanes + 8 * i, m[i]);
         for (int r = 0; r < MR; ++r) {
             float x = lanes[r];
             for (int u = 1; u < 4; ++u) x = std::max(x, lanes[u * MR + r]);
-            rowmax[r] = x == kNegInf ? 0.0f : x;  // every key masked: e^-inf = 0, the row's sum 0
+            none[r] = x == kNegInf;
+            rowmax[r] = none[r] ? 0.0f : x;
         }
         for (int i = 0; i < 48; ++i) mlanes[i] = rowmax[i % MR];
         using L = v256::Lanes;
@@ -746,7 +748,7 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
         float inv[MR];
         for (int r = 0; r < MR; ++r) {
             const float sum = lanes[r] + lanes[MR + r] + lanes[2 * MR + r] + lanes[3 * MR + r];
-            inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+            inv[r] = none[r] || !(sum > 0.0f) ? 0.0f : 1.0f / sum;
         }
         // Output rows = (e . V) / sum
         for (std::int64_t p = 0; p < vpanels; ++p) {
