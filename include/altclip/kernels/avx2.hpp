@@ -7,8 +7,9 @@
 // applied as the tile is written out, the attention (its softmax down packed columns), and
 // LayerNorm and GELU (lanes.inc's exp and GELU). bf16 and int8 weights are widened to float32
 // units as panels are packed, eight rows by eight values at a time; bf16 panels of a file, for
-// a short input, in registers as the micro-kernel reads them in place. A q8 file's int8 rows, for a short input (a text), are
-// multiplied row by row instead (dot_q8: dot products, W widened as it is read).
+// a short input, in registers as the micro-kernel reads them in place. A q8 file's int8 rows,
+// for a short input (a text), are multiplied row by row instead (dot_q8: dot products, W
+// widened as it is read).
 // Compiled in an AVX2 target region (cpu.hpp); entered only at Isa::avx2 and above.
 #pragma once
 
@@ -635,9 +636,9 @@ inline void prefetch_row(const float* p, std::int64_t n) {
 /// row divided by its sum. Against whole-matrix products and a row-wise softmax: a 16-token
 /// text's attention 1.4-1.6x as fast, an image's 1.15-1.18x (the keys, values and queries of
 /// a head are read from rows 4 KB apart; Intel Xeon, 2 threads, bench/attention_bench.cpp).
-/// q, k, v, out: [seq] rows of `ld` floats,
-/// the head's `d` values first. `key_mask`: nullptr or [seq], 0 = padding. `b`: the buffers of
-/// the thread running it (its slot's).
+/// q, k, v, out: [seq] rows of `ld` floats, the head's `d` values first. `key_mask`: nullptr
+/// or [seq], 0 = padding (a row whose every key is masked gives zeros). `b`: the buffers of the
+/// thread running it (its slot's).
 ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, const float* v, std::int64_t seq,
                                                 std::int64_t d, std::int64_t ld, const std::int64_t* key_mask,
                                                 float scale, float* out, KernelBuffers& b) {
