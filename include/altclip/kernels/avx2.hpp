@@ -56,12 +56,35 @@ inline void transpose8_store(__m256 v[8], std::uint32_t* dst, std::int64_t ld) {
     }
 }
 
+/// Eight units of a 12-row sliver written as pack_x lays them out (dst[unit * MR + row]), row i's
+/// eight values given by row(i): rows 0-7 as an 8 x 8 transpose, then rows 8-11 as two 4 x 4
+/// ones (all twelve loaded first spill registers).
+template <class Row>
+ALTCLIP_KERNEL_INLINE void store_sliver_units8(Row row, std::uint32_t* dst) {
+    static_assert(MR == 12, "rows 0-7 and 8-11 of a sliver");
+    __m256 v[8];
+    for (int i = 0; i < 8; ++i) v[i] = row(i);
+    transpose8_store(v, dst, MR);
+    __m128 lo[4], hi[4];
+    for (int i = 0; i < 4; ++i) {
+        const __m256 r = row(8 + i);
+        lo[i] = _mm256_castps256_ps128(r);
+        hi[i] = _mm256_extractf128_ps(r, 1);
+    }
+    _MM_TRANSPOSE4_PS(lo[0], lo[1], lo[2], lo[3]);
+    _MM_TRANSPOSE4_PS(hi[0], hi[1], hi[2], hi[3]);
+    float* d = reinterpret_cast<float*>(dst + 8);
+    for (int c = 0; c < 4; ++c) {
+        _mm_storeu_ps(d + c * MR, lo[c]);
+        _mm_storeu_ps(d + (c + 4) * MR, hi[c]);
+    }
+}
+
 /// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR]. A
-/// whole sliver goes eight units at a time: rows 0-7 as an 8 x 8 transpose, rows 8-11 as
-/// two 4 x 4 ones; a sliver past x's last row, and the units past the last whole 8, value by value.
+/// whole sliver goes eight units at a time (store_sliver_units8); a sliver past x's last row,
+/// and the units past the last whole 8, value by value.
 inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, PackedXBuffers& ws,
                               ThreadPool* pool) {
-    static_assert(MR == 12, "rows 0-7 and 8-11 of a sliver");
     packed::PackedX p;
     p.n = n;
     p.ku = k;
@@ -78,24 +101,8 @@ inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, st
                 const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0;
                 const float* xs = x + s * MR * ldx + u0;
                 const std::int64_t kus8 = (s + 1) * MR <= n ? kus / 8 * 8 : 0;
-                for (std::int64_t u = 0; u < kus8; u += 8) {
-                    __m256 v[8];
-                    for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(xs + i * ldx + u);
-                    transpose8_store(v, dst + u * MR, MR);
-                    __m128 lo[4], hi[4];
-                    for (int i = 0; i < 4; ++i) {
-                        const __m256 r = _mm256_loadu_ps(xs + (8 + i) * ldx + u);
-                        lo[i] = _mm256_castps256_ps128(r);
-                        hi[i] = _mm256_extractf128_ps(r, 1);
-                    }
-                    _MM_TRANSPOSE4_PS(lo[0], lo[1], lo[2], lo[3]);
-                    _MM_TRANSPOSE4_PS(hi[0], hi[1], hi[2], hi[3]);
-                    float* d = reinterpret_cast<float*>(dst + u * MR + 8);
-                    for (int c = 0; c < 4; ++c) {
-                        _mm_storeu_ps(d + c * MR, lo[c]);
-                        _mm_storeu_ps(d + (c + 4) * MR, hi[c]);
-                    }
-                }
+                for (std::int64_t u = 0; u < kus8; u += 8)
+                    store_sliver_units8([&](int i) { return _mm256_loadu_ps(xs + i * ldx + u); }, dst + u * MR);
                 for (int i = 0; i < MR; ++i) {
                     const std::int64_t r = s * MR + i;
                     if (r >= n) {
@@ -110,29 +117,56 @@ inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, st
     return p;
 }
 
+/// The cache lines of n bytes from p, prefetched.
+inline void prefetch_bytes(const char* p, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; i += 64) _mm_prefetch(p + i, _MM_HINT_T0);
+}
+/// The cache lines of n floats from p, prefetched.
+inline void prefetch_row(const float* p, std::int64_t n) { prefetch_bytes(reinterpret_cast<const char*>(p), n * 4); }
+
 /// Eight values of W's row j from column c as float32, as unit_of makes them (row-major sources).
+template <packed::Source K>
 inline __m256 row8(const packed::PanelSource& w, std::int64_t j, std::int64_t c) {
-    switch (w.kind) {
-        case packed::Source::bf16_widen: {
-            const auto* p = static_cast<const std::uint16_t*>(w.data) + j * w.stride() + c;
-            const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-            return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+    if constexpr (K == packed::Source::bf16_widen) {
+        const auto* p = static_cast<const std::uint16_t*>(w.data) + j * w.stride() + c;
+        const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+    } else if constexpr (K == packed::Source::i8_widen) {
+        const auto* p = static_cast<const std::int8_t*>(w.data) + j * w.stride() + c;
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+        return _mm256_mul_ps(f, _mm256_set1_ps(w.scale[j]));
+    } else {
+        static_assert(K == packed::Source::f32, "a row-major source of values");
+        return _mm256_loadu_ps(static_cast<const float*>(w.data) + j * w.stride() + c);
+    }
+}
+
+/// pack_panel's whole 8 x 8 blocks of a row-major W of kind K (rows [j, j + nr8), units
+/// [u0, u0 + kus8)), widened and transposed in registers; the next eight rows prefetched as
+/// each eight are read (rows a stride apart, keys 12 KB apart in the attention: the hardware
+/// prefetchers stop at each 4 KB page), up to row `rows`.
+template <packed::Source K>
+inline void pack_blocks(const packed::PanelSource& w, std::int64_t j, int nr8, std::int64_t u0, std::int64_t kus8,
+                        std::int64_t kus, std::uint32_t* panel, std::int64_t rows) {
+    constexpr std::int64_t bytes = K == packed::Source::f32 ? 4 : K == packed::Source::bf16_widen ? 2 : 1;
+    for (int r = 0; r < nr8; r += 8) {
+        for (std::int64_t i = j + r + 8; i < std::min(rows, j + r + 16); ++i)
+            prefetch_bytes(static_cast<const char*>(w.data) + (i * w.stride() + u0) * bytes, kus * bytes);
+        for (std::int64_t u = 0; u < kus8; u += 8) {
+            __m256 v[8];
+            for (int i = 0; i < 8; ++i) v[i] = row8<K>(w, j + r + i, u0 + u);
+            transpose8_store(v, panel + u * NR + r, NR);
         }
-        case packed::Source::i8_widen: {
-            const auto* p = static_cast<const std::int8_t*>(w.data) + j * w.stride() + c;
-            const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-            return _mm256_mul_ps(f, _mm256_set1_ps(w.scale[j]));
-        }
-        default:  // f32
-            return _mm256_loadu_ps(static_cast<const float*>(w.data) + j * w.stride() + c);
     }
 }
 
 /// W rows [j, j + nr), units [u0, u0 + kus) as float32 units in panel[unit][NR] (zero past nr).
+/// `rows`: W's rows, when the next panel's first rows may be prefetched as this one's last are read.
 /// Whole 8 x 8 blocks of row-major W are widened and transposed in registers; bf16 panels are
 /// widened a pair of unit rows at a time; what is left over goes value by value (unit_of).
 inline void pack_panel(const packed::PanelSource& w, std::int64_t j, int nr, std::int64_t u0, std::int64_t kus,
-                       std::uint32_t* panel) {
+                       std::uint32_t* panel, std::int64_t rows = 0) {
+    rows = std::max(rows, j + nr);  // W's rows that may be prefetched: at least the panel's
     if (w.kind == packed::Source::bf16_panels_widen) {  // bfloat16 pairs in panels: halves widened
         const std::int64_t p = w.panel_rows;
         const std::uint32_t* src = packed::stored_panel(w, j, 2);
@@ -158,15 +192,19 @@ inline void pack_panel(const packed::PanelSource& w, std::int64_t j, int nr, std
                              w.kind == packed::Source::i8_widen;
     const std::int64_t kus8 = vector_rows ? kus / 8 * 8 : 0;
     const int nr8 = vector_rows ? nr / 8 * 8 : 0;
-    for (int r = 0; r < nr8; r += 8)
-        for (std::int64_t u = 0; u < kus8; u += 8) {
-            __m256 v[8];
-            for (int i = 0; i < 8; ++i) v[i] = row8(w, j + r + i, u0 + u);
-            transpose8_store(v, panel + u * NR + r, NR);
-        }
-    // The rest: units past the last whole 8 for the rows done above, and every unit of the other rows.
-    for (std::int64_t u = 0; u < kus; ++u)
-        for (int jj = u < kus8 ? nr8 : 0; jj < NR; ++jj) panel[u * NR + jj] = jj < nr ? packed::unit_of(w, j + jj, u0 + u) : 0u;
+    if (w.kind == packed::Source::f32)
+        pack_blocks<packed::Source::f32>(w, j, nr8, u0, kus8, kus, panel, rows);
+    else if (w.kind == packed::Source::bf16_widen)
+        pack_blocks<packed::Source::bf16_widen>(w, j, nr8, u0, kus8, kus, panel, rows);
+    else if (w.kind == packed::Source::i8_widen)
+        pack_blocks<packed::Source::i8_widen>(w, j, nr8, u0, kus8, kus, panel, rows);
+    // The rest value by value: units past the last whole 8 for the rows done above, every unit of
+    // the rows past the last whole 8; the columns past nr zero.
+    for (std::int64_t u = 0; u < kus; ++u) {
+        std::uint32_t* const row = panel + u * NR;
+        for (int jj = u < kus8 ? nr8 : 0; jj < nr; ++jj) row[jj] = packed::unit_of(w, j + jj, u0 + u);
+        std::fill(row + nr, row + NR, 0u);
+    }
 }
 
 /// kus unit rows of a panel stored in place (rows `ld` units apart) copied to `panel` [unit][NR].
@@ -621,11 +659,6 @@ ALTCLIP_KERNEL_ENTRY inline void layer_norm_rows(const float* x, std::int64_t r0
     }
 }
 
-/// The cache lines of n floats from p, prefetched.
-inline void prefetch_row(const float* p, std::int64_t n) {
-    for (std::int64_t i = 0; i < n; i += 16) _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T0);
-}
-
 /// out = softmax(Q K^T * scale, keys masked) V for one (sequence, head) (ops.hpp's
 /// attention_head at Isa::avx2), fused as the AVX-512 kernel is: K^T and V packed once into
 /// panels, then 12 query rows at a time, all in L1/L2 (the seq x seq score matrix never
@@ -649,23 +682,12 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
     std::uint32_t* const keys = aligned_at_least(b.keys, kpanels * d * NR);
     std::uint32_t* const values = aligned_at_least(b.values, vpanels * seq * NR);
     float* const tile = aligned_at_least(b.tile_sums, MR * NR);
-    // Keys eight at a time as 8 x 8 transposes; the keys past the last whole eight, and the
-    // dims past the last whole eight, value by value; zero past seq.
-    const std::int64_t d8 = d / 8 * 8, seq8 = seq / 8 * 8;
-    std::fill_n(keys + (kpanels - 1) * d * NR, d * NR, 0u);  // the last panel, zero past seq
-    for (std::int64_t j = 0; j < seq8; j += 8) {
-        std::uint32_t* dst = keys + (j / NR * d) * NR + j % NR;
-        for (std::int64_t i = j + 8; i < std::min(seq, j + 16); ++i) prefetch_row(k + i * ld, d);  // rows 4 KB+ apart
-        for (std::int64_t u = 0; u < d8; u += 8) {
-            __m256 rows[8];
-            for (int i = 0; i < 8; ++i) rows[i] = _mm256_loadu_ps(k + (j + i) * ld + u);
-            transpose8_store(rows, dst + u * NR, NR);
-        }
-        for (std::int64_t u = d8; u < d; ++u)
-            for (int i = 0; i < 8; ++i) std::memcpy(dst + u * NR + i, k + (j + i) * ld + u, 4);
-    }
-    for (std::int64_t j = seq8; j < seq; ++j)
-        for (std::int64_t u = 0; u < d; ++u) std::memcpy(keys + (j / NR * d + u) * NR + j % NR, k + j * ld + u, 4);
+    packed::PanelSource ksrc;  // K as a row-major W: keys are its rows, dims its units
+    ksrc.data = k;
+    ksrc.k = d;
+    ksrc.ld = ld;
+    for (std::int64_t p = 0; p < kpanels; ++p)
+        avx2::pack_panel(ksrc, p * NR, static_cast<int>(std::min<std::int64_t>(NR, seq - p * NR)), 0, d, keys + p * d * NR, seq);
     for (std::int64_t p = 0; p < vpanels; ++p) {
         const std::int64_t c0 = p * NR, nc = std::min<std::int64_t>(NR, d - c0);
         std::uint32_t* dst = values + p * seq * NR;
@@ -693,23 +715,10 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
             micro(pq.data, F32Rows{reinterpret_cast<const float*>(keys + p * d * NR), NR}, d, tile, false, mr);
             const std::int64_t nr = std::min<std::int64_t>(NR, seq - p * NR), nr8 = nr / 8 * 8;
             float* const dst = probs + p * NR * MR;
-            for (std::int64_t c = 0; c < nr8; c += 8) {
-                __m256 v[8];
-                for (int i = 0; i < 8; ++i) v[i] = i < mr ? _mm256_mul_ps(_mm256_loadu_ps(tile + i * NR + c), vscale) : zero;
-                transpose8_store(v, reinterpret_cast<std::uint32_t*>(dst + c * MR), MR);
-                __m128 lo[4], hi[4];
-                for (int i = 0; i < 4; ++i) {
-                    const __m256 r = 8 + i < mr ? _mm256_mul_ps(_mm256_loadu_ps(tile + (8 + i) * NR + c), vscale) : zero;
-                    lo[i] = _mm256_castps256_ps128(r);
-                    hi[i] = _mm256_extractf128_ps(r, 1);
-                }
-                _MM_TRANSPOSE4_PS(lo[0], lo[1], lo[2], lo[3]);
-                _MM_TRANSPOSE4_PS(hi[0], hi[1], hi[2], hi[3]);
-                for (int u = 0; u < 4; ++u) {
-                    _mm_storeu_ps(dst + (c + u) * MR + 8, lo[u]);
-                    _mm_storeu_ps(dst + (c + 4 + u) * MR + 8, hi[u]);
-                }
-            }
+            for (std::int64_t c = 0; c < nr8; c += 8)
+                store_sliver_units8(
+                    [&](int i) { return i < mr ? _mm256_mul_ps(_mm256_loadu_ps(tile + i * NR + c), vscale) : zero; },
+                    reinterpret_cast<std::uint32_t*>(dst + c * MR));
             for (std::int64_t c = nr8; c < nr; ++c)
                 for (std::int64_t i = 0; i < MR; ++i) dst[c * MR + i] = i < mr ? tile[i * NR + c] * scale : 0.0f;
         }

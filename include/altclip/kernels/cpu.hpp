@@ -79,6 +79,9 @@
 #define ALTCLIP_AVX2_END ALTCLIP_INTRINSIC_WARNINGS_ON _Pragma("GCC pop_options")
 #endif
 #define ALTCLIP_KERNEL_ENTRY __attribute__((noinline))
+// A small kernel helper that must be inlined into its loop whatever the consumer's -O level: at
+// -O2, GCC 12 left store_sliver_units8 out of line with its registers spilled (attention 3-5% slower).
+#define ALTCLIP_KERNEL_INLINE __attribute__((always_inline)) inline
 #else
 #define ALTCLIP_AVX2_BEGIN
 #define ALTCLIP_AVX2_END
@@ -87,6 +90,7 @@
 #define ALTCLIP_AMX_BEGIN
 #define ALTCLIP_AMX_END
 #define ALTCLIP_KERNEL_ENTRY
+#define ALTCLIP_KERNEL_INLINE inline
 #endif
 
 namespace altclip::kernels {
