@@ -559,6 +559,73 @@ TEST_CASE("linear_chain (the MLP) equals linear_many for each product, AMX tiles
     }
 }
 
+TEST_CASE("linear_many and linear_chain equal layer_norm, then linear, then the residual's add, over several k blocks",
+          "[kernels]") {
+    // The passes one by one (layer_norm into a buffer, one linear() per product on it, the
+    // residual added after) against linear_many and linear_chain, which at Isa::avx2 normalize
+    // x as they pack it, add a residual as tiles are written and write the MLP's first product
+    // straight into the second's packed x: the same bits. k and the middle width span several
+    // 128-unit blocks with tails not a multiple of 8; rows span part-filled 12-row slivers.
+    ThreadPool pool(2);
+    const std::int64_t k = 203, mid = 300, out = 72;
+    const auto w1 = randn(mid * k, 81), w2 = randn(out * mid, 82), b1 = randn(mid, 83), b2 = randn(out, 84);
+    const auto gamma = randn(k, 85), beta = randn(k, 86);
+    std::vector<std::uint16_t> wb1(w1.size()), wb2(w2.size());
+    for (std::size_t i = 0; i < w1.size(); ++i) wb1[i] = to_bf16(w1[i]);
+    for (std::size_t i = 0; i < w2.size(); ++i) wb2[i] = to_bf16(w2[i]);
+    const Panels p1 = to_panels(wb1, mid, k, altclip::kPanelRows), p2 = to_panels(wb2, out, mid, altclip::kPanelRows);
+    const Panels f1 = to_panels(w1, mid, k, altclip::kPanelRows), f2 = to_panels(w2, out, mid, altclip::kPanelRows);
+    for (const char* kind : {"f32", "f32 panels", "bf16 panels"}) {
+        const std::string kd = kind;
+        WeightMatrix m1{WeightType::f32, w1.data(), mid, k}, m2{WeightType::f32, w2.data(), out, mid};
+        if (kd == "f32 panels") {
+            m1 = WeightMatrix{WeightType::f32, f1.data, mid, k};
+            m2 = WeightMatrix{WeightType::f32, f2.data, out, mid};
+            m1.panels = m2.panels = true;
+        } else if (kd == "bf16 panels") {
+            m1 = WeightMatrix{WeightType::bf16, p1.data, mid, k};
+            m2 = WeightMatrix{WeightType::bf16, p2.data, out, mid};
+            m1.panels = m2.panels = true;
+        }
+        for (const std::int64_t n : {5, 130, 257}) {
+            INFO(kind << ", n " << n << ", kernels at " << altclip::isa_name(pool.isa()));
+            const auto x = randn(n * k, 87), h0 = randn(n * out, 88);
+            Workspace ws;
+            // One pass at a time.
+            std::vector<float> normed(n * k), h(n * mid), down(n * out), want = h0;
+            layer_norm(x.data(), n, k, gamma.data(), beta.data(), 1e-5f, normed.data(), &pool);
+            linear(normed.data(), n, k, m1, b1.data(), mid, h.data(), &pool, ws, Activation::quick_gelu);
+            linear(h.data(), n, mid, m2, b2.data(), out, down.data(), &pool, ws);
+            for (std::int64_t i = 0; i < n * out; ++i) want[i] += down[i];
+            const RowNorm norm{gamma.data(), beta.data(), 1e-5f};
+            auto differ = [](const std::vector<float>& got, const std::vector<float>& expect, std::int64_t cols) {
+                std::size_t count = 0;
+                std::int64_t first = -1;
+                for (std::size_t i = 0; i < got.size(); ++i)
+                    if (got[i] != expect[i]) {
+                        if (first < 0) first = static_cast<std::int64_t>(i);
+                        ++count;
+                    }
+                INFO(count << " values differ, the first at row " << first / cols << " column " << first % cols);
+                CHECK(count == 0);
+            };
+            // linear_many: the normalized products, and a residual.
+            std::vector<float> h_got(n * mid), got = h0;
+            const Product up{&m1, b1.data(), mid, h_got.data(), false, Activation::quick_gelu};
+            linear_many(x.data(), n, k, &up, 1, &pool, ws, &norm);
+            differ(h_got, h, mid);
+            const Product res{&m2, b2.data(), out, got.data(), true};
+            linear_many(h.data(), n, mid, &res, 1, &pool, ws);
+            differ(got, want, out);
+            // linear_chain: both.
+            got = h0;
+            const Product down_add{&m2, b2.data(), out, got.data(), true};
+            linear_chain(x.data(), n, k, up, down_add, &pool, ws, &norm);
+            differ(got, want, out);
+        }
+    }
+}
+
 TEST_CASE("layer_norm, gelu, quick_gelu and softmax equal their scalar twins", "[kernels]") {
     ThreadPool pool(2);
     const std::int64_t rows = 37, n = 129;

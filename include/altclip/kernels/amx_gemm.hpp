@@ -42,18 +42,8 @@
 #include "lanes_avx512.hpp"
 #include "ops.hpp"  // ops_detail::layer_norm_rows_avx512: a RowNorm's rows, as kernels::layer_norm makes them
 #include "thread_pool.hpp"
+#include "weight_matrix.hpp"  // RowNorm
 
-namespace altclip::kernels {
-
-/// A LayerNorm applied to the rows of a product's x as they are read (linear_many, the AMX
-/// kernels): the products of layer_norm(x), without a pass writing the normalized rows.
-struct RowNorm {
-    const float* gamma = nullptr;
-    const float* beta = nullptr;
-    float eps = 0;
-};
-
-}  // namespace altclip::kernels
 
 namespace altclip::kernels::amx {
 

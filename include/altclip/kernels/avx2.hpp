@@ -56,6 +56,51 @@ inline void transpose8_store(__m256 v[8], std::uint32_t* dst, std::int64_t ld) {
     }
 }
 
+/// A row's LayerNorm statistics, as float32: the mean and 1 / sqrt(variance + eps), both
+/// taken in double, eight lanes (two registers of four) in a fixed order, then the tail in order.
+struct RowStats {
+    float mean = 0, rstd = 0;
+};
+inline RowStats row_stats(const float* xr, std::int64_t n, float eps) {
+    const std::int64_t full = n / 8 * 8;
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (std::int64_t i = 0; i < full; i += 8) {
+        const __m256 v = _mm256_loadu_ps(xr + i);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    alignas(32) double l[4];
+    _mm256_store_pd(l, _mm256_add_pd(s0, s1));
+    double sum = (l[0] + l[1]) + (l[2] + l[3]);
+    for (std::int64_t i = full; i < n; ++i) sum += xr[i];
+    const double mean = sum / static_cast<double>(n);
+    const __m256d vm = _mm256_set1_pd(mean);
+    s0 = s1 = _mm256_setzero_pd();
+    for (std::int64_t i = 0; i < full; i += 8) {
+        const __m256 v = _mm256_loadu_ps(xr + i);
+        const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), vm);
+        const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), vm);
+        s0 = _mm256_fmadd_pd(d0, d0, s0);
+        s1 = _mm256_fmadd_pd(d1, d1, s1);
+    }
+    _mm256_store_pd(l, _mm256_add_pd(s0, s1));
+    double sq = (l[0] + l[1]) + (l[2] + l[3]);
+    for (std::int64_t i = full; i < n; ++i) {
+        const double d = xr[i] - mean;
+        sq += d * d;
+    }
+    const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + static_cast<double>(eps));
+    return {static_cast<float>(mean), static_cast<float>(rstd)};
+}
+/// Eight values normalized: (v - mean) * rstd, then times gamma plus beta in one rounding.
+ALTCLIP_KERNEL_INLINE __m256 normalize8(__m256 v, __m256 mean, __m256 rstd, const float* gamma, const float* beta) {
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(v, mean), rstd), _mm256_loadu_ps(gamma), _mm256_loadu_ps(beta));
+}
+/// One value normalized: the same operations as normalize8's lanes.
+inline float normalize1(float v, RowStats st, float gamma, float beta) {
+    return std::fma((v - st.mean) * st.rstd, gamma, beta);
+}
+
 /// Eight units of a 12-row sliver written as pack_x lays them out (dst[unit * MR + row]), row i's
 /// eight values given by row(i): rows 0-7 as an 8 x 8 transpose, then rows 8-11 as two 4 x 4
 /// ones (all twelve loaded first spill registers).
@@ -80,11 +125,8 @@ ALTCLIP_KERNEL_INLINE void store_sliver_units8(Row row, std::uint32_t* dst) {
     }
 }
 
-/// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR]. A
-/// whole sliver goes eight units at a time (store_sliver_units8); a sliver past x's last row,
-/// and the units past the last whole 8, value by value.
-inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, PackedXBuffers& ws,
-                              ThreadPool* pool) {
+/// The packed layout of an [n, k] x in `ws` (grown to fit): [block][sliver][unit][MR].
+inline packed::PackedX packed_shape(std::int64_t n, std::int64_t k, PackedXBuffers& ws) {
     packed::PackedX p;
     p.n = n;
     p.ku = k;
@@ -92,27 +134,66 @@ inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, st
     p.nblocks = packed::blocks(k);
     const std::int64_t size = p.nblocks * p.block_stride();
     if (static_cast<std::int64_t>(ws.units.size()) < size) ws.units.resize(static_cast<std::size_t>(size));
-    std::uint32_t* data = ws.units.data();
-    p.data = data;
-    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
-        for (std::int64_t s = s0; s < s1; ++s)
-            for (std::int64_t b = 0; b < p.nblocks; ++b) {
-                std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride();
-                const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0;
-                const float* xs = x + s * MR * ldx + u0;
-                const std::int64_t kus8 = (s + 1) * MR <= n ? kus / 8 * 8 : 0;
-                for (std::int64_t u = 0; u < kus8; u += 8)
-                    store_sliver_units8([&](int i) { return _mm256_loadu_ps(xs + i * ldx + u); }, dst + u * MR);
-                for (int i = 0; i < MR; ++i) {
-                    const std::int64_t r = s * MR + i;
-                    if (r >= n) {
-                        for (std::int64_t u = kus8; u < kus; ++u) dst[u * MR + i] = 0;
-                    } else {
-                        const float* xr = x + r * ldx + u0;
-                        for (std::int64_t u = kus8; u < kus; ++u) std::memcpy(dst + u * MR + i, xr + u, 4);
-                    }
+    p.data = ws.units.data();
+    return p;
+}
+
+/// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR]. A
+/// whole sliver goes eight units at a time (store_sliver_units8); a sliver past x's last row,
+/// and the units past the last whole 8, value by value. With `norm`, layer_norm(x) (the
+/// numbers of layer_norm_rows) is what is packed: each sliver's rows' statistics first, then
+/// the values normalized as they are read, with no pass writing the normalized rows.
+inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, PackedXBuffers& ws,
+                              ThreadPool* pool, const RowNorm* norm = nullptr) {
+    const packed::PackedX p = packed_shape(n, k, ws);
+    std::uint32_t* const data = ws.units.data();
+    auto sliver = [&](std::int64_t s, auto normed) {
+        constexpr bool kNorm = decltype(normed)::value;
+        RowStats st[MR];
+        __m256 fm[MR], fr[MR];
+        if constexpr (kNorm)
+            for (std::int64_t i = 0; i < MR && s * MR + i < n; ++i) {
+                st[i] = row_stats(x + (s * MR + i) * ldx, k, norm->eps);
+                fm[i] = _mm256_set1_ps(st[i].mean);
+                fr[i] = _mm256_set1_ps(st[i].rstd);
+            }
+        for (std::int64_t b = 0; b < p.nblocks; ++b) {
+            std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride();
+            const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0;
+            const float* xs = x + s * MR * ldx + u0;
+            const std::int64_t kus8 = (s + 1) * MR <= n ? kus / 8 * 8 : 0;
+            for (std::int64_t u = 0; u < kus8; u += 8)
+                store_sliver_units8(
+                    [&](int i) {
+                        const __m256 v = _mm256_loadu_ps(xs + i * ldx + u);
+                        if constexpr (kNorm)
+                            return normalize8(v, fm[i], fr[i], norm->gamma + u0 + u, norm->beta + u0 + u);
+                        else
+                            return v;
+                    },
+                    dst + u * MR);
+            for (int i = 0; i < MR; ++i) {
+                const std::int64_t r = s * MR + i;
+                if (r >= n) {
+                    for (std::int64_t u = kus8; u < kus; ++u) dst[u * MR + i] = 0;
+                    continue;
+                }
+                const float* xr = x + r * ldx + u0;
+                for (std::int64_t u = kus8; u < kus; ++u) {
+                    float v = xr[u];
+                    if constexpr (kNorm) v = normalize1(v, st[i], norm->gamma[u0 + u], norm->beta[u0 + u]);
+                    std::memcpy(dst + u * MR + i, &v, 4);
                 }
             }
+        }
+    };
+    parallel_chunks(pool, p.slivers, 1, [&](std::int64_t s0, std::int64_t s1) {
+        for (std::int64_t s = s0; s < s1; ++s) {
+            if (norm != nullptr)
+                sliver(s, std::true_type{});
+            else
+                sliver(s, std::false_type{});
+        }
     });
     return p;
 }
@@ -301,11 +382,12 @@ inline v256::Lanes::F activate(v256::Lanes::F t, Activation act) {
 
 /// A finished tile's first mr rows and nr columns (rows W floats apart) into y (row stride
 /// ldy): times the column's scale (nr values, or none: dot_q8's row scales), + bias (nr
-/// values, or none), then `act`, 16 lanes at a time while the tile is in L1. The same
-/// operations as the product, then a pass of ops.hpp's activation over y: the same numbers.
+/// values, or none), then `act`, 16 lanes at a time while the tile is in L1; with `add`, y +
+/// that (a residual). The same operations as the product, then a pass of ops.hpp's
+/// activation over y, then linear_many's pass adding it to y: the same numbers.
 template <int W = NR>
 inline void write_tile(const float* tile, std::int64_t mr, int nr, const float* scale, const float* bias,
-                       Activation act, float* y, std::int64_t ldy) {
+                       Activation act, float* y, std::int64_t ldy, bool add = false) {
     using L = v256::Lanes;
     static_assert(W % 16 == 0, "a tile row in whole 16-lane blocks");
     alignas(32) float sc[W] = {}, b[W] = {};  // zero past nr
@@ -320,14 +402,36 @@ inline void write_tile(const float* tile, std::int64_t mr, int nr, const float* 
             if (bias != nullptr) t = L::add(t, L::load(b + c));
             t = activate(t, act);
             if (nr - c >= 16) {
+                if (add) t = L::add(L::load(yr + c), t);
                 L::store(yr + c, t);
             } else {
-                alignas(32) float part[16];
+                alignas(32) float part[16] = {};
+                if (add) {
+                    std::copy(yr + c, yr + nr, part);
+                    t = L::add(L::load(part), t);
+                }
                 L::store(part, t);
                 std::copy(part, part + (nr - c), yr + c);
             }
         }
     }
+}
+
+/// A finished tile (+ bias, then `act`: write_tile's numbers) transposed into a packed x's
+/// sliver as units [j, j + nr) of it (dst: the first's, rows MR apart), the rows past mr zero.
+inline void write_packed(const float* tile, std::int64_t mr, int nr, const float* bias, Activation act,
+                         std::uint32_t* dst) {
+    alignas(32) float rows[MR * NR];
+    write_tile(tile, mr, nr, nullptr, bias, act, rows, NR);
+    const __m256 zero = _mm256_setzero_ps();
+    const int nr8 = nr / 8 * 8;
+    for (int c = 0; c < nr8; c += 8)
+        store_sliver_units8([&](int i) { return i < mr ? _mm256_load_ps(rows + i * NR + c) : zero; }, dst + c * MR);
+    for (int c = nr8; c < nr; ++c)
+        for (int i = 0; i < MR; ++i) {
+            const float v = i < mr ? rows[i * NR + c] : 0.0f;
+            std::memcpy(dst + c * MR + i, &v, 4);
+        }
 }
 
 /// Slivers of x from which run copies a panel stored in place to a contiguous buffer, once per
@@ -345,9 +449,14 @@ constexpr std::int64_t kCopySlivers = 6;
 /// blocks in its slot's tile_sums ([sliver][panel][MR][NR], contiguous: y's rows are `out`
 /// floats apart, which puts a tile's rows in one L1 set); the last k block writes y
 /// (write_tile: + bias, then `act`).
-/// `slots`: a KernelBuffers per slot of the pool's loop (one when pool is nullptr).
+/// `slots`: a KernelBuffers per slot of the pool's loop (one when pool is nullptr). `add`: y
+/// += the result (a residual). `to`: instead of y, the result written as the next product's
+/// packed x (an [n, out] x in `to`'s layout, packed_shape; linear_chain), each tile transposed
+/// into its sliver's units while it is in L1, the rows past n zero: the values pack_x would make of y.
 inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::int64_t out, const float* bias, float* y,
-                std::int64_t ldy, ThreadPool* pool, KernelBuffers* slots, Activation act = Activation::none) {
+                std::int64_t ldy, ThreadPool* pool, KernelBuffers* slots, Activation act = Activation::none,
+                bool add = false, std::uint32_t* to = nullptr) {
+    static_assert(KU % NR == 0, "a tile's columns are units of one block of the next product's x");
     constexpr int kPanels = static_cast<int>(packed::kTaskCols / NR);
     constexpr std::int64_t kTile = MR * NR;
     const std::int64_t tasks = (out + packed::kTaskCols - 1) / packed::kTaskCols;
@@ -416,9 +525,12 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                         else
                             micro(px.at(b, s), F32Rows{reinterpret_cast<const float*>(panel_at[p]), ldb[p]}, kus,
                                   tile, b > 0, mr);
-                        if (last)
+                        if (last && to != nullptr)
+                            write_packed(tile, mr, nr, bias != nullptr ? bias + j : nullptr, act,
+                                         to + (j / KU) * px.slivers * KU * MR + s * KU * MR + (j % KU) * MR);
+                        else if (last)
                             write_tile(tile, mr, nr, nullptr, bias != nullptr ? bias + j : nullptr, act,
-                                       y + s * MR * ldy + j, ldy);
+                                       y + s * MR * ldy + j, ldy, add);
                     }
                 }
             }
@@ -566,10 +678,9 @@ inline void dot_q8(const float* x, std::int64_t n, std::int64_t k, const std::in
     parallel_for_slots(pool, tasks, task);
 }
 
-/// kernels::linear at Isa::avx2: every weight type multiplied in float32.
-ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
-                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool,
-                                        Workspace& ws, Activation act) {
+/// Where run reads a weight's W from (its type and layout): float32 panels in place, bf16
+/// panels widened, row-major values widened (int8 times the row's scale) as panels are packed.
+inline packed::PanelSource panel_source(const WeightMatrix& w, std::int64_t k) {
     packed::PanelSource src{packed::Source::f32, w.data, k, nullptr};
     src.panel_rows = w.panel_rows;
     switch (w.type) {
@@ -581,17 +692,64 @@ ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int
         case WeightType::q8:
         case WeightType::q8_dot:
         case WeightType::q8_bf16:
-            if (n < kQ8DotRows) {
-                dot_q8(x, n, k, static_cast<const std::int8_t*>(w.data), k, w.scale, out, bias, y, out, pool,
-                       ws.caller().x, ws.slots(slot_count(pool, (out + packed::kTaskCols - 1) / packed::kTaskCols)), act);
-                return;
-            }
             src.kind = packed::Source::i8_widen;
             src.scale = w.scale;
             break;
     }
-    avx2::run(avx2::pack_x(x, n, k, k, ws.caller().x, pool), src, out, bias, y, out, pool,
-              ws.slots(slot_count(pool, (out + packed::kTaskCols - 1) / packed::kTaskCols)), act);
+    return src;
+}
+
+/// Whether a product of n rows with w goes row by row through dot_q8 (a q8 file's int8 rows,
+/// fewer than kQ8DotRows rows of x) rather than through run.
+inline bool by_rows(const WeightMatrix& w, std::int64_t n) {
+    const bool q8 = w.type == WeightType::q8 || w.type == WeightType::q8_dot || w.type == WeightType::q8_bf16;
+    return q8 && n < kQ8DotRows;
+}
+
+/// The slots of the pool's loop over the tasks of a product with `out` columns.
+inline KernelBuffers* run_slots(ThreadPool* pool, Workspace& ws, std::int64_t out) {
+    return ws.slots(slot_count(pool, (out + packed::kTaskCols - 1) / packed::kTaskCols));
+}
+
+/// kernels::linear at Isa::avx2: every weight type multiplied in float32.
+ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
+                                        const float* bias, std::int64_t out, float* y, ThreadPool* pool,
+                                        Workspace& ws, Activation act) {
+    if (by_rows(w, n)) {
+        dot_q8(x, n, k, static_cast<const std::int8_t*>(w.data), k, w.scale, out, bias, y, out, pool, ws.caller().x,
+               run_slots(pool, ws, out), act);
+        return;
+    }
+    run(pack_x(x, n, k, k, ws.caller().x, pool), panel_source(w, k), out, bias, y, out, pool, run_slots(pool, ws, out),
+        act);
+}
+
+/// kernels::linear_many at Isa::avx2, where no product goes through dot_q8 (by_rows): x
+/// packed once for them all, layer_norm(x) with `norm` (its values made as x is packed), each
+/// residual added to y as its tiles are written. The same numbers as layer_norm's pass, one
+/// linear() per product and the residual's pass.
+ALTCLIP_KERNEL_ENTRY inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Product* products,
+                                             int count, ThreadPool* pool, Workspace& ws, const RowNorm* norm) {
+    const packed::PackedX px = pack_x(x, n, k, k, ws.caller().x, pool, norm);
+    for (int i = 0; i < count; ++i) {
+        const Product& p = products[i];
+        run(px, panel_source(*p.weight, k), p.out, p.bias, p.y, p.out, pool, run_slots(pool, ws, p.out), p.act, p.add);
+    }
+}
+
+/// kernels::linear_chain at Isa::avx2, where neither product goes through dot_q8 and the first
+/// adds no residual: the first's result written straight into the second's packed x as its
+/// tiles finish (run's `to`; first.y is not written), instead of into first.y and packed from
+/// there. The same numbers as linear_many for each.
+ALTCLIP_KERNEL_ENTRY inline void linear_chain(const float* x, std::int64_t n, std::int64_t k, const Product& first,
+                                              const Product& second, ThreadPool* pool, Workspace& ws,
+                                              const RowNorm* norm) {
+    const packed::PackedX px = pack_x(x, n, k, k, ws.caller().x, pool, norm);
+    const packed::PackedX mid = packed_shape(n, first.out, ws.caller().chained);
+    run(px, panel_source(*first.weight, k), first.out, first.bias, nullptr, first.out, pool,
+        run_slots(pool, ws, first.out), first.act, false, ws.caller().chained.units.data());
+    run(mid, panel_source(*second.weight, first.out), second.out, second.bias, second.y, second.out, pool,
+        run_slots(pool, ws, second.out), second.act, second.add);
 }
 
 /// f over x[0, count) in place, 16 lanes at a time; the tail through a zero-padded block,
@@ -612,50 +770,19 @@ inline void map16(float* x, std::int64_t count, F f) {
 ALTCLIP_KERNEL_ENTRY inline void gelu_erf(float* x, std::int64_t count) { map16(x, count, v256::gelu); }
 ALTCLIP_KERNEL_ENTRY inline void quick_gelu(float* x, std::int64_t count) { map16(x, count, v256::quick_gelu); }
 
-/// LayerNorm of rows [r0, r1) (ops.hpp's layer_norm at Isa::avx2): the statistics in double,
-/// eight lanes (two registers of four) in a fixed order, then the tail in order.
+/// LayerNorm of rows [r0, r1) (ops.hpp's layer_norm at Isa::avx2): row_stats, then
+/// (x - mean) * rstd * gamma + beta as one multiply and one fused multiply-add per value.
 ALTCLIP_KERNEL_ENTRY inline void layer_norm_rows(const float* x, std::int64_t r0, std::int64_t r1, std::int64_t n,
                                                  const float* gamma, const float* beta, float eps, float* y) {
+    const std::int64_t full = n / 8 * 8;
     for (std::int64_t r = r0; r < r1; ++r) {
         const float* xr = x + r * n;
         float* yr = y + r * n;
-        const std::int64_t full = n / 8 * 8;
-        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-        for (std::int64_t i = 0; i < full; i += 8) {
-            const __m256 v = _mm256_loadu_ps(xr + i);
-            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-        }
-        alignas(32) double l[4];
-        _mm256_store_pd(l, _mm256_add_pd(s0, s1));
-        double sum = (l[0] + l[1]) + (l[2] + l[3]);
-        for (std::int64_t i = full; i < n; ++i) sum += xr[i];
-        const double mean = sum / static_cast<double>(n);
-        const __m256d vm = _mm256_set1_pd(mean);
-        s0 = s1 = _mm256_setzero_pd();
-        for (std::int64_t i = 0; i < full; i += 8) {
-            const __m256 v = _mm256_loadu_ps(xr + i);
-            const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), vm);
-            const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), vm);
-            s0 = _mm256_fmadd_pd(d0, d0, s0);
-            s1 = _mm256_fmadd_pd(d1, d1, s1);
-        }
-        _mm256_store_pd(l, _mm256_add_pd(s0, s1));
-        double sq = (l[0] + l[1]) + (l[2] + l[3]);
-        for (std::int64_t i = full; i < n; ++i) {
-            const double d = xr[i] - mean;
-            sq += d * d;
-        }
-        const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + static_cast<double>(eps));
-        const __m256 fm = _mm256_set1_ps(static_cast<float>(mean)), fr = _mm256_set1_ps(static_cast<float>(rstd));
-        for (std::int64_t i = 0; i < full; i += 8) {
-            const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), fm), fr);
-            _mm256_storeu_ps(yr + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(gamma + i), _mm256_loadu_ps(beta + i)));
-        }
-        for (std::int64_t i = full; i < n; ++i) {
-            const float t = (xr[i] - static_cast<float>(mean)) * static_cast<float>(rstd);
-            yr[i] = std::fma(t, gamma[i], beta[i]);
-        }
+        const RowStats st = row_stats(xr, n, eps);
+        const __m256 fm = _mm256_set1_ps(st.mean), fr = _mm256_set1_ps(st.rstd);
+        for (std::int64_t i = 0; i < full; i += 8)
+            _mm256_storeu_ps(yr + i, normalize8(_mm256_loadu_ps(xr + i), fm, fr, gamma + i, beta + i));
+        for (std::int64_t i = full; i < n; ++i) yr[i] = normalize1(xr[i], st, gamma[i], beta[i]);
     }
 }
 

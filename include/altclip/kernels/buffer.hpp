@@ -45,6 +45,7 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     // Matrix products (gemm_packed.hpp, avx2.hpp, onednn.hpp). The caller's: x as the kernel
     // reads it, made once per product and read by every thread of the call.
     PackedXBuffers x;                  // x packed (packed::linear, avx2::linear)
+    PackedXBuffers chained;            // avx2::linear_chain: the first product's result, packed as the second's x
     std::vector<std::uint16_t> xb;     // x rounded to bfloat16 (oneDNN)
     std::vector<std::int8_t> xq;       // x quantized to int8 (oneDNN), with its row scales:
     std::vector<float> xscale;

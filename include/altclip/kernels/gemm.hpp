@@ -438,6 +438,14 @@ inline amx::Bf16Product bf16_product(const WeightMatrix& w, const float* bias, s
     if (w.amx_bf16 != nullptr) return {w.amx_bf16->data.get(), out, amx::PackedBf16::kPanelRows, bias, y, add};
     return {static_cast<const std::uint32_t*>(w.data), out, w.panel_rows, bias, y, add};
 }
+/// Whether products of n rows all run on avx2's packed kernel (Isa::avx2; none through oneDNN
+/// or dot_q8), so that avx2::linear_many and linear_chain can share x's packing among them.
+inline bool avx2_packs(const Product* products, int count, std::int64_t n, ThreadPool* pool) {
+    if (isa_of(pool) != Isa::avx2) return false;  // (then by_rows, compiled for AVX2, may run)
+    for (int i = 0; i < count; ++i)
+        if (products[i].weight->onednn != nullptr || avx2::by_rows(*products[i].weight, n)) return false;
+    return true;
+}
 #else
 inline bool bf16_tiles(const WeightMatrix&, std::int64_t, std::int64_t) { return false; }
 #endif
@@ -515,24 +523,14 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     gemm_detail::activate(act, y, n * out, pool);
 }
 
-/// One product of linear_many: y [n, out] = x . W^T + bias, or with `add` y += that (a
-/// residual connection, h = h + layer(x)).
-struct Product {
-    const WeightMatrix* weight = nullptr;
-    const float* bias = nullptr;
-    std::int64_t out = 0;
-    float* y = nullptr;
-    bool add = false;
-    Activation act = Activation::none;  // an MLP's activation (not with add)
-};
-
 /// The products of one x [n, k] (a layer's q, k and v projections; a residual's product), the
 /// same numbers as linear() each, then y + the result where `add`; with `norm`, the products
 /// of layer_norm(x) (kernels::layer_norm's numbers). Where every product runs on AMX tiles
 /// (the ViT's int8, packed for them; bf16 in panels for many rows) x is normalized and
 /// rounded once for them all as its rows are read, and a residual is added as the results
-/// are written; else layer_norm's pass into a buffer, then one linear() each, a residual
-/// through a buffer and a pass.
+/// are written; at Isa::avx2 (avx2::linear_many) x is normalized as it is packed, once for
+/// them all, and a residual added as the tiles are written; else layer_norm's pass into a
+/// buffer, then one linear() each, a residual through a buffer and a pass.
 inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Product* products, int count,
                         ThreadPool* pool, Workspace& ws, const RowNorm* norm = nullptr) {
     if (n <= 0 || count <= 0) return;
@@ -551,6 +549,7 @@ inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Pr
         if (one_act && static_cast<int>(s8.size()) == count) return amx::linear_s8(x, n, k, s8.data(), count, pool, ws, act, norm);
         if (one_act && static_cast<int>(bf.size()) == count) return amx::linear_bf16(x, n, k, bf.data(), count, pool, ws, act, norm);
     }
+    if (gemm_detail::avx2_packs(products, count, n, pool)) return avx2::linear_many(x, n, k, products, count, pool, ws, norm);
 #endif
     if (norm != nullptr) {
         std::vector<float>& normed = ws.caller().normed;
@@ -581,8 +580,9 @@ inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Pr
 /// on bf16 AMX tiles, first(x) goes from first's write-out into second's tiles in bfloat16,
 /// the rounding second would give it, and first.y is not written; on int8 AMX tiles first's
 /// write-out also finds each row's largest |value|, which second's quantization then need not
-/// look for. The same numbers as linear_many for first, then second, which is what runs
-/// elsewhere.
+/// look for. At Isa::avx2 (avx2::linear_chain) first's tiles go into second's packed x as
+/// they are written, and first.y is not written either. The same numbers as linear_many for
+/// first, then second, which is what runs elsewhere.
 inline void linear_chain(const float* x, std::int64_t n, std::int64_t k, const Product& first, const Product& second,
                          ThreadPool* pool, Workspace& ws, const RowNorm* norm = nullptr) {
     if (n <= 0) return;
@@ -600,6 +600,11 @@ inline void linear_chain(const float* x, std::int64_t n, std::int64_t k, const P
         const amx::S8Product a{first.weight->amx_s8, first.bias, first.y, false};
         const amx::S8Product b{second.weight->amx_s8, second.bias, second.y, second.add};
         amx::linear_s8_chain(x, n, k, a, first.act, b, pool, ws, norm);
+        return;
+    }
+    const Product both[2] = {first, second};
+    if (!first.add && gemm_detail::avx2_packs(both, 2, n, pool)) {
+        avx2::linear_chain(x, n, k, first, second, pool, ws, norm);
         return;
     }
 #endif

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../format/layout.hpp"  // kPanelRows, panel_unit: the file format owns the panel layout
+#include "activation.hpp"
 
 namespace altclip::kernels {
 
@@ -45,6 +46,26 @@ struct WeightMatrix {
     /// Set when this model multiplies the (ViT's, bf16_dot) bfloat16 matrix on AMX tiles from a
     /// copy in 16-row panels (amx_gemm.hpp), which linear() then uses for any number of rows.
     const amx::PackedBf16* amx_bf16 = nullptr;
+};
+
+/// One product of linear_many: y [n, out] = x . W^T + bias, or with `add` y += that (a
+/// residual connection, h = h + layer(x)).
+struct Product {
+    const WeightMatrix* weight = nullptr;
+    const float* bias = nullptr;
+    std::int64_t out = 0;
+    float* y = nullptr;
+    bool add = false;
+    Activation act = Activation::none;  // an MLP's activation (not with add)
+};
+
+/// A LayerNorm applied to the rows of a product's x as they are read (linear_many, the AMX
+/// kernels, the AVX2 packing): the products of layer_norm(x), without a pass writing the
+/// normalized rows.
+struct RowNorm {
+    const float* gamma = nullptr;
+    const float* beta = nullptr;
+    float eps = 0;
 };
 
 }  // namespace altclip::kernels
