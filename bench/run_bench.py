@@ -615,6 +615,22 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
   loop of independent FMAs), the micro-kernel alone in L1 at 96-98%; weights that stay in
   cache made the products 6-12% faster (copied from a hot source instead: 4-6%), so most of
   the rest is the cost of bringing each panel from memory.
+- The AVX2 products' passes folded into the products (`kernels/avx2.hpp`, `linear_many`,
+  `linear_chain`; Intel Xeon with AMX, 2026-12-05, consumer builds, alternating binaries):
+  x packed once for a layer's q, k and v instead of once each, normalized as it is packed
+  instead of by a LayerNorm pass into a buffer, a residual added as the tiles are written
+  instead of through a buffer and a pass, and fc1's tiles written straight into fc2's packed
+  x instead of into the 4 MB hidden state and packed from there. The passes went from ~3.5%
+  of an image's time at AVX2 to ~1.6% (timer samples); an image 787-806 -> 775-788 ms (six
+  rounds of five images each), the same bits (a test over several k blocks compares them with
+  the passes one by one). The AVX2 attention's K^T packing now goes through `pack_panel` (its
+  blocks compiled per source kind, the next rows prefetched, padding zeroed a row at a time):
+  the attention as fast as with its own loop, a q8 image at AVX2 767-775 -> 754-769 ms. Tried
+  and not kept: x's next sliver prefetched into L1 while the current one is multiplied
+  (0.97x); the next k block's panel rows prefetched into L2 only (no change). A consumer built
+  at -O2 (RelWithDebInfo) rather than -O3: an image at AVX2 766-789 against 761-766 ms, bf16
+  at AMX within noise (GCC 12 left a small transposing helper out of line at -O2, its
+  registers spilled, until it was marked always-inline: the attention 3-5% slower).
 
 """
 

@@ -821,6 +821,10 @@ ALTCLIP_KERNEL_ENTRY inline void attention_head(const float* q, const float* k, 
         for (std::int64_t j = 0; j < seq; ++j) {
             if (j + 8 < seq) prefetch_row(v + (j + 8) * ld + c0, nc);
             float* row = reinterpret_cast<float*>(dst + j * NR);
+            if (nc == NR) {  // (a call to memmove per row took 0.3% of an image's time)
+                for (int c = 0; c < NR; c += 8) _mm256_store_ps(row + c, _mm256_loadu_ps(v + j * ld + c0 + c));
+                continue;
+            }
             std::copy(v + j * ld + c0, v + j * ld + c0 + nc, row);
             std::fill(row + nc, row + NR, 0.0f);
         }
