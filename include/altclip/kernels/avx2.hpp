@@ -139,8 +139,8 @@ inline packed::PackedX packed_shape(std::int64_t n, std::int64_t k, PackedXBuffe
 }
 
 /// x (float32, row stride ldx) as float32 units in slivers: [block][sliver][unit][MR]. A
-/// whole sliver goes eight units at a time (store_sliver_units8); a sliver past x's last row,
-/// and the units past the last whole 8, value by value. With `norm`, layer_norm(x) (the
+/// sliver goes eight units at a time (store_sliver_units8; the rows past x's last zero), the
+/// units past the last whole 8 value by value. With `norm`, layer_norm(x) (the
 /// numbers of layer_norm_rows) is what is packed: each sliver's rows' statistics first, then
 /// the values normalized as they are read, with no pass writing the normalized rows.
 inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, std::int64_t ldx, PackedXBuffers& ws,
@@ -157,28 +157,32 @@ inline packed::PackedX pack_x(const float* x, std::int64_t n, std::int64_t k, st
                 fm[i] = _mm256_set1_ps(st[i].mean);
                 fr[i] = _mm256_set1_ps(st[i].rstd);
             }
+        const std::int64_t rows = std::min<std::int64_t>(MR, n - s * MR);
         for (std::int64_t b = 0; b < p.nblocks; ++b) {
             std::uint32_t* dst = data + b * p.block_stride() + s * p.sliver_stride();
-            const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0;
+            const std::int64_t u0 = b * KU, kus = std::min(k, u0 + KU) - u0, kus8 = kus / 8 * 8;
             const float* xs = x + s * MR * ldx + u0;
-            const std::int64_t kus8 = (s + 1) * MR <= n ? kus / 8 * 8 : 0;
-            for (std::int64_t u = 0; u < kus8; u += 8)
-                store_sliver_units8(
-                    [&](int i) {
-                        const __m256 v = _mm256_loadu_ps(xs + i * ldx + u);
-                        if constexpr (kNorm)
-                            return normalize8(v, fm[i], fr[i], norm->gamma + u0 + u, norm->beta + u0 + u);
-                        else
-                            return v;
-                    },
-                    dst + u * MR);
+            auto row = [&](int i, std::int64_t u) {
+                const __m256 v = _mm256_loadu_ps(xs + i * ldx + u);
+                if constexpr (kNorm)
+                    return normalize8(v, fm[i], fr[i], norm->gamma + u0 + u, norm->beta + u0 + u);
+                else
+                    return v;
+            };
+            const __m256 zero = _mm256_setzero_ps();
+            for (std::int64_t u = 0; u < kus8; u += 8) {
+                if (rows == MR)
+                    store_sliver_units8([&](int i) { return row(i, u); }, dst + u * MR);
+                else  // the last sliver: the rows past x's last zero (vectorized too: the image's 257th
+                      // row's sliver value by value took ~10% of its attention)
+                    store_sliver_units8([&](int i) { return i < rows ? row(i, u) : zero; }, dst + u * MR);
+            }
             for (int i = 0; i < MR; ++i) {
-                const std::int64_t r = s * MR + i;
-                if (r >= n) {
+                if (i >= rows) {
                     for (std::int64_t u = kus8; u < kus; ++u) dst[u * MR + i] = 0;
                     continue;
                 }
-                const float* xr = x + r * ldx + u0;
+                const float* xr = xs + i * ldx;
                 for (std::int64_t u = kus8; u < kus; ++u) {
                     float v = xr[u];
                     if constexpr (kNorm) v = normalize1(v, st[i], norm->gamma[u0 + u], norm->beta[u0 + u]);
