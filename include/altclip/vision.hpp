@@ -100,19 +100,31 @@ struct AltCLIPAttention {
         kernels::linear_many(ctx, batch * seq, out_proj.in, &o, 1, pool, scratch.workspace());
     }
     /// first[b] += attention(x)'s row b * seq (each sequence's first row, the class token),
-    /// with `norm` of layer_norm(x): the keys and values of every row, the output projection
-    /// of the first rows only. first: [batch, hidden].
+    /// with `norm` of layer_norm(x): the keys and values of every row; the query, its attention
+    /// (kernels::attention_query, float32) and the output projection of the first rows only.
+    /// first: [batch, hidden].
     void forward_first_rows(const float* x, std::int64_t batch, std::int64_t seq, float* first,
                             kernels::Scratch& scratch, kernels::ThreadPool* pool,
                             const kernels::RowNorm* norm = nullptr) const {
-        const std::int64_t H = q_proj.out;
-        float* ctx = scratch.get(detail::kSlotCtx, batch * seq * H);
-        detail::self_attention(x, batch, seq, q_proj, k_proj, v_proj, num_heads, nullptr, ctx, scratch, pool, nullptr,
-                               norm);
-        for (std::int64_t b = 1; b < batch; ++b)  // row b * seq to row b: later rows than any written yet
-            std::copy(ctx + b * seq * H, ctx + (b * seq + 1) * H, ctx + b * H);
+        const std::int64_t H = q_proj.out, d = H / num_heads, rows = batch * seq;
+        float* const k = scratch.get(detail::kSlotK, rows * H);
+        float* const v = scratch.get(detail::kSlotV, rows * H);
+        float* const xq = scratch.get(detail::kSlotA, batch * H);  // x's first rows, then their queries
+        float* const q = scratch.get(detail::kSlotQ, batch * H);
+        float* const ctx = scratch.get(detail::kSlotCtx, batch * H);
+        kernels::Workspace& ws = scratch.workspace();
+        const kernels::Product kv[2] = {{&k_proj.weight, k_proj.bias, H, k}, {&v_proj.weight, v_proj.bias, H, v}};
+        kernels::linear_many(x, rows, q_proj.in, kv, 2, pool, ws, norm);
+        for (std::int64_t b = 0; b < batch; ++b) std::copy(x + b * seq * H, x + (b * seq + 1) * H, xq + b * H);
+        const kernels::Product query{&q_proj.weight, q_proj.bias, H, q};
+        kernels::linear_many(xq, batch, q_proj.in, &query, 1, pool, ws, norm);
+        kernels::parallel_for(pool, batch * num_heads, [&](std::int64_t t) {
+            const std::int64_t b = t / num_heads, off = (t % num_heads) * d;
+            kernels::attention_query(q + b * H + off, k + b * seq * H + off, v + b * seq * H + off, seq, d, H,
+                                     ctx + b * H + off);
+        });
         const kernels::Product o{&out_proj.weight, out_proj.bias, out_proj.out, first, true};
-        kernels::linear_many(ctx, batch, out_proj.in, &o, 1, pool, scratch.workspace());
+        kernels::linear_many(ctx, batch, out_proj.in, &o, 1, pool, ws);
     }
 };
 

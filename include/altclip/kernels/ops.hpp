@@ -359,6 +359,21 @@ inline void attention_one(const float* q, const float* k, const float* v, std::i
     O.noalias() = S * V;
 }
 
+/// Scaled dot-product attention of a single query row against one sequence's keys (the class
+/// token's row in a pooler's last layer, ViT: no mask): q [d]; k, v [seq] rows of `ld` floats
+/// whose first `d` values are this head's; out [d]. In float32 whatever the model's
+/// precision: the scores, their softmax (softmax_rows) and the sum of the value rows they
+/// weight, each a matrix-vector product of Eigen's (a few hundred thousand multiply-adds a head).
+inline void attention_query(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
+                            std::int64_t ld, float* out) {
+    using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+    const Strided K(k, seq, d, Eigen::OuterStride<>(ld)), V(v, seq, d, Eigen::OuterStride<>(ld));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    Eigen::VectorXf scores = (K * Eigen::Map<const Eigen::VectorXf>(q, d)) * scale;
+    softmax_rows(scores.data(), 1, seq);
+    Eigen::Map<Eigen::VectorXf>(out, d).noalias() = V.transpose() * scores;
+}
+
 /// Multi-head scaled dot-product attention over a batch of sequences, one task per
 /// (sequence, head). q, k, v, out: [batch * seq, heads * head_dim] row-major (heads side
 /// by side, as the reference's view(..., heads, head_dim)). `key_mask`: nullptr, or
