@@ -254,6 +254,23 @@ Panels to_panels(const std::vector<T>& w, std::int64_t rows, std::int64_t cols, 
     return p;
 }
 
+// An MLP's random weights for the linear_many / linear_chain tests: W1 [mid, k], W2 [out, mid]
+// (seeds seed, seed + 1), their biases (+ 2, + 3), a LayerNorm's gamma and beta (+ 4, + 5), and
+// both matrices rounded to bfloat16 in the file's panels.
+struct MlpWeights {
+    std::vector<float> w1, w2, b1, b2, gamma, beta;
+    Panels p1, p2;
+    MlpWeights(std::int64_t k, std::int64_t mid, std::int64_t out, std::uint32_t seed)
+        : w1(randn(mid * k, seed)), w2(randn(out * mid, seed + 1)), b1(randn(mid, seed + 2)),
+          b2(randn(out, seed + 3)), gamma(randn(k, seed + 4)), beta(randn(k, seed + 5)) {
+        std::vector<std::uint16_t> wb1(w1.size()), wb2(w2.size());
+        for (std::size_t i = 0; i < w1.size(); ++i) wb1[i] = to_bf16(w1[i]);
+        for (std::size_t i = 0; i < w2.size(); ++i) wb2[i] = to_bf16(w2[i]);
+        p1 = to_panels(wb1, mid, k, altclip::kPanelRows);
+        p2 = to_panels(wb2, out, mid, altclip::kPanelRows);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("linear on weights stored in panels equals the row-major product", "[kernels]") {
@@ -482,12 +499,9 @@ TEST_CASE("linear_chain (the MLP) equals linear_many for each product, AMX tiles
     // a RowNorm and a residual. Elsewhere linear_chain is those two calls.
     ThreadPool pool(2);
     const std::int64_t k = 96, mid = 160, out = 40;
-    const auto w1 = randn(mid * k, 71), w2 = randn(out * mid, 72), b1 = randn(mid, 73), b2 = randn(out, 74);
-    const auto gamma = randn(k, 75), beta = randn(k, 76);
-    std::vector<std::uint16_t> wb1(w1.size()), wb2(w2.size());
-    for (std::size_t i = 0; i < w1.size(); ++i) wb1[i] = to_bf16(w1[i]);
-    for (std::size_t i = 0; i < w2.size(); ++i) wb2[i] = to_bf16(w2[i]);
-    const Panels p1 = to_panels(wb1, mid, k, altclip::kPanelRows), p2 = to_panels(wb2, out, mid, altclip::kPanelRows);
+    const MlpWeights mw(k, mid, out, 71);
+    const auto &w1 = mw.w1, &w2 = mw.w2, &b1 = mw.b1, &b2 = mw.b2, &gamma = mw.gamma, &beta = mw.beta;
+    const Panels &p1 = mw.p1, &p2 = mw.p2;
     amx::PackedBf16 c1 = amx::make_packed_bf16(mid, k), c2 = amx::make_packed_bf16(out, mid);
     amx::pack_bf16_blocks(static_cast<const std::uint32_t*>(p1.data), altclip::kPanelRows, c1, 0, c1.blocks);
     amx::pack_bf16_blocks(static_cast<const std::uint32_t*>(p2.data), altclip::kPanelRows, c2, 0, c2.blocks);
@@ -568,12 +582,9 @@ TEST_CASE("linear_many and linear_chain equal layer_norm, then linear, then the 
     // 128-unit blocks with tails not a multiple of 8; rows span part-filled 12-row slivers.
     ThreadPool pool(2);
     const std::int64_t k = 203, mid = 300, out = 72;
-    const auto w1 = randn(mid * k, 81), w2 = randn(out * mid, 82), b1 = randn(mid, 83), b2 = randn(out, 84);
-    const auto gamma = randn(k, 85), beta = randn(k, 86);
-    std::vector<std::uint16_t> wb1(w1.size()), wb2(w2.size());
-    for (std::size_t i = 0; i < w1.size(); ++i) wb1[i] = to_bf16(w1[i]);
-    for (std::size_t i = 0; i < w2.size(); ++i) wb2[i] = to_bf16(w2[i]);
-    const Panels p1 = to_panels(wb1, mid, k, altclip::kPanelRows), p2 = to_panels(wb2, out, mid, altclip::kPanelRows);
+    const MlpWeights mw(k, mid, out, 81);
+    const auto &w1 = mw.w1, &w2 = mw.w2, &b1 = mw.b1, &b2 = mw.b2, &gamma = mw.gamma, &beta = mw.beta;
+    const Panels &p1 = mw.p1, &p2 = mw.p2;
     const Panels f1 = to_panels(w1, mid, k, altclip::kPanelRows), f2 = to_panels(w2, out, mid, altclip::kPanelRows);
     for (const char* kind : {"f32", "f32 panels", "bf16 panels"}) {
         const std::string kd = kind;

@@ -44,7 +44,6 @@
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"  // RowNorm
 
-
 namespace altclip::kernels::amx {
 
 /// Frees what aligned_array gave.

@@ -4,8 +4,10 @@
 // for a long one, kCopySlivers), a 3 x 32 micro-kernel run four times over each MR x NR tile
 // (12 accumulators of 8 lanes fit AVX2's 16 registers; the 3-row blocks past x's last row
 // skipped), the tasks and tile sums laid out as packed::run lays them, an MLP's activation
-// applied as the tile is written out, the attention (its softmax down packed columns), and
-// LayerNorm and GELU (lanes.inc's exp and GELU). bf16 and int8 weights are widened to float32
+// and a residual applied as the tile is written out (or the tile written into the next
+// product's packed x: linear_chain), x packed once for a layer's products and normalized as it
+// is packed (linear_many), the attention (its softmax down packed columns), and LayerNorm and
+// GELU (lanes.inc's exp and GELU). bf16 and int8 weights are widened to float32
 // units as panels are packed, eight rows by eight values at a time; bf16 panels of a file, for
 // a short input, in registers as the micro-kernel reads them in place. A q8 file's int8 rows,
 // for a short input (a text), are multiplied row by row instead (dot_q8: dot products, W
