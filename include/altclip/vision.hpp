@@ -109,7 +109,7 @@ struct AltCLIPAttention {
         const std::int64_t H = q_proj.out, d = H / num_heads, rows = batch * seq;
         float* const k = scratch.get(detail::kSlotK, rows * H);
         float* const v = scratch.get(detail::kSlotV, rows * H);
-        float* const xq = scratch.get(detail::kSlotA, batch * H);  // x's first rows, then their queries
+        float* const xq = scratch.get(detail::kSlotA, batch * H);  // x's first rows (the class tokens')
         float* const q = scratch.get(detail::kSlotQ, batch * H);
         float* const ctx = scratch.get(detail::kSlotCtx, batch * H);
         kernels::Workspace& ws = scratch.workspace();

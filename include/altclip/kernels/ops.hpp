@@ -363,7 +363,8 @@ inline void attention_one(const float* q, const float* k, const float* v, std::i
 /// token's row in a pooler's last layer, ViT: no mask): q [d]; k, v [seq] rows of `ld` floats
 /// whose first `d` values are this head's; out [d]. In float32 whatever the model's
 /// precision: the scores, their softmax (softmax_rows) and the sum of the value rows they
-/// weight, each a matrix-vector product of Eigen's (a few hundred thousand multiply-adds a head).
+/// weight, each a matrix-vector product of Eigen's (2 x seq x d multiply-adds: 33 thousand a
+/// ViT-L/14 head).
 inline void attention_query(const float* q, const float* k, const float* v, std::int64_t seq, std::int64_t d,
                             std::int64_t ld, float* out) {
     using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
