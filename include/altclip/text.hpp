@@ -126,13 +126,17 @@ private:
                          kernels::Workspace& ws, kernels::ThreadPool* pool) const {
         const std::int64_t H = attention.self.query.out, I = intermediate.dense.out;
         const auto& ao = attention.output;
-        kernels::linear(ctx, rows, H, ao.dense.weight, ao.dense.bias, H, a, pool, ws);
-        for (std::int64_t i = 0; i < rows * H; ++i) a[i] += x[i];
+        // Each residual is the output buffer's start; linear_many adds the product to it (at
+        // AVX2 and on AMX tiles as the tiles are written).
+        std::copy(x, x + rows * H, a);
+        const kernels::Product attended{&ao.dense.weight, ao.dense.bias, H, a, true};
+        kernels::linear_many(ctx, rows, H, &attended, 1, pool, ws);
         kernels::layer_norm(a, rows, H, ao.LayerNorm.weight, ao.LayerNorm.bias, ao.LayerNorm.eps, a, pool);
         kernels::linear(a, rows, H, intermediate.dense.weight, intermediate.dense.bias, I, inter, pool, ws,
                         kernels::Activation::gelu_erf);
-        kernels::linear(inter, rows, I, output.dense.weight, output.dense.bias, H, y, pool, ws);
-        for (std::int64_t i = 0; i < rows * H; ++i) y[i] += a[i];
+        std::copy(a, a + rows * H, y);  // (x, which y may be, is read no more)
+        const kernels::Product out{&output.dense.weight, output.dense.bias, H, y, true};
+        kernels::linear_many(inter, rows, I, &out, 1, pool, ws);
         kernels::layer_norm(y, rows, H, output.LayerNorm.weight, output.LayerNorm.bias, output.LayerNorm.eps, y, pool);
     }
 };
