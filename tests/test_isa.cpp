@@ -68,6 +68,14 @@ TEST_CASE("isa: level names, the cap and what this CPU has", "[isa]") {
         CHECK(msg.find("avx512_bf16") != std::string::npos);
     }
     altclip::CpuInfo c;
+    c.supported = Isa::avx512_bf16;
+    CHECK(c.bf16_dot_pays(Isa::avx512_bf16));
+    CHECK(!c.bf16_dot_pays(Isa::avx512_vnni));
+    c.bf16_dot_half_rate = true;  // Intel's AVX512_BF16: widened below AMX, AMX tiles where present
+    CHECK(!c.bf16_dot_pays(Isa::avx512_bf16));
+    CHECK(c.bf16_dot_pays(Isa::amx));
+    CHECK(c.describe().find("widened") != std::string::npos);
+    c.bf16_dot_half_rate = false;
     c.supported = Isa::avx512_vnni;
     CHECK(c.effective() == Isa::avx512_vnni);
     CHECK(c.effective(Isa::avx2) == Isa::avx2);
@@ -102,10 +110,13 @@ TEST_CASE("isa: a model at every level this CPU has gives the best level's featu
             CHECK(max_rel_diff(got.second, best.second) < 1e-5);
         }
     }
-    // bf16 files without AVX512_BF16 are widened: the same bits as exact mode at that level
-    // (on altclip's kernels; oneDNN, when forced, rounds the activations to bfloat16 at any level).
+    // bf16 files are widened without AVX512_BF16, and with it where its dot products run at half
+    // the float32 rate (Intel without AMX tiles: CpuInfo::bf16_dot_pays): the same bits as exact
+    // mode at that level (on altclip's kernels; oneDNN, when forced, rounds the activations to
+    // bfloat16 at any level).
     for (const Isa isa : levels_here()) {
-        if (isa >= Isa::avx512_bf16 || altclip::kernels::onednn::use_onednn(altclip::OnednnUse::automatic)) continue;
+        if (altclip::cpu_info().bf16_dot_pays(isa) || altclip::kernels::onednn::use_onednn(altclip::OnednnUse::automatic))
+            continue;
         INFO("bf16 at " << altclip::isa_name(isa));
         const auto fast = features("models/tiny-bf16.altclip", isa, false);
         const auto exact = features("models/tiny-bf16.altclip", isa, true);

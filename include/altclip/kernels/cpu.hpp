@@ -131,6 +131,8 @@ inline CpuInfo detect() {
 #if ALTCLIP_X86
     unsigned a = 0, b = 0, c = 0, d = 0;
     const unsigned max_leaf = static_cast<unsigned>(__get_cpuid_max(0, nullptr));
+    __cpuid(0, a, b, c, d);  // the vendor: "GenuineIntel" in ebx, edx, ecx
+    const bool intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;
     bool fma = false, f16c = false, bmi1 = false, bmi2 = false, avx = false, osxsave = false, avx2 = false, f = false, dq = false, bw = false, vl = false,
          vnni = false, bf16 = false, amx_tile = false, amx_bf16 = false, amx_int8 = false;
     if (max_leaf >= 1 && __get_cpuid(1, &a, &b, &c, &d)) {
@@ -181,6 +183,7 @@ inline CpuInfo detect() {
     if (info.supported == Isa::avx2 && f && dq && bw && vl && os_avx512) info.supported = Isa::avx512;
     if (info.supported == Isa::avx512 && vnni) info.supported = Isa::avx512_vnni;
     if (info.supported == Isa::avx512_vnni && bf16) info.supported = Isa::avx512_bf16;
+    info.bf16_dot_half_rate = intel && info.supported == Isa::avx512_bf16;
     if (info.supported == Isa::avx512_bf16 && amx_tile && amx_bf16 && amx_int8 && os_amx && request_amx())
         info.supported = Isa::amx;
     if (static_cast<unsigned>(__get_cpuid_max(0x80000000u, nullptr)) >= 0x80000004u) {

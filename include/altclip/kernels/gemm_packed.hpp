@@ -205,15 +205,16 @@ struct I8Op : UnitBcast {  // unit = four int8 (k .. k + 3); x signed, W stored 
 /// (R < MR for the last sliver of x, whose other rows are padding); ldb: units from one unit
 /// row of the panel to the next (NR for a packed panel, the stored panel's rows for one used in
 /// place). With `fetch`, the first `nfetch` (<= kus) steps each also prefetch one unit row (NR
-/// units, 128 bytes) of fetch (same stride) into L2: spread over the steps, the next panel
-/// streams in while this one computes.
+/// units, 128 bytes) of fetch (rows `ldf` units apart) into L2: spread over the steps, the
+/// next panel streams in while this one computes.
 template <class Op, int R = MR>
 inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t ldb, std::int64_t kus,
-                  typename Op::Acc (&acc)[MR][2], const std::uint32_t* fetch = nullptr, std::int64_t nfetch = 0) {
+                  typename Op::Acc (&acc)[MR][2], const std::uint32_t* fetch = nullptr, std::int64_t nfetch = 0,
+                  std::int64_t ldf = 0) {
     for (std::int64_t u = 0; u < kus; ++u) {
         if (u < nfetch) {
-            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * ldb), _MM_HINT_T1);
-            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * ldb + 16), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * ldf), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(fetch + u * ldf + 16), _MM_HINT_T1);
         }
         const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 16);
         #pragma GCC unroll 16
@@ -556,28 +557,35 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             // the hardware prefetchers stop at each 4 KB page): each panel's next k block is
             // prefetched over the micro-tiles of its first pass, a unit row per step, so that
             // it streams in while this block computes (not the next task's first block: see
-            // bench/RESULTS.md, "Measurements behind design choices").
-            const std::int64_t next_units = w.kind == Source::panels && !last ? std::min(px.ku, u0 + 2 * KU) - (u0 + KU) : 0;
+            // bench/RESULTS.md, "Measurements behind design choices"). So are the stored
+            // bfloat16 panels that are widened: their next block's rows of pairs.
+            const bool widened = w.kind == Source::bf16_panels_widen;
+            const std::int64_t next_units = (w.kind == Source::panels || widened) && !last
+                                                ? std::min(px.ku, u0 + 2 * KU) - (u0 + KU) : 0;
+            const std::int64_t next_rows = widened ? (next_units + 1) / 2 : next_units;  // stored unit rows
             const std::int64_t first_pass = std::min(px.slivers, kSliverBlock);
-            const std::int64_t per_tile = (next_units + first_pass - 1) / first_pass;  // <= KU = kus
+            const std::int64_t per_tile = (next_rows + first_pass - 1) / first_pass;  // <= KU = kus
             for (std::int64_t s0 = 0; s0 < px.slivers; s0 += kSliverBlock) {
                 const std::int64_t s1 = std::min(px.slivers, s0 + kSliverBlock);
                 for (int p = 0; p < np; ++p) {
                     const std::int64_t j = j0 + p * NR;
                     const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
                     for (std::int64_t s = s0; s < s1; ++s) {
-                        const std::int64_t f0 = std::min(next_units, s * per_tile);
-                        const std::int64_t nf = s0 == 0 ? std::min(next_units, f0 + per_tile) - f0 : 0;
-                        const std::uint32_t* fetch = nf > 0 ? panel_at[p] + (KU + f0) * ldb[p] : nullptr;
+                        const std::int64_t f0 = std::min(next_rows, s * per_tile);
+                        const std::int64_t nf = s0 == 0 ? std::min(next_rows, f0 + per_tile) - f0 : 0;
+                        const std::int64_t ldf = widened ? w.panel_rows : ldb[p];
+                        const std::uint32_t* fetch = nf <= 0 ? nullptr
+                                                     : widened ? stored_panel(w, j, 2) + ((u0 + KU) / 2 + f0) * ldf
+                                                               : panel_at[p] + (KU + f0) * ldf;
                         typename Op::Acc acc[MR][2];
                         #pragma GCC unroll 16
                         for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Op::zero();
                         const int mr = static_cast<int>(std::min<std::int64_t>(MR, px.n - s * MR));
                         const std::uint32_t* const a = px.at(b, s);
-                        if (mr <= 4) micro<Op, 4>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
-                        else if (mr <= 6) micro<Op, 6>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
-                        else if (mr <= 8) micro<Op, 8>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
-                        else micro<Op>(a, panel_at[p], ldb[p], kus, acc, fetch, nf);
+                        if (mr <= 4) micro<Op, 4>(a, panel_at[p], ldb[p], kus, acc, fetch, nf, ldf);
+                        else if (mr <= 6) micro<Op, 6>(a, panel_at[p], ldb[p], kus, acc, fetch, nf, ldf);
+                        else if (mr <= 8) micro<Op, 8>(a, panel_at[p], ldb[p], kus, acc, fetch, nf, ldf);
+                        else micro<Op>(a, panel_at[p], ldb[p], kus, acc, fetch, nf, ldf);
                         float* tile = sums != nullptr ? sums + (s * kPanels + p) * kTile : nullptr;
                         if (last)
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);

@@ -84,7 +84,8 @@ public:
     /// `scope`: the key prefix this loader owns ("" for the whole model, "text_model." for
     /// the text tower alone); tensors outside it are neither used nor reported as unexpected.
     /// bf16_dot: bf16 and int8 matrices multiply with activations of their own precision
-    /// where `isa` has the instructions (AVX512_BF16, AVX512_VNNI) instead of being widened
+    /// where `isa` has the instructions (AVX512_VNNI; AMX, or AVX512_BF16 where its dot
+    /// products are faster than float32 FMAs: CpuInfo::bf16_dot_pays) instead of being widened
     /// to float32 in the kernel. The one place where a file's dtype and the kernels' level
     /// decide how each matrix is multiplied.
     WeightLoader(std::shared_ptr<const ModelFile> file, std::shared_ptr<WeightStorage> storage,
@@ -95,7 +96,7 @@ public:
           scope_(std::move(scope)),
           pool_(pool),
           bf16_dot_(bf16_dot),
-          bf16_ok_(isa >= Isa::avx512_bf16),
+          bf16_ok_(cpu_info().bf16_dot_pays(isa)),
           vnni_ok_(isa >= Isa::avx512_vnni),
           amx_ok_(isa >= Isa::amx) {
         storage_->file = file_;
