@@ -635,6 +635,18 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
   value by value: an image 747-759 -> 740-750 ms. The pooler's last layer now makes the query
   and its attention for the class token alone too (`kernels::attention_query`): within the
   noise (~0.5% expected), embeddings' cosine with the full path's 1.0000000.
+- Tasks of eight panels where packed x outgrows L2 (`packed::task_cols`, Intel Xeon with AMX,
+  2 cores, 2026-12-05): every task reads all of x, and an image's fc2 packs 4.3 MB of it
+  (float32), so each 64-column task read it from L3 again. Tasks of 256 columns (eight
+  panels, their tile sums 270 KB) where x is over 1.5 MB and the sums stay under 512 KB: fc2
+  alone 347-374 -> 371-398 GFLOP/s at AVX-512 and 208-210 -> 215-221 at AVX2 (alternating
+  runs, weights from memory); 512 columns were no better than 256, 128 no better than 64. A
+  whole image, alternating binaries: 513-560 -> 489-522 ms at AVX-512, 782-798 -> 761-771 ms
+  at AVX2. The same run found bf16 at the `avx512_bf16` cap 771-805 ms against 523-543 with its
+  weights widened to float32 (this CPU's `vdpbf16ps` runs at half the FMA rate), so on Intel
+  below AMX they are widened (`CpuInfo::bf16_dot_pays`), and the widened panels of a bf16 file
+  are prefetched a k block ahead as float32 panels are (at the `avx512_vnni` cap an image
+  534-558 -> 489-540 ms, a 16-token text 64-65 -> 56-61 ms).
 
 """
 

@@ -37,7 +37,8 @@ TEST_CASE("linear equals the scalar product on every tail shape", "[kernels]") {
     ThreadPool pool(3);
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
              {1, 1, 1}, {1, 17, 3}, {2, 31, 9}, {3, 16, 8}, {5, 588, 33}, {7, 1030, 65}, {200, 64, 130}, {4, 600, 200},
-             {48, 1, 1}, {49, 15, 31}, {61, 527, 33}, {257, 1024, 96}, {100, 300, 70}}) {
+             {48, 1, 1}, {49, 15, 31}, {61, 527, 33}, {257, 1024, 96}, {100, 300, 70},
+             {48, 8300, 300}}) {  // (the last: packed x of 1.6 MB, tasks of eight panels; see below)
         INFO("n " << n << " k " << k << " out " << out);
         const auto x = randn(n * k, 1), w = randn(out * k, 2), b = randn(out, 3);
         std::vector<double> ref(n * out);
@@ -58,6 +59,27 @@ TEST_CASE("linear equals the scalar product on every tail shape", "[kernels]") {
             for (std::int64_t j = 0; j < out; ++j) ref[i * out + j] -= b[j];
         CHECK(max_rel(ynb, std::vector<float>(ref.begin(), ref.end())) < 1e-5);
     }
+}
+
+TEST_CASE("packed products: a task takes eight panels where x outgrows L2 and its sums stay small", "[kernels]") {
+    // The shape the tests above give eight-panel tasks (48 x 8300: 1.6 MB of packed float32
+    // units) and the model's: an image's fc2 (257 x 4096) in float32 and bf16 pairs, but not
+    // its qkv (257 x 1024), nor int8 quads, nor a batch of eight images (tile sums of 2 MB).
+    auto cols = [](std::int64_t n, std::int64_t k, int g) {
+        packed::PackedX px;
+        px.n = n;
+        px.ku = packed::units(k, g);
+        px.slivers = (n + packed::MR - 1) / packed::MR;
+        px.nblocks = packed::blocks(px.ku);
+        return packed::task_cols(px);
+    };
+    CHECK(cols(48, 8300, 1) == packed::kWideTaskCols);
+    CHECK(cols(257, 4096, 1) == packed::kWideTaskCols);
+    CHECK(cols(257, 4096, 2) == packed::kWideTaskCols);
+    CHECK(cols(257, 4096, 4) == packed::kTaskCols);
+    CHECK(cols(257, 1024, 1) == packed::kTaskCols);
+    CHECK(cols(8 * 257, 4096, 1) == packed::kTaskCols);
+    CHECK(cols(16, 4096, 1) == packed::kTaskCols);
 }
 
 namespace {
@@ -282,7 +304,7 @@ TEST_CASE("linear on weights stored in panels equals the row-major product", "[k
     };
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
              {1, 1, 1}, {1, 17, 3}, {3, 33, 40}, {16, 588, 96}, {16, 1024, 64}, {47, 7, 5}, {48, 300, 70},
-             {61, 515, 33}, {257, 1024, 96}, {100, 1030, 130}}) {
+             {61, 515, 33}, {257, 1024, 96}, {100, 1030, 130}, {48, 8300, 300}}) {
       // 64-row panels (what the converter writes) and 32-row ones (version 2 files)
       for (std::int64_t P : {altclip::kPanelRows, altclip::kPanelRowsV2}) {
         INFO("n " << n << " k " << k << " out " << out << ", panels of " << P << " rows, kernels at "

@@ -449,9 +449,9 @@ inline void write_packed(const float* tile, std::int64_t mr, int nr, const float
 constexpr std::int64_t kCopySlivers = 6;
 
 /// y[n, out] (row stride ldy) = x . W^T (+ bias), W given as float32 units. As packed::run
-/// (gemm_packed.hpp) does it: a task owns kTaskCols output columns (two panels, packed once
-/// per k block or used in place), runs them over x's slivers kSliverBlock at a time (that
-/// part of x stays in L2 while both panels pass over it), and keeps its tiles' sums between k
+/// (gemm_packed.hpp) does it: a task owns packed::task_cols output columns (two panels, eight
+/// where x outgrows L2; packed once per k block or used in place), runs them over x's slivers
+/// kSliverBlock at a time (that part of x stays in L2 while its panels pass over it), and keeps its tiles' sums between k
 /// blocks in its slot's tile_sums ([sliver][panel][MR][NR], contiguous: y's rows are `out`
 /// floats apart, which puts a tile's rows in one L1 set); the last k block writes y
 /// (write_tile: + bias, then `act`).
@@ -463,28 +463,30 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                 std::int64_t ldy, ThreadPool* pool, KernelBuffers* slots, Activation act = Activation::none,
                 bool add = false, std::uint32_t* to = nullptr) {
     static_assert(KU % NR == 0, "a tile's columns are units of one block of the next product's x");
-    constexpr int kPanels = static_cast<int>(packed::kTaskCols / NR);
+    const std::int64_t cols = packed::task_cols(px);  // two panels, or eight where x outgrows L2
+    const int kPanels = static_cast<int>(cols / NR);
     constexpr std::int64_t kTile = MR * NR;
-    const std::int64_t tasks = (out + packed::kTaskCols - 1) / packed::kTaskCols;
+    const std::int64_t tasks = (out + cols - 1) / cols;
     const bool copy_stored = w.kind == packed::Source::panels && w.panel_rows != NR && px.slivers >= kCopySlivers;
     const bool bf16_in_place = w.kind == packed::Source::bf16_panels_widen && px.slivers < kCopySlivers;
     auto task = [&](std::int64_t t, int slot) {
-        alignas(32) std::uint32_t panels[kPanels][KU * NR];
+        std::uint32_t* const panels = packed::aligned_at_least(slots[slot].panels, kPanels * KU * NR);
         float* const sums = packed::aligned_at_least(slots[slot].tile_sums, px.slivers * kPanels * kTile);
-        const std::int64_t j0 = t * packed::kTaskCols, j1 = std::min(out, j0 + packed::kTaskCols);
+        const std::int64_t j0 = t * cols, j1 = std::min(out, j0 + cols);
         for (std::int64_t b = 0; b < px.nblocks; ++b) {
             const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
             const bool last = b + 1 == px.nblocks;
             int np = 0;
-            const std::uint32_t* panel_at[kPanels];
-            const std::uint32_t* stored_at[kPanels] = {};
-            std::int64_t ldb[kPanels];
+            const std::uint32_t* panel_at[packed::kMaxTaskPanels];
+            const std::uint32_t* stored_at[packed::kMaxTaskPanels] = {};
+            std::int64_t ldb[packed::kMaxTaskPanels];
             for (std::int64_t j = j0; j < j1; j += NR, ++np) {
+                std::uint32_t* const panel = panels + np * KU * NR;
                 if (w.kind == packed::Source::panels) {
                     stored_at[np] = packed::stored_panel(w, j, 1) + u0 * w.panel_rows;
                     if (copy_stored) {
-                        copy_panel(stored_at[np], w.panel_rows, kus, panels[np]);
-                        panel_at[np] = panels[np];
+                        copy_panel(stored_at[np], w.panel_rows, kus, panel);
+                        panel_at[np] = panel;
                         ldb[np] = NR;
                     } else {
                         panel_at[np] = stored_at[np];
@@ -494,8 +496,8 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                     panel_at[np] = packed::stored_panel(w, j, 2) + u0 / 2 * w.panel_rows;
                     ldb[np] = w.panel_rows;
                 } else {
-                    avx2::pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
-                    panel_at[np] = panels[np];
+                    avx2::pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panel);
+                    panel_at[np] = panel;
                     ldb[np] = NR;
                 }
             }

@@ -53,6 +53,7 @@ struct alignas(64) KernelBuffers {  // a cache line apart: the slots grow from d
     std::vector<float> normed;         // and x normalized (a RowNorm), where the kernels do not do it as they read
     // A slot's: what a task writes.
     std::vector<float> tile_sums;      // packed::run: a task's tile sums between k blocks
+    std::vector<std::uint32_t> panels; // packed::run, avx2::run: a task's panels of W for one k block
     std::vector<unsigned char> dnnl_scratch;  // oneDNN's scratchpad for one part
     std::vector<float> part;           // one oneDNN part's [n, cols] result
     // Attention of one (sequence, head) (ops.hpp's and avx2.hpp's attention_head; a slot's).

@@ -39,6 +39,15 @@ static_assert(kPanelRows % NR == 0 && kPanelRowsV2 % NR == 0,
 constexpr std::int64_t KU = 128;        // units of k per block: a W panel is KU * NR * 4 = 16 KB
 constexpr std::int64_t kTaskCols = 64;  // output columns per task (two panels)
 constexpr std::int64_t kSliverBlock = 24;  // slivers of x per pass over a task's panels: 288 rows, ~150 KB
+// Every task reads all of x. Where packed x outgrows L2 (fc2's 4 MB for an image in float32;
+// 2 MB in bf16) it comes from L3 again for each task, so a task takes eight panels instead
+// of two, as long as its tile sums stay small enough to stay in L2 beside a block of x (not
+// for a batch of images). fc2 of an image: 347-374 -> 377-398 GFLOP/s (AVX-512), 208-210 ->
+// 215-216 (AVX2), alternating runs (Intel Xeon with AMX, 2 cores; bench/RESULTS.md).
+constexpr std::int64_t kWideTaskCols = 256;
+constexpr std::int64_t kWideFromBytes = 1536 * 1024;  // packed x larger than this (an image's qkv, 1.1 MB, is not)
+constexpr std::int64_t kWideSumsBytes = 512 * 1024;   // a wide task's tile sums at most this
+constexpr int kMaxTaskPanels = static_cast<int>(kWideTaskCols / NR);
 
 /// What the epilogue adds to the micro-tile's sums.
 struct Epilogue {
@@ -63,6 +72,14 @@ struct PackedX {
     std::int64_t block_stride() const { return slivers * KU * MR; }
     const std::uint32_t* at(std::int64_t b, std::int64_t s) const { return data + b * block_stride() + s * sliver_stride(); }
 };
+
+/// Output columns per task of a product with x packed as px: kTaskCols, or kWideTaskCols
+/// (above). The same numbers either way: a tile's sums run over k in the same order.
+inline std::int64_t task_cols(const PackedX& px) {
+    const std::int64_t x_bytes = px.nblocks * px.block_stride() * 4;
+    const std::int64_t wide_sums = px.slivers * kWideTaskCols * MR * 4;
+    return x_bytes > kWideFromBytes && wide_sums <= kWideSumsBytes ? kWideTaskCols : kTaskCols;
+}
 
 /// Where a W panel comes from: the stored [out, k] matrix and how its units are made.
 enum class Source {
@@ -518,20 +535,22 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
 template <class Op>
 inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
                 float* y, ThreadPool* pool, Workspace& ws) {
-    const std::int64_t tasks = (out + kTaskCols - 1) / kTaskCols;
-    constexpr int kPanels = static_cast<int>(kTaskCols / NR);
+    const std::int64_t cols = task_cols(px);
+    const std::int64_t tasks = (out + cols - 1) / cols;
+    const int kPanels = static_cast<int>(cols / NR);
     constexpr std::int64_t kTile = MR * NR;
     KernelBuffers* const slots = ws.slots(slot_count(pool, tasks));
     auto task = [&](std::int64_t t, int slot) {
-        // The task's panels of this k block are packed once (32 KB; used in place when W is
-        // stored in panels) and then run over the
+        // The task's panels of this k block are packed once (16 KB each, in the slot's
+        // buffer; used in place when W is stored in panels) and then run over the
         // slivers of x kSliverBlock at a time, so that for many rows (a batch of images) the
         // part of x in use stays in L2 while every panel passes over it. Sums of all but the
         // last k block go to the slot's tile buffer; the last block writes y.
-        alignas(64) std::uint32_t panels[kPanels][KU * NR];
+        std::uint32_t* const panels =
+            w.kind == Source::panels ? nullptr : aligned_at_least(slots[slot].panels, kPanels * KU * NR);
         float* const sums =
             px.nblocks > 1 ? aligned_at_least(slots[slot].tile_sums, px.slivers * kPanels * kTile) : nullptr;
-        const std::int64_t j0 = t * kTaskCols, j1 = std::min(out, j0 + kTaskCols);
+        const std::int64_t j0 = t * cols, j1 = std::min(out, j0 + cols);
         for (std::int64_t b = 0; b < px.nblocks; ++b) {
             const std::int64_t u0 = b * KU, kus = std::min(px.ku, u0 + KU) - u0;
             const bool last = b + 1 == px.nblocks;
@@ -541,15 +560,16 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
             e.xscale = px.xscale;
             e.xsum = px.xsum != nullptr ? px.xsum + b * px.slivers * MR : nullptr;
             int np = 0;
-            const std::uint32_t* panel_at[kPanels];
-            std::int64_t ldb[kPanels];
+            const std::uint32_t* panel_at[kMaxTaskPanels];
+            std::int64_t ldb[kMaxTaskPanels];
             for (std::int64_t j = j0; j < j1; j += NR, ++np) {
                 if (w.kind == Source::panels) {  // W's units are x's units: px.ku of them per row
                     ldb[np] = w.panel_rows;
                     panel_at[np] = stored_panel(w, j, Op::G) + u0 * ldb[np];
                 } else {
-                    pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panels[np]);
-                    panel_at[np] = panels[np];
+                    std::uint32_t* const panel = panels + np * KU * NR;
+                    pack_panel(w, j, static_cast<int>(std::min<std::int64_t>(NR, j1 - j)), u0, kus, panel);
+                    panel_at[np] = panel;
                     ldb[np] = NR;
                 }
             }
