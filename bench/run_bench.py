@@ -647,6 +647,11 @@ kind of machine, not re-run by run_bench.py); the code's comments say why, these
   below AMX they are widened (`CpuInfo::bf16_dot_pays`), and the widened panels of a bf16 file
   are prefetched a k block ahead as float32 panels are (at the `avx512_vnni` cap an image
   534-558 -> 489-540 ms, a 16-token text 64-65 -> 56-61 ms).
+- AVX2, float32 panels read in place (the 32-row panels of an f32 file, for an x of 6 slivers or
+  more) now have their next k block prefetched over the first pass as copied ones had (Intel
+  Xeon with AMX, 2026-12-05): an image 754-773 -> 722-749 ms in one set of alternating runs,
+  756-782 -> 714-717 in another. A bf16 file's panels, widened as they are packed, were no
+  faster so (742-746 against 742-764 ms) and are left to the hardware prefetchers.
 
 """
 

@@ -502,23 +502,27 @@ inline void run(const packed::PackedX& px, const packed::PanelSource& w, std::in
                 }
             }
             // A stored panel comes from the mapped file, from memory on first use (the hardware
-            // prefetchers stop at each 4 KB page). One that is copied has its next k block
-            // prefetched over the micro-tiles of its first pass, a few unit rows (two cache lines
-            // each) per tile: an image 2-4% faster. One read in place (a short text: two tiles a
-            // pass) is not: 64 rows' prefetches at once per tile filled the miss queue and made a
-            // 16-token text 10-15% slower than the hardware prefetchers alone (Zen 3).
-            const std::int64_t next_units = copy_stored && !last ? std::min(px.ku, u0 + 2 * KU) - (u0 + KU) : 0;
+            // prefetchers stop at each 4 KB page). For an x of kCopySlivers slivers or more, its
+            // next k block is prefetched over the micro-tiles of its first pass, a few unit rows
+            // (two cache lines each) per tile: an image 2-4% faster where the panel is copied
+            // (Zen 3), 3.5% where it is read in place (float32 panels of 32 rows: 754-773 ->
+            // 722-749 ms; Intel Xeon with AMX; a bf16 file's panels, widened, were no faster so).
+            // Not for a short text (two tiles a pass): 64 rows' prefetches at once per tile
+            // filled the miss queue and made a 16-token text 10-15% slower than the hardware
+            // prefetchers alone (Zen 3).
+            const bool fetch_next = w.kind == packed::Source::panels && px.slivers >= kCopySlivers;
+            const std::int64_t next_rows = fetch_next && !last ? std::min(px.ku, u0 + 2 * KU) - (u0 + KU) : 0;
             const std::int64_t first_pass = std::min(px.slivers, packed::kSliverBlock);
-            const std::int64_t per_tile = (next_units + first_pass - 1) / first_pass;
+            const std::int64_t per_tile = (next_rows + first_pass - 1) / first_pass;
             for (std::int64_t s0 = 0; s0 < px.slivers; s0 += packed::kSliverBlock) {
                 const std::int64_t s1 = std::min(px.slivers, s0 + packed::kSliverBlock);
                 for (int p = 0; p < np; ++p) {
                     const std::int64_t j = j0 + p * NR;
                     const int nr = static_cast<int>(std::min<std::int64_t>(NR, j1 - j));
                     for (std::int64_t s = s0; s < s1; ++s) {
-                        if (s0 == 0 && next_units > 0) {  // (a copied panel: stored_at is set)
-                            const std::int64_t f0 = std::min(next_units, s * per_tile);
-                            const std::int64_t f1 = std::min(next_units, f0 + per_tile);
+                        if (s0 == 0 && next_rows > 0) {  // (a stored panel: stored_at is set)
+                            const std::int64_t f0 = std::min(next_rows, s * per_tile);
+                            const std::int64_t f1 = std::min(next_rows, f0 + per_tile);
                             const std::int64_t lds = w.panel_rows;
                             const std::uint32_t* next = stored_at[p] + KU * lds;
                             for (std::int64_t u = f0; u < f1; ++u) {
