@@ -39,7 +39,9 @@ shapes (bench/make_bench_model.py), medians of {rounds} alternating rounds x {re
 {text_repeat} caption runs per side. "consumer" is altclip_bench built with no -march flag (how a
 program linking altclip::altclip is built), "native" with -march=native; "@level" caps the
 kernels with ALTCLIP_MAX_ISA. PyTorch 2.13 runs float32, bfloat16 (model.to(torch.bfloat16)),
-and float32 capped to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2); OpenVINO
+float32 capped to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2),
+and on a CPU with AMX bfloat16 without it (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16: what a CPU with
+AVX-512 and no AMX runs, set beside altclip capped to avx512_bf16); OpenVINO
 (`pip install openvino`, the same checkpoint converted once with `openvino.convert_model`) at its
 default precision for this CPU and at f32 (INFERENCE_PRECISION_HINT). The peaks are
 this CPU's, measured in the same run by bench/gemm_bench.cpp (FLOP/s, int8 OP/s, bytes/s; `onednn_*`:
@@ -66,24 +68,25 @@ def image_gflop(spec: dict) -> float:
     return (embed + layers * per_layer + 2 * d * spec["projection_dim"]) / 1e9
 
 
-def peak_of(side: str, isa: str, amx: bool = False) -> str:
+def peak_of(side: str, isa: str, amx: bool = False, widened: bool = False) -> str:
     """The same-run peak a side's image products run against: bf16 dot products for bf16 at
     AVX512_BF16 (and PyTorch/OpenVINO bf16), int8 for q8's VNNI vision tower, else f32 FMA. On
     a CPU with AMX, the bf16 and int8 products of altclip (at the amx level), PyTorch bf16 and
     OpenVINO bf16 all go through oneDNN's AMX matmul: their peak is what that matmul reaches
-    on a large product (gemm_bench's peak_onednn_*)."""
+    on a large product (gemm_bench's peak_onednn_*). `widened`: the side's altclip said it
+    widens bf16 weights to float32 at avx512_bf16 (an Intel CPU: CpuInfo::bf16_dot_pays)."""
     if side.startswith("altclip"):
         if isa == "amx" and " bf16 " in side:
             return "peak_onednn_bf16_flops"
         if isa == "amx" and " q8 " in side:
             return "peak_onednn_i8_ops"
-        if " bf16 " in side and isa in ("avx512_bf16", "amx"):
+        if " bf16 " in side and isa == "avx512_bf16" and not widened:
             return "peak_bf16_flops"
         if " q8 " in side and isa in ("avx512_vnni", "avx512_bf16", "amx"):
             return "peak_i8_ops"
         return "peak_f32_flops"
     bf16 = "bfloat16" in side or "bf16" in isa
-    if bf16 and amx:
+    if bf16 and amx and "AVX512_CORE_BF16" not in isa:  # (not where oneDNN is capped below AMX)
         return "peak_onednn_bf16_flops"
     return "peak_bf16_flops" if bf16 else "peak_f32_flops"
 
@@ -128,7 +131,7 @@ def render(result: dict, a) -> None:
         r32 = f"{t32 / m['image_s']:.2f}x" if t32 else ""
         r16 = f"{t16 / m['image_s']:.2f}x" if t16 else ""
         rate = gflop / m["image_s"]
-        peak_name = peak_of(n, m["isa"], "amx" in cpu)
+        peak_name = peak_of(n, m["isa"], "amx" in cpu, m.get("widened", False))
         peak = result["peaks"].get(peak_name)
         share = f"{rate:.0f} ({100 * rate * 1e9 / peak:.0f}% of {peak_name.replace('peak_', '')})" if peak else f"{rate:.0f}"
         m["image_gflops"] = rate
@@ -140,6 +143,18 @@ def render(result: dict, a) -> None:
     if "pytorch float32 @avx2" in med and ours:
         out(f"avx2 on both sides: PyTorch f32 / altclip f32 image "
             f"{med['pytorch float32 @avx2']['image_s'] / med[ours]['image_s']:.2f}x")
+    # AVX-512 without AMX on both sides, where this CPU has AMX (issue 13's targets for such a CPU:
+    # f32 at least 1.3x PyTorch f32, bf16 and q8 faster than PyTorch bf16).
+    if "pytorch bfloat16 @avx512_bf16" in med:
+        t = med["pytorch bfloat16 @avx512_bf16"]["image_s"]
+        f32 = med.get("altclip f32 consumer @avx512")
+        parts = [f"altclip f32 @avx512 {med['pytorch float32']['image_s'] / f32['image_s']:.2f}x PyTorch f32"
+                 if f32 and "pytorch float32" in med else None]
+        for dtype in ("bf16", "q8"):
+            m = med.get(f"altclip {dtype} consumer @avx512_bf16")
+            if m:
+                parts.append(f"altclip {dtype} @avx512_bf16 {t / m['image_s']:.2f}x PyTorch bf16 @avx512_bf16")
+        out("without AMX on both sides (image, above 1: altclip faster): " + ", ".join(p for p in parts if p))
     # No file type slower than f32 at the same kernel level (issue 13): f32 time / its time.
     for n, m in med.items():
         for dtype in ("bf16", "q8"):
@@ -241,7 +256,12 @@ def main(argv=None) -> int:
         # MKL too: PyTorch's float32 Linear is MKL's sgemm, which ignores the other two (on an Intel CPU
         # it ran AVX-512 under them).
         avx2_env = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-        for dt, env, tag in [("float32", {}, ""), ("bfloat16", {}, ""), ("float32", avx2_env, " @avx2")]:
+        torch_sides = [("float32", {}, ""), ("bfloat16", {}, ""), ("float32", avx2_env, " @avx2")]
+        if best == "amx":
+            # bfloat16 without AMX (oneDNN's AVX512_BF16 kernels): with altclip capped to
+            # avx512_bf16, what this CPU can show of issue 13's targets for AVX-512 without AMX.
+            torch_sides.append(("bfloat16", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, " @avx512_bf16"))
+        for dt, env, tag in torch_sides:
             sides.append((f"pytorch {dt}{tag}", [sys.executable, os.path.join(HERE, "bench_torch.py"), "--folder",
                                                  model["hub"], "--inputs", inputs, "--threads", str(a.threads),
                                                  "--repeat", str(a.repeat), "--text-repeat", str(a.text_repeat),
@@ -275,9 +295,11 @@ def main(argv=None) -> int:
             if "image_b8_s" in res:
                 samples[name]["b8"] += res["image_b8_s"]["samples"]
             samples[name]["isa"] = res.get("isa", env.get("ONEDNN_MAX_CPU_ISA", "oneDNN default"))
+            samples[name]["widened"] = "bf16 weights widened" in res.get("cpu", "")
     peaks = run_json([binary("native", "altclip_gemm_bench"), "--threads", str(a.threads), "--json"], {}, "peaks")
 
     med = {n: {"image_s": statistics.median(s["image"]), "text_s": statistics.median(s["text"]), "isa": s["isa"],
+               **({"widened": True} if s.get("widened") else {}),
                "image_samples": len(s["image"]), "image_min_s": min(s["image"]), "image_max_s": max(s["image"]),
                **({"image_b8_s": statistics.median(s["b8"])} if s["b8"] else {})}
            for n, s in samples.items()}
