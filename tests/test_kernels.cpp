@@ -94,8 +94,9 @@ void check_equal(const std::vector<float>& fused, const std::vector<float>& want
 }  // namespace
 
 TEST_CASE("linear with an activation equals linear, then the activation's pass", "[kernels]") {
-    // The AVX2 kernel applies it in its write-out, the other paths as a pass over y: the same
-    // numbers either way, for whole and partial column panels, with and without a bias.
+    // The AVX2 kernel and the AVX-512 packed one apply it in their write-out, the other paths as a
+    // pass over y: the same numbers either way, for whole and partial column panels, with and
+    // without a bias.
     ThreadPool pool(2);
     for (auto [n, k, out] : std::vector<std::array<std::int64_t, 3>>{
              {1, 17, 3}, {5, 64, 40}, {16, 96, 100}, {20, 601, 70}, {61, 130, 64}, {257, 64, 150}}) {

@@ -344,14 +344,18 @@ inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t 
     }
 }
 
-/// linear() at Isa::avx512 and above, w.type runnable there.
+/// Whether linear_avx512 multiplies n rows by w through the packed kernel (gemm_packed.hpp):
+/// many rows, or weights stored in panels for any number of rows (with no panel to pack, it
+/// reads them once as a short input needs: bench/RESULTS.md).
+inline bool packs_avx512(const WeightMatrix& w, std::int64_t n) { return n >= kPackRows || w.panels; }
+
+/// linear() at Isa::avx512 and above, w.type runnable there. `act` is applied by the packed
+/// kernel as it writes y (packs_avx512), by the caller's pass otherwise.
 ALTCLIP_KERNEL_ENTRY inline void linear_avx512(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
                                                const float* bias, std::int64_t out, float* y, ThreadPool* pool,
-                                               Workspace& ws) {
-    // Weights stored in panels go through the packed kernel for any number of rows: with no
-    // panel to pack, it reads them once as a short input needs (bench/RESULTS.md).
-    if (n >= kPackRows || w.panels) {
-        packed::linear(x, n, k, w, bias, out, y, pool, ws);
+                                               Workspace& ws, Activation act) {
+    if (packs_avx512(w, n)) {
+        packed::linear(x, n, k, w, bias, out, y, pool, ws, act);
         return;
     }
     const std::int64_t blocks = (out + kColumnBlock - 1) / kColumnBlock;
@@ -454,8 +458,8 @@ inline bool bf16_tiles(const WeightMatrix&, std::int64_t, std::int64_t) { return
 /// y[n, out] = act(x[n, k] . w[out, k]^T (+ bias)). `pool` may be nullptr (single thread,
 /// the best Isa this CPU allows). `ws`: the kernels' buffers of the call (a forward pass's,
 /// Scratch::workspace), reused by its every product. `act` (an MLP's activation) is applied
-/// in the AVX2 kernel's write-out and by each oneDNN task on its own rows, by a pass over y
-/// on the other paths: the same numbers.
+/// in the AVX2 and the AVX-512 packed kernels' write-out and by each oneDNN task on its own
+/// rows, by a pass over y on the other paths: the same numbers.
 inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& weights, const float* bias,
                    std::int64_t out, float* y, ThreadPool* pool, Workspace& ws, Activation act = Activation::none) {
     if (n <= 0 || out <= 0) return;
@@ -485,8 +489,8 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
         return;
     }
     if (isa >= Isa::avx512) {
-        gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool, ws);
-        gemm_detail::activate(act, y, n * out, pool);
+        gemm_detail::linear_avx512(x, n, k, w, bias, out, y, pool, ws, act);
+        if (!gemm_detail::packs_avx512(w, n)) gemm_detail::activate(act, y, n * out, pool);
         return;
     }
     if (isa >= Isa::avx2) {

@@ -24,8 +24,10 @@
 #include <cstring>
 #include <vector>
 
+#include "activation.hpp"
 #include "buffer.hpp"
 #include "cpu.hpp"
+#include "lanes_avx512.hpp"
 #include "thread_pool.hpp"
 #include "weight_matrix.hpp"
 
@@ -247,12 +249,13 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t l
 
 
 /// Finishes one k block of an MR x NR tile: v = acc (scaled, for int8 corrected by the
-/// block's x sums) + (first k block ? bias : the sums so far, read from `prev`), written to
-/// `dst`. Only rows [0, mr) and columns [0, nr) are read or written.
+/// block's x sums) + (first k block ? bias : the sums so far, read from `prev`), then `act`
+/// (the last k block's: an MLP's activation, v512::activate as ops.hpp's pass applies it),
+/// written to `dst`. Only rows [0, mr) and columns [0, nr) are read or written.
 template <class Op>
 inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogue& e, std::int64_t row0,
                        std::int64_t col0, int mr, int nr, const float* prev, std::int64_t ldp, float* dst,
-                       std::int64_t ldd) {
+                       std::int64_t ldd, Activation act = Activation::none) {
     const HalfMasks hm = half_masks(nr);
     const __mmask16 mask[2] = {hm.lo, hm.hi};
     __m512 bias[2], ws[2];
@@ -275,6 +278,7 @@ inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogu
                 v = e.wscale != nullptr ? _mm512_mul_ps(acc[i][h], ws[h]) : acc[i][h];
             }
             v = _mm512_add_ps(v, first ? bias[h] : _mm512_maskz_loadu_ps(mask[h], prev + i * ldp + 16 * h));
+            if (act != Activation::none) v = v512::activate(act, v);
             _mm512_mask_storeu_ps(dst + i * ldd + 16 * h, mask[h], v);
         }
     }
@@ -559,7 +563,7 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
 /// much as a sixth of the product).
 template <class Op>
 inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
-                float* y, ThreadPool* pool, Workspace& ws) {
+                float* y, ThreadPool* pool, Workspace& ws, Activation act = Activation::none) {
     const std::int64_t cols = task_cols(px);
     const std::int64_t tasks = (out + cols - 1) / cols;
     const int kPanels = static_cast<int>(cols / NR);
@@ -633,7 +637,7 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                         else micro<Op>(a, panel_at[p], ldb[p], kus, acc, fetch, nf, ldf);
                         float* tile = sums != nullptr ? sums + (s * kPanels + p) * kTile : nullptr;
                         if (last)
-                            store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out);
+                            store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out, act);
                         else
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, tile, NR);
                     }
@@ -646,37 +650,38 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
 
 /// The whole product for a weight matrix of any stored type (see gemm.hpp's WeightType).
 /// Called by kernels::linear only, which has checked the CPU for the weight type's instructions.
+/// `act` is applied as the tiles are written.
 ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
                                         const float* bias, std::int64_t out, float* y, ThreadPool* pool,
-                                        Workspace& workspace) {
+                                        Workspace& workspace, Activation act = Activation::none) {
     PanelSource src{Source::f32, w.data, k, nullptr};
     src.panel_rows = w.panel_rows;
     PackedXBuffers& ws = workspace.caller().x;
     switch (w.type) {
         case WeightType::f32:
             if (w.panels) src.kind = Source::panels;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace);
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
             return;
         case WeightType::bf16_dot:
             src.kind = w.panels ? Source::panels : Source::bf16_pairs;
-            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool, workspace);
+            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
             return;
         case WeightType::bf16:
             src.kind = w.panels ? Source::bf16_panels_widen : Source::bf16_widen;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace);
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
             return;
         case WeightType::q8_dot:
             src.kind = Source::i8_quads;
-            run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool, workspace);
+            run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool, workspace, act);
             return;
         case WeightType::q8_bf16:
             src.kind = Source::i8_bf16;
-            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, w.scale, y, pool, workspace);
+            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, w.scale, y, pool, workspace, act);
             return;
         case WeightType::q8:
             src.kind = Source::i8_widen;
             src.scale = w.scale;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace);
+            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
             return;
     }
 }
