@@ -450,6 +450,26 @@ inline bool avx2_packs(const Product* products, int count, std::int64_t n, Threa
         if (products[i].weight->onednn != nullptr || avx2::by_rows(*products[i].weight, n)) return false;
     return true;
 }
+/// Whether products of n rows all run on the AVX-512 packed kernel (none through oneDNN or on
+/// AMX tiles; packs_avx512) with units of one size, so that x can be packed once for them all
+/// (packed::linear_many). `lowered`: their weights with the types runnable here (count of them).
+inline bool avx512_packs(const Product* products, int count, std::int64_t n, ThreadPool* pool,
+                         WeightMatrix* lowered) {
+    const Isa isa = isa_of(pool);
+    if (isa < Isa::avx512) return false;
+    for (int i = 0; i < count; ++i) {
+        const WeightMatrix& w = *products[i].weight;
+        if (w.onednn != nullptr || w.amx_s8 != nullptr || w.amx_bf16 != nullptr) return false;
+        lowered[i] = w;
+        lowered[i].type = runnable(w.type, isa);
+        const WeightType t = lowered[i].type;
+        // At Isa::amx linear() may take the other types to the tiles (bf16 panels, q8_bf16).
+        if (isa >= Isa::amx && t != WeightType::f32 && t != WeightType::bf16 && t != WeightType::q8) return false;
+        if (!packs_avx512(lowered[i], n)) return false;
+        if (packed::unit_values(t) != packed::unit_values(lowered[0].type)) return false;
+    }
+    return true;
+}
 #else
 inline bool bf16_tiles(const WeightMatrix&, std::int64_t, std::int64_t) { return false; }
 #endif
@@ -527,14 +547,19 @@ inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightM
     gemm_detail::activate(act, y, n * out, pool);
 }
 
+/// Products linear_many takes at once on the AVX-512 packed kernel (a layer's q, k and v).
+inline constexpr int kMaxProducts = 4;
+
 /// The products of one x [n, k] (a layer's q, k and v projections; a residual's product), the
 /// same numbers as linear() each, then y + the result where `add`; with `norm`, the products
 /// of layer_norm(x) (kernels::layer_norm's numbers). Where every product runs on AMX tiles
 /// (the ViT's int8, packed for them; bf16 in panels for many rows) x is normalized and
 /// rounded once for them all as its rows are read, and a residual is added as the results
 /// are written; at Isa::avx2 (avx2::linear_many) x is normalized as it is packed, once for
-/// them all, and a residual added as the tiles are written; else layer_norm's pass into a
-/// buffer, then one linear() each, a residual through a buffer and a pass.
+/// them all, and a residual added as the tiles are written; on AVX-512's packed kernel
+/// (packed::linear_many) layer_norm's pass into a buffer, then x packed once for them all and
+/// a residual added as the tiles are written; else layer_norm's pass, then one linear() each,
+/// a residual through a buffer and a pass.
 inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Product* products, int count,
                         ThreadPool* pool, Workspace& ws, const RowNorm* norm = nullptr) {
     if (n <= 0 || count <= 0) return;
@@ -561,6 +586,19 @@ inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Pr
         layer_norm(x, n, k, norm->gamma, norm->beta, norm->eps, normed.data(), pool);
         x = normed.data();
     }
+#if ALTCLIP_X86
+    if (count <= kMaxProducts) {  // at AVX-512: x packed once, residuals added as the tiles are written
+        WeightMatrix lowered[kMaxProducts];
+        Product runnable_products[kMaxProducts];
+        if (gemm_detail::avx512_packs(products, count, n, pool, lowered)) {
+            for (int i = 0; i < count; ++i) {
+                runnable_products[i] = products[i];
+                runnable_products[i].weight = &lowered[i];
+            }
+            return packed::linear_many(x, n, k, runnable_products, count, pool, ws);
+        }
+    }
+#endif
     for (int i = 0; i < count; ++i) {
         const Product& p = products[i];
         if (!p.add) {

@@ -251,11 +251,12 @@ inline void micro(const std::uint32_t* a, const std::uint32_t* b, std::int64_t l
 /// Finishes one k block of an MR x NR tile: v = acc (scaled, for int8 corrected by the
 /// block's x sums) + (first k block ? bias : the sums so far, read from `prev`), then `act`
 /// (the last k block's: an MLP's activation, v512::activate as ops.hpp's pass applies it),
-/// written to `dst`. Only rows [0, mr) and columns [0, nr) are read or written.
+/// written to `dst`, or with `add` (a residual) dst + v. Only rows [0, mr) and columns [0, nr)
+/// are read or written.
 template <class Op>
 inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogue& e, std::int64_t row0,
                        std::int64_t col0, int mr, int nr, const float* prev, std::int64_t ldp, float* dst,
-                       std::int64_t ldd, Activation act = Activation::none) {
+                       std::int64_t ldd, Activation act = Activation::none, bool add = false) {
     const HalfMasks hm = half_masks(nr);
     const __mmask16 mask[2] = {hm.lo, hm.hi};
     __m512 bias[2], ws[2];
@@ -279,6 +280,7 @@ inline void store_tile(typename Op::Acc (&acc)[MR][2], bool first, const Epilogu
             }
             v = _mm512_add_ps(v, first ? bias[h] : _mm512_maskz_loadu_ps(mask[h], prev + i * ldp + 16 * h));
             if (act != Activation::none) v = v512::activate(act, v);
+            if (add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[h], dst + i * ldd + 16 * h), v);
             _mm512_mask_storeu_ps(dst + i * ldd + 16 * h, mask[h], v);
         }
     }
@@ -563,7 +565,7 @@ inline void pack_panel(const PanelSource& w, std::int64_t j, int nr, std::int64_
 /// much as a sixth of the product).
 template <class Op>
 inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const float* bias, const float* wscale,
-                float* y, ThreadPool* pool, Workspace& ws, Activation act = Activation::none) {
+                float* y, ThreadPool* pool, Workspace& ws, Activation act = Activation::none, bool add = false) {
     const std::int64_t cols = task_cols(px);
     const std::int64_t tasks = (out + cols - 1) / cols;
     const int kPanels = static_cast<int>(cols / NR);
@@ -637,7 +639,8 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
                         else micro<Op>(a, panel_at[p], ldb[p], kus, acc, fetch, nf, ldf);
                         float* tile = sums != nullptr ? sums + (s * kPanels + p) * kTile : nullptr;
                         if (last)
-                            store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out, act);
+                            store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, y + s * MR * out + j, out, act,
+                                           add);
                         else
                             store_tile<Op>(acc, b == 0, e, s * MR, j, mr, nr, tile, NR, tile, NR);
                     }
@@ -648,41 +651,64 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
     parallel_for_slots(pool, tasks, task);
 }
 
+/// Values of k per 32-bit unit of x for w's type: 1 (float32), 2 (bfloat16 pairs), 4 (int8).
+inline int unit_values(WeightType t) {
+    switch (t) {
+        case WeightType::bf16_dot:
+        case WeightType::q8_bf16: return 2;
+        case WeightType::q8_dot: return 4;
+        default: return 1;
+    }
+}
+
+/// y (=, or += with `add`) act(x . W^T + bias) for x packed as px (units of unit_values(w.type)
+/// values), W of any stored type (see gemm.hpp's WeightType).
+inline void run_weight(const PackedX& px, std::int64_t k, const WeightMatrix& w, const float* bias, std::int64_t out,
+                       float* y, ThreadPool* pool, Workspace& ws, Activation act, bool add) {
+    PanelSource src{Source::f32, w.data, k, nullptr};
+    src.panel_rows = w.panel_rows;
+    switch (w.type) {
+        case WeightType::f32:
+            if (w.panels) src.kind = Source::panels;
+            return run<F32Op>(px, src, out, bias, nullptr, y, pool, ws, act, add);
+        case WeightType::bf16_dot:
+            src.kind = w.panels ? Source::panels : Source::bf16_pairs;
+            return run<Bf16Op>(px, src, out, bias, nullptr, y, pool, ws, act, add);
+        case WeightType::bf16:
+            src.kind = w.panels ? Source::bf16_panels_widen : Source::bf16_widen;
+            return run<F32Op>(px, src, out, bias, nullptr, y, pool, ws, act, add);
+        case WeightType::q8_dot:
+            src.kind = Source::i8_quads;
+            return run<I8Op>(px, src, out, bias, w.scale, y, pool, ws, act, add);
+        case WeightType::q8_bf16:
+            src.kind = Source::i8_bf16;
+            return run<Bf16Op>(px, src, out, bias, w.scale, y, pool, ws, act, add);
+        case WeightType::q8:
+            src.kind = Source::i8_widen;
+            src.scale = w.scale;
+            return run<F32Op>(px, src, out, bias, nullptr, y, pool, ws, act, add);
+    }
+}
+
 /// The whole product for a weight matrix of any stored type (see gemm.hpp's WeightType).
 /// Called by kernels::linear only, which has checked the CPU for the weight type's instructions.
 /// `act` is applied as the tiles are written.
 ALTCLIP_KERNEL_ENTRY inline void linear(const float* x, std::int64_t n, std::int64_t k, const WeightMatrix& w,
                                         const float* bias, std::int64_t out, float* y, ThreadPool* pool,
                                         Workspace& workspace, Activation act = Activation::none) {
-    PanelSource src{Source::f32, w.data, k, nullptr};
-    src.panel_rows = w.panel_rows;
-    PackedXBuffers& ws = workspace.caller().x;
-    switch (w.type) {
-        case WeightType::f32:
-            if (w.panels) src.kind = Source::panels;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
-            return;
-        case WeightType::bf16_dot:
-            src.kind = w.panels ? Source::panels : Source::bf16_pairs;
-            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
-            return;
-        case WeightType::bf16:
-            src.kind = w.panels ? Source::bf16_panels_widen : Source::bf16_widen;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
-            return;
-        case WeightType::q8_dot:
-            src.kind = Source::i8_quads;
-            run<I8Op>(pack_x(x, n, k, k, 4, ws, pool), src, out, bias, w.scale, y, pool, workspace, act);
-            return;
-        case WeightType::q8_bf16:
-            src.kind = Source::i8_bf16;
-            run<Bf16Op>(pack_x(x, n, k, k, 2, ws, pool), src, out, bias, w.scale, y, pool, workspace, act);
-            return;
-        case WeightType::q8:
-            src.kind = Source::i8_widen;
-            src.scale = w.scale;
-            run<F32Op>(pack_x(x, n, k, k, 1, ws, pool), src, out, bias, nullptr, y, pool, workspace, act);
-            return;
+    const PackedX px = pack_x(x, n, k, k, unit_values(w.type), workspace.caller().x, pool);
+    run_weight(px, k, w, bias, out, y, pool, workspace, act, false);
+}
+
+/// kernels::linear_many's products (their types runnable here, all of one unit size): x packed
+/// once for them all, each residual added to y as its tiles are written. The same numbers as
+/// one linear() each and the residual's pass.
+ALTCLIP_KERNEL_ENTRY inline void linear_many(const float* x, std::int64_t n, std::int64_t k, const Product* products,
+                                             int count, ThreadPool* pool, Workspace& workspace) {
+    const PackedX px = pack_x(x, n, k, k, unit_values(products[0].weight->type), workspace.caller().x, pool);
+    for (int i = 0; i < count; ++i) {
+        const Product& p = products[i];
+        run_weight(px, k, *p.weight, p.bias, p.out, p.y, pool, workspace, p.act, p.add);
     }
 }
 
