@@ -69,7 +69,8 @@ struct CpuInfo {
         s += isa_name(effective());
         if (effective() != supported) s += std::string(" (capped by ALTCLIP_MAX_ISA; the CPU allows ") + isa_name(supported) + ")";
         if (effective() == Isa::avx512_bf16 && !bf16_dot_pays(Isa::avx512_bf16))
-            s += " (bf16 weights widened to float32: this CPU's AVX512_BF16 dot products run at half its float32 rate)";
+            s += " (bf16 weights widened to float32, a q8 file's text weights too: this CPU's AVX512_BF16 dot products "
+                 "run at half its float32 rate)";
         if (effective() == Isa::amx)
             s += " (AMX: the products and the attention of bf16 and q8 models on altclip's own tile kernels; "
                  "the other kernels run avx512_bf16)";
