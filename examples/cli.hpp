@@ -130,10 +130,10 @@ inline void describe(const Model& model, const Args& a, const std::string& progr
     if (!a.has("verbose")) return;
     std::cerr << program << ": CPU: " << altclip::cpu_info().describe() << "\n"
               << program << ": model: " << model.num_threads() << " threads, kernels " << altclip::isa_name(model.isa())
-              << (model.isa() >= altclip::Isa::avx512_bf16 ? " (bf16 files: bfloat16 dot products; q8: int8 dot products)"
+              << (altclip::cpu_info().bf16_dot_pays(model.isa()) ? " (bf16 files: bfloat16 dot products; q8: int8 dot products)"
                   : model.isa() >= altclip::Isa::avx512_vnni ? " (bf16 files widened to float32; q8: int8 dot products)"
-                  : model.isa() >= altclip::Isa::avx512 ? " (bf16 and q8 files widened to float32)"
-                                                        : " (Eigen; bf16 and q8 files widened to float32)")
+                  : model.isa() >= altclip::Isa::avx2 ? " (bf16 and q8 files widened to float32)"
+                                                      : " (Eigen; bf16 and q8 files widened to float32)")
               << (a.has("exact") ? "; --exact: float32 math" : "") << "\n";
     std::cerr << program << ": matrix products: " << model.matmul_engine() << "\n";
 }
