@@ -80,6 +80,11 @@ constexpr std::int64_t kPackRows = 48;      // from this many rows of x on, the 
 constexpr std::int64_t kDepthBlock = 4096;  // k per pass of the short-input path: all of k for AltCLIP (the tile
                                             // sums are reduced once; bench/RESULTS.md)
 
+/// Whether linear_avx512 multiplies n rows by w through the packed kernel (gemm_packed.hpp):
+/// many rows, or weights stored in panels for any number of rows (with no panel to pack, it
+/// reads them once as a short input needs: bench/RESULTS.md).
+inline bool packs_avx512(const WeightMatrix& w, std::int64_t n) { return n >= kPackRows || w.panels; }
+
 /// Columns [j0, j1) on any CPU; w_block holds W's rows j0..j1.
 inline void block_eigen(const float* x, std::int64_t n, std::int64_t k, const float* w_block, const float* bias,
                         std::int64_t out, std::int64_t j0, std::int64_t j1, float* y) {
@@ -343,11 +348,6 @@ inline void block_avx512(const typename L::X* x, std::int64_t ldx, std::int64_t 
         }
     }
 }
-
-/// Whether linear_avx512 multiplies n rows by w through the packed kernel (gemm_packed.hpp):
-/// many rows, or weights stored in panels for any number of rows (with no panel to pack, it
-/// reads them once as a short input needs: bench/RESULTS.md).
-inline bool packs_avx512(const WeightMatrix& w, std::int64_t n) { return n >= kPackRows || w.panels; }
 
 /// linear() at Isa::avx512 and above, w.type runnable there. `act` is applied by the packed
 /// kernel as it writes y (packs_avx512), by the caller's pass otherwise.

@@ -83,6 +83,16 @@ inline std::int64_t task_cols(const PackedX& px) {
     return x_bytes > kWideFromBytes && wide_sums <= kWideSumsBytes ? kWideTaskCols : kTaskCols;
 }
 
+/// Values of k per 32-bit unit of x for a weight type: 1 (float32), 2 (bfloat16 pairs), 4 (int8).
+inline int unit_values(WeightType t) {
+    switch (t) {
+        case WeightType::bf16_dot:
+        case WeightType::q8_bf16: return 2;
+        case WeightType::q8_dot: return 4;
+        default: return 1;
+    }
+}
+
 /// Where a W panel comes from: the stored [out, k] matrix and how its units are made.
 enum class Source {
     f32,          // float32 units
@@ -649,16 +659,6 @@ inline void run(const PackedX& px, const PanelSource& w, std::int64_t out, const
         }
     };
     parallel_for_slots(pool, tasks, task);
-}
-
-/// Values of k per 32-bit unit of x for w's type: 1 (float32), 2 (bfloat16 pairs), 4 (int8).
-inline int unit_values(WeightType t) {
-    switch (t) {
-        case WeightType::bf16_dot:
-        case WeightType::q8_bf16: return 2;
-        case WeightType::q8_dot: return 4;
-        default: return 1;
-    }
 }
 
 /// y (=, or += with `add`) act(x . W^T + bias) for x packed as px (units of unit_values(w.type)
