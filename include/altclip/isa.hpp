@@ -46,7 +46,7 @@ struct CpuInfo {
     /// An Intel CPU with AVX512_BF16: vdpbf16ps runs at half its float32 FMA rate or less
     /// (measured on the Intel Xeon with AMX: 239 against 478 GFLOP/s on 2 cores, and oneDNN's
     /// own avx512_core_bf16 matmul at 208; on AMD Zen 4 it is twice the FMA rate: 470 against
-    /// 230; ../bench/ISA_RESULTS.md), so multiplying bf16 weights widened to float32 is faster.
+    /// 230; bench/ISA_RESULTS.md), so multiplying bf16 weights widened to float32 is faster.
     bool bf16_dot_half_rate = false;
     /// The level a model loaded with this cap runs (min of supported, env_cap and cap).
     Isa effective(Isa cap = Isa::best) const {
