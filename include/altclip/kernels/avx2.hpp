@@ -451,10 +451,10 @@ constexpr std::int64_t kCopySlivers = 6;
 /// y[n, out] (row stride ldy) = x . W^T (+ bias), W given as float32 units. As packed::run
 /// (gemm_packed.hpp) does it: a task owns packed::task_cols output columns (two panels, eight
 /// where x outgrows L2; packed once per k block or used in place), runs them over x's slivers
-/// kSliverBlock at a time (that part of x stays in L2 while its panels pass over it), and keeps its tiles' sums between k
-/// blocks in its slot's tile_sums ([sliver][panel][MR][NR], contiguous: y's rows are `out`
-/// floats apart, which puts a tile's rows in one L1 set); the last k block writes y
-/// (write_tile: + bias, then `act`).
+/// kSliverBlock at a time (that part of x stays in L2 while its panels pass over it), and
+/// keeps its tiles' sums between k blocks in its slot's tile_sums ([sliver][panel][MR][NR],
+/// contiguous: y's rows are `out` floats apart, which puts a tile's rows in one L1 set); the
+/// last k block writes y (write_tile: + bias, then `act`).
 /// `slots`: a KernelBuffers per slot of the pool's loop (one when pool is nullptr). `add`: y
 /// += the result (a residual). `to`: instead of y, the result written as the next product's
 /// packed x (an [n, out] x in `to`'s layout, packed_shape; linear_chain), each tile transposed
